@@ -1,0 +1,3 @@
+"""Unified Commerce CDC Hub."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,118 @@
+"""The ``hub`` command line."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+from rich.console import Console
+
+from hub.errors import StackError
+from hub.settings import get_settings
+
+err = Console(stderr=True)
+
+
+@click.group()
+def main() -> None:
+    """Unified Commerce CDC Hub: sources → Debezium/Kafka Connect → Kafka → hub → unified topics."""
+
+
+@main.group()
+def stack() -> None:
+    """The local stack (PostgreSQL, Kafka, Kafka Connect + Debezium) as local processes."""
+
+
+def _stack():  # type: ignore[no-untyped-def]
+    from hub.stack.manager import Stack
+
+    return Stack(get_settings(), err)
+
+
+@stack.command()
+def up() -> None:
+    """Start everything that is not running and register the connectors (idempotent)."""
+    try:
+        _stack().up()
+    except StackError as exc:
+        err.print(f"[bold red]✗ {exc}[/]")
+        sys.exit(1)
+
+
+@stack.command()
+@click.option("--purge", is_flag=True, help="Also delete the state directory (data, logs, secrets).")
+def down(purge: bool) -> None:
+    """Stop everything the stack started."""
+    _stack().down(purge=purge)
+
+
+@stack.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def status(as_json: bool) -> None:
+    """Each component and connector with its state."""
+    s = _stack()
+    if as_json:
+        click.echo(json.dumps(s.status(), indent=2))
+    else:
+        s.print_status()
+
+
+@stack.command()
+@click.option("--json", "as_json", is_flag=True, help="One JSON object for other tools.")
+def env(as_json: bool) -> None:
+    """The endpoints: Kafka bootstrap, Connect URL, one DSN per source database."""
+    endpoints = _stack().env()
+    if as_json:
+        click.echo(json.dumps(endpoints))
+        return
+    click.echo(f"HUB_KAFKA_BOOTSTRAP={endpoints['kafka_bootstrap']}")
+    click.echo(f"HUB_CONNECT_URL={endpoints['connect_url']}")
+    for system, dsn in endpoints["sources"].items():
+        click.echo(f"HUB_{system.upper()}_DSN={dsn}")
+
+
+@main.command()
+@click.option("--loglevel", default="info", show_default=True)
+def worker(loglevel: str) -> None:
+    """Run the Faust worker: raw CDC topics → canonical records on the unified topics."""
+    from hub.worker.app import run_worker
+
+    run_worker(get_settings(), loglevel)
+
+
+@main.command()
+@click.argument("topic_id")
+@click.option("--from-beginning", is_flag=True, help="Start at the oldest record, not the newest.")
+@click.option("--max", "limit", type=int, default=0, help="Stop after this many records (0: never).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON line per record.")
+def tail(topic_id: str, from_beginning: bool, limit: int, as_json: bool) -> None:
+    """Print records of a declared topic as they arrive (Ctrl-C to stop)."""
+    from hub.tail import tail as run_tail
+
+    run_tail(get_settings(), topic_id, from_beginning, limit, as_json)
+
+
+@main.command()
+@click.option("--rate", type=float, default=5.0, show_default=True, help="Sales per second.")
+@click.option("--count", type=int, default=0, help="Stop after this many sales (0: never).")
+@click.option("--seed", type=int, default=7, show_default=True)
+def simulate(rate: float, count: int, seed: int) -> None:
+    """Ring up sales in the POS database: ticket + lines + stock decrements, one transaction each."""
+    from hub.simulator import run_sales
+
+    run_sales(get_settings(), rate, count, seed)
+
+
+@main.group()
+def schemas() -> None:
+    """The JSON Schemas under schemas/, generated from the canonical models."""
+
+
+@schemas.command("write")
+def schemas_write() -> None:
+    """Regenerate the JSON Schema files from the models."""
+    from hub.schema_files import write_all
+
+    for path in write_all():
+        click.echo(f"wrote {path}")

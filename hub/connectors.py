@@ -1,0 +1,120 @@
+"""Connector definitions (``connectors/*.yaml``) and the Debezium configs rendered from them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from hub.errors import RegistryError
+from hub.settings import REPO_ROOT
+from hub.topics import TopicRegistry
+
+CONNECTORS_DIR = REPO_ROOT / "connectors"
+
+
+class ConnectorRef(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+    name: str
+    class_: str = Field(alias="class")
+
+
+class Connection(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    kind: Literal["postgres"]
+    database: str
+    user: str
+    password_secret: str
+    hostname: str | None = None  # None: the local stack's host
+    port: int | None = None  # None: the local stack's port for this system
+
+
+class ConnectorDefinition(BaseModel):
+    """One source system: how to reach it, which tables to capture, Debezium settings."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    system: str
+    description: str
+    connector: ConnectorRef
+    connection: Connection
+    tables: tuple[str, ...]
+    debezium: dict[str, str]
+
+    @field_validator("debezium", mode="before")
+    @classmethod
+    def _stringify(cls, value: object) -> object:
+        if isinstance(value, dict):
+            return {str(k): str(v) for k, v in value.items()}
+        return value
+
+    @field_validator("debezium")
+    @classmethod
+    def _no_inline_secrets(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, setting in value.items():
+            if "password" in key.lower() and not setting.startswith("${"):
+                raise ValueError(f"{key}: passwords only as config-provider references")
+        return value
+
+    @property
+    def topic_prefix(self) -> str:
+        return f"raw.{self.system}"
+
+    @property
+    def slot(self) -> str:
+        return f"hub_{self.system}"
+
+    @property
+    def publication(self) -> str:
+        return f"hub_{self.system}"
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where Connect reaches the source, and where the Connect worker keeps its secrets file."""
+
+    hostname: str
+    port: int
+    secrets_file: Path
+
+
+def load_definitions(directory: Path | None = None) -> dict[str, ConnectorDefinition]:
+    """All definitions, by system name. Raises ``RegistryError`` naming the file at fault."""
+    definitions: dict[str, ConnectorDefinition] = {}
+    for path in sorted((directory or CONNECTORS_DIR).glob("*.yaml")):
+        try:
+            definition = ConnectorDefinition(**yaml.safe_load(path.read_text()))
+        except (ValidationError, TypeError) as exc:
+            raise RegistryError(f"{path}: {exc}") from exc
+        definitions[definition.system] = definition
+    return definitions
+
+
+def render_config(
+    definition: ConnectorDefinition, endpoint: Endpoint, registry: TopicRegistry
+) -> dict[str, str]:
+    """The Kafka Connect config of ``definition``. Raises ``RegistryError`` for an undeclared table."""
+    for table in definition.tables:
+        expected = f"{definition.topic_prefix}.{table}"
+        declared = registry.raw_for(definition.system, table).name
+        if declared != expected:
+            raise RegistryError(f"{definition.system}:{table} writes {expected}, registry says {declared}")
+    conn = definition.connection
+    config = {
+        "connector.class": definition.connector.class_,
+        "tasks.max": "1",
+        "database.hostname": conn.hostname or endpoint.hostname,
+        "database.port": str(conn.port or endpoint.port),
+        "database.user": conn.user,
+        "database.password": f"${{file:{endpoint.secrets_file}:{conn.password_secret}}}",
+        "database.dbname": conn.database,
+        "topic.prefix": definition.topic_prefix,
+        "slot.name": definition.slot,
+        "publication.name": definition.publication,
+        "table.include.list": ",".join(definition.tables),
+    }
+    config.update(definition.debezium)
+    return config

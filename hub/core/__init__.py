@@ -1,0 +1,1 @@
+"""The business core: pure, synchronous, typed. No Faust, no Kafka, no I/O."""

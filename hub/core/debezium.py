@@ -1,0 +1,155 @@
+"""Decode Debezium change events (JSON converter, ``schemas.enable=false``).
+
+Contract: ``decode`` is pure and never raises anything but ``InvalidEvent``. A Debezium tombstone
+(the null value that follows a delete) decodes to ``None``: it exists for log compaction of the raw
+topic and carries no change of its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal, cast
+
+import orjson
+
+from hub.errors import InvalidEvent
+
+Op = Literal["c", "u", "d", "r"]
+_OPS: frozenset[str] = frozenset({"c", "u", "d", "r"})
+
+
+@dataclass(frozen=True, slots=True)
+class SourceInfo:
+    """Where a change came from, read from the envelope's ``source`` block."""
+
+    connector: str  # postgresql, mariadb, ...
+    name: str  # the connector's topic.prefix
+    db: str
+    table: str  # <schema>.<table> (Postgres) or <db>.<table> (MariaDB)
+    position: str  # sorts in log order within one source
+    committed_at: datetime
+    snapshot: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeEvent:
+    """One row change. ``before`` is None for inserts and snapshot reads, ``after`` for deletes."""
+
+    op: Op
+    before: Mapping[str, Any] | None
+    after: Mapping[str, Any] | None
+    source: SourceInfo
+    key: Mapping[str, Any] | None
+
+
+def _json_object(raw: bytes, what: str) -> dict[str, Any]:
+    try:
+        parsed = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidEvent("malformed_json", f"{what} is not JSON: {exc}") from None
+    if not isinstance(parsed, dict):
+        raise InvalidEvent("malformed_envelope", f"{what} is a JSON {type(parsed).__name__}, not an object")
+    return parsed
+
+
+def _row(envelope: Mapping[str, Any], field: str) -> Mapping[str, Any] | None:
+    row = envelope.get(field)
+    if row is not None and not isinstance(row, dict):
+        raise InvalidEvent("malformed_envelope", f"'{field}' is not an object")
+    return cast("Mapping[str, Any] | None", row)
+
+
+def postgres_position(source: Mapping[str, Any]) -> str:
+    """``pg:<commit lsn>:<event lsn>`` as fixed-width hex, so positions sort as strings.
+
+    Debezium's ``sequence`` is ``["<last commit lsn>", "<event lsn>"]``; snapshot reads carry no
+    commit lsn and all share the snapshot's lsn.
+    """
+    lsn = source.get("lsn")
+    if not isinstance(lsn, int):
+        raise InvalidEvent("malformed_source", "postgres source block has no integer 'lsn'")
+    commit = 0
+    sequence = source.get("sequence")
+    if isinstance(sequence, str):
+        try:
+            parts = orjson.loads(sequence)
+        except orjson.JSONDecodeError:
+            raise InvalidEvent("malformed_source", f"unreadable sequence {sequence!r}") from None
+        if isinstance(parts, list) and parts and parts[0] is not None:
+            commit = int(parts[0])
+    return f"pg:{commit:016x}:{lsn:016x}"
+
+
+def _position(source: Mapping[str, Any]) -> str:
+    connector = source.get("connector")
+    if connector == "postgresql":
+        return postgres_position(source)
+    raise InvalidEvent("unsupported_connector", f"no position rule for connector {connector!r}")
+
+
+def _source_info(envelope: Mapping[str, Any]) -> SourceInfo:
+    source = envelope.get("source")
+    if not isinstance(source, dict):
+        raise InvalidEvent("malformed_envelope", "missing 'source' block")
+    try:
+        micros = source.get("ts_us")
+        committed = (
+            datetime.fromtimestamp(micros / 1_000_000, UTC)
+            if isinstance(micros, int)
+            else datetime.fromtimestamp(int(source["ts_ms"]) / 1000, UTC)
+        )
+        schema = source.get("schema")
+        table = f"{schema}.{source['table']}" if schema else f"{source['db']}.{source['table']}"
+        return SourceInfo(
+            connector=str(source["connector"]),
+            name=str(source["name"]),
+            db=str(source["db"]),
+            table=table,
+            position=_position(source),
+            committed_at=committed,
+            snapshot=str(source.get("snapshot", "false")) not in ("false", "None"),
+        )
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:
+        raise InvalidEvent("malformed_source", f"source block unreadable: {exc!r}") from None
+
+
+def decode(key: bytes | None, value: bytes | None) -> ChangeEvent | None:
+    """Decode one raw record; ``None`` for a Debezium tombstone. Raises ``InvalidEvent``."""
+    if value is None:
+        return None
+    envelope = _json_object(value, "value")
+    # A converter with schemas.enable=true wraps the envelope; accept both.
+    if "payload" in envelope and "schema" in envelope:
+        payload = envelope["payload"]
+        if not isinstance(payload, dict):
+            raise InvalidEvent("malformed_envelope", "'payload' is not an object")
+        envelope = payload
+    op = envelope.get("op")
+    if op not in _OPS:
+        raise InvalidEvent("unsupported_op", f"op {op!r} (expected one of c, u, d, r)")
+    before, after = _row(envelope, "before"), _row(envelope, "after")
+    if op == "d" and before is None:
+        raise InvalidEvent("malformed_envelope", "delete without 'before'")
+    if op != "d" and after is None:
+        raise InvalidEvent("malformed_envelope", f"op {op!r} without 'after'")
+    return ChangeEvent(
+        op=cast("Op", op),
+        before=before,
+        after=after,
+        source=_source_info(envelope),
+        key=_json_object(key, "key") if key is not None else None,
+    )
+
+
+def micro_timestamp(value: Any, column: str) -> datetime | None:
+    """A ``timestamp without time zone`` column (Debezium MicroTimestamp) as a UTC datetime."""
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise InvalidEvent("bad_value", f"{column}={value!r} is not a microsecond timestamp")
+    try:
+        return datetime.fromtimestamp(value / 1_000_000, UTC)
+    except (OverflowError, OSError, ValueError):
+        raise InvalidEvent("bad_value", f"{column}={value!r} is out of range") from None

@@ -1,0 +1,30 @@
+"""What the core hands back to its runner: records to produce, named by topic id."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pydantic import BaseModel
+
+
+@dataclass(frozen=True, slots=True)
+class Upsert:
+    """Produce ``record`` as JSON under ``key`` to the topic declared as ``topic_id``."""
+
+    topic_id: str
+    key: str
+    record: BaseModel
+
+    def value_bytes(self) -> bytes:
+        return self.record.model_dump_json().encode()
+
+
+@dataclass(frozen=True, slots=True)
+class Tombstone:
+    """Produce a null value under ``key``: the entity no longer exists in its source."""
+
+    topic_id: str
+    key: str
+
+
+Output = Upsert | Tombstone

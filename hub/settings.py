@@ -1,0 +1,75 @@
+"""The hub's one settings class.
+
+Every environment variable the hub reads is read here, with the prefix ``HUB_`` (for example
+``HUB_STATE_DIR``, ``HUB_KAFKA_PORT``). Nothing else in the package touches ``os.environ`` for
+configuration.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _default_jar_cache() -> Path:
+    return Path.home() / ".cache" / "unified-commerce-hub" / "runtime"
+
+
+class HubSettings(BaseSettings):
+    """Typed, frozen settings. Ports are the local stack's defaults; tests override them."""
+
+    model_config = SettingsConfigDict(env_prefix="HUB_", frozen=True, extra="ignore")
+
+    state_dir: Path = Field(
+        default=REPO_ROOT / ".hub",
+        description="Data, logs, pid files and generated secrets of the local stack.",
+    )
+    jar_cache: Path = Field(
+        default_factory=_default_jar_cache,
+        description="Where mvn copies Kafka, Connect and Debezium jars; shared by all state dirs.",
+    )
+    repo_root: Path = Field(default=REPO_ROOT, description="Holds connectors/, schemas/, deploy/.")
+
+    host: str = Field(default="127.0.0.1", description="Every local service binds here.")
+    kafka_port: int = 19092
+    kafka_controller_port: int = 19093
+    connect_port: int = 18083
+    pos_pg_port: int = 15433
+    worker_web_port: int = 16066
+
+    # Point the hub at an existing cluster instead of the local stack (production).
+    kafka_bootstrap: str | None = None
+    connect_url: str | None = None
+
+    kafka_heap: str = "384m"
+    connect_heap: str = "512m"
+
+    worker_id: str = "unified-commerce-hub"
+    dlq_max_consecutive: int = Field(
+        default=100,
+        description="The worker stops when this many events in a row go to the dead-letter topic.",
+    )
+    dlq_max_ratio: float = Field(
+        default=0.5,
+        description="... or when more than this share of the last dlq_window events was invalid.",
+    )
+    dlq_window: int = 1000
+
+    @property
+    def bootstrap(self) -> str:
+        return self.kafka_bootstrap or f"{self.host}:{self.kafka_port}"
+
+    @property
+    def connect(self) -> str:
+        return self.connect_url or f"http://{self.host}:{self.connect_port}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> HubSettings:
+    """The process-wide settings, read once from the environment."""
+    return HubSettings()

@@ -1,0 +1,1 @@
+"""The local stack: PostgreSQL, Kafka (KRaft) and Kafka Connect with Debezium, as local processes."""

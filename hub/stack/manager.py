@@ -1,0 +1,255 @@
+"""``hub stack up | down | status | env``: the local stack as one unit.
+
+The ports a state dir was created with are saved in ``<state>/stack.json``; later commands on that
+state dir read them from there, so ``hub stack env`` tells the truth whatever the environment says.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from hub.connect_client import ConnectClient, ConnectError
+from hub.connectors import ConnectorDefinition, Endpoint, load_definitions, render_config
+from hub.errors import StackError
+from hub.settings import HubSettings
+from hub.stack import demo, prereqs
+from hub.stack.kafka import ConnectWorker, KafkaNode, ensure_topics
+from hub.stack.postgres import SourceDatabase, schema_sql
+from hub.stack.procs import Proc, wait_for
+from hub.stack.runtime import ensure_runtime
+from hub.stack.secrets import StackSecrets
+from hub.topics import registry
+
+# Source systems the local stack runs now, with the loader of their demo data.
+SOURCES: dict[str, Callable[..., dict[str, int]]] = {"pos": demo.load_pos}
+APP_ROLES = {"pos": "pos_app"}
+
+
+@dataclass(frozen=True)
+class Ports:
+    kafka: int
+    kafka_controller: int
+    connect: int
+    sources: dict[str, int]
+
+
+class Stack:
+    def __init__(self, settings: HubSettings, console: Console | None = None) -> None:
+        self.settings = settings
+        self.console = console or Console(stderr=True)
+        self.state_dir = settings.state_dir.resolve()
+        self.secrets = StackSecrets(self.state_dir)
+        self.ports = self._ports()
+        host = settings.host
+        self.kafka = KafkaNode(host, self.ports.kafka, self.ports.kafka_controller,
+                               settings.kafka_heap, self.state_dir)  # fmt: skip
+        self.connect = ConnectWorker(host, self.ports.connect, settings.connect_heap, self.state_dir)
+        self.sources = {
+            system: SourceDatabase(system, system, APP_ROLES[system], host, port, self.state_dir, self.secrets)
+            for system, port in self.ports.sources.items()
+        }
+
+    @property
+    def _state_file(self) -> Path:
+        return self.state_dir / "stack.json"
+
+    def _ports(self) -> Ports:
+        wanted = Ports(
+            self.settings.kafka_port,
+            self.settings.kafka_controller_port,
+            self.settings.connect_port,
+            {"pos": self.settings.pos_pg_port},
+        )
+        if self._state_file.exists():
+            saved = json.loads(self._state_file.read_text())["ports"]
+            return Ports(**saved)
+        return wanted
+
+    # ---- up ----------------------------------------------------------------------------------
+
+    def up(self) -> None:
+        """Start whatever is not running, provision, register connectors, wait for RUNNING."""
+        started = time.monotonic()
+        prereqs.ensure(self.console)
+        runtime = ensure_runtime(self.settings, self.console)
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.state_dir.chmod(0o755)  # the postgres OS user must reach its data dir
+        self._state_file.write_text(json.dumps({"ports": asdict(self.ports)}, indent=2))
+        definitions = load_definitions()
+
+        for system, db in self.sources.items():
+            with self._step(f"PostgreSQL for {system} on {db.host}:{db.port}", db.proc):
+                self.secrets.write_pgpass(db.host, {
+                    "postgres": f"{system}.postgres", db.app_role: f"{system}.app",
+                    definitions[system].connection.user: f"{system}.cdc",
+                })  # fmt: skip
+                was = db.start()
+                db.provision(definitions[system], schema_sql(system))
+                loaded = SOURCES[system](_connect(db.dsn()))
+                note = "started" if was else "already running"
+                if loaded:
+                    note += ", demo data " + ", ".join(f"{n} {t}" for t, n in loaded.items())
+            self._done(f"PostgreSQL {system}", note)
+
+        with self._step(f"Kafka (KRaft) on {self.kafka.bootstrap}", self.kafka.proc):
+            was = self.kafka.start(runtime)
+            created = ensure_topics(self.kafka.bootstrap, registry())
+        self._done("Kafka", ("started" if was else "already running") + f", {len(created)} topics created")
+
+        with self._step(f"Kafka Connect on {self.connect.url}", self.connect.proc):
+            was = self.connect.start(runtime, self.kafka.bootstrap)
+        self._done("Kafka Connect", "started" if was else "already running")
+
+        self.secrets.write_connect_properties({
+            d.connection.password_secret: f"{s}.cdc" for s, d in definitions.items() if s in self.sources
+        })  # fmt: skip
+        client = ConnectClient(self.connect.url)
+        for system, definition in definitions.items():
+            if system not in self.sources:
+                continue
+            with self._step(f"connector {definition.connector.name}", self.connect.proc):
+                verdict = self.register(client, definition)
+                wait_running(client, definition.connector.name, timeout=120)
+            self._done(f"connector {definition.connector.name}", f"{verdict}, RUNNING")
+        self.console.print(f"[bold green]Stack up[/] in {time.monotonic() - started:.1f}s — "
+                           f"state in {self.state_dir}")  # fmt: skip
+
+    def endpoint(self, system: str) -> Endpoint:
+        db = self.sources[system]
+        return Endpoint(db.host, db.port, self.secrets.connect_properties)
+
+    def register(self, client: ConnectClient, definition: ConnectorDefinition) -> str:
+        """Validate with Connect, then apply idempotently. Returns created/updated/unchanged."""
+        config = render_config(definition, self.endpoint(definition.system), registry())
+        errors = client.validate(definition.connector.class_, {**config, "name": definition.connector.name})
+        if errors:
+            listing = "\n".join(f"  {key}: {'; '.join(msgs)}" for key, msgs in errors.items())
+            raise StackError(f"Kafka Connect rejects {definition.connector.name}:\n{listing}")
+        return client.apply(definition.connector.name, config)
+
+    def _step(self, what: str, proc: Proc) -> _Step:
+        return _Step(self.console, what, proc)
+
+    def _done(self, what: str, note: str) -> None:
+        self.console.print(f"[green]✓[/] {what}: {note}")
+
+    # ---- down, status, env -------------------------------------------------------------------
+
+    def down(self, purge: bool = False) -> list[str]:
+        """Stop in reverse order; ``purge`` deletes the state dir. Returns what was stopped."""
+        stopped = []
+        for name, stop in (
+            ("connect", self.connect.stop),
+            ("kafka", self.kafka.stop),
+            *((f"postgres-{s}", db.stop) for s, db in self.sources.items()),
+        ):
+            with self.console.status(f"Stopping {name}…"):
+                if stop():
+                    stopped.append(name)
+        for name in stopped:
+            self._done(name, "stopped")
+        if purge and self.state_dir.exists():
+            shutil.rmtree(self.state_dir)
+            self._done("state", f"{self.state_dir} deleted")
+        return stopped
+
+    def status(self) -> dict[str, Any]:
+        components: dict[str, Any] = {}
+        for proc in (self.kafka.proc, self.connect.proc, *(db.proc for db in self.sources.values())):
+            pid = proc.pid()
+            components[proc.name] = {"state": "running" if pid else "stopped", "pid": pid,
+                                     "log": str(proc.logfile)}  # fmt: skip
+        connectors: dict[str, Any] = {}
+        if self.connect.proc.pid():
+            client = ConnectClient(self.connect.url, retries=2)
+            try:
+                for name in client.connectors():
+                    status = client.status(name)
+                    connectors[name] = {
+                        "state": status["connector"]["state"],
+                        "tasks": [task["state"] for task in status.get("tasks", [])],
+                    }
+            except (ConnectError, OSError) as exc:
+                connectors["?"] = {"state": f"unreachable: {exc}", "tasks": []}
+        return {"components": components, "connectors": connectors}
+
+    def print_status(self) -> None:
+        status = self.status()
+        table = Table(title=f"Stack in {self.state_dir}")
+        for column in ("component", "state", "pid", "log"):
+            table.add_column(column)
+        for name, info in status["components"].items():
+            color = "green" if info["state"] == "running" else "red"
+            table.add_row(name, f"[{color}]{info['state']}[/]", str(info["pid"] or ""), info["log"])
+        for name, info in status["connectors"].items():
+            color = "green" if info["state"] == "RUNNING" else "red"
+            table.add_row(f"connector {name}", f"[{color}]{info['state']}[/]",
+                          "tasks: " + ",".join(info["tasks"]), "")  # fmt: skip
+        Console().print(table)
+
+    def env(self) -> dict[str, Any]:
+        return {
+            "kafka_bootstrap": self.kafka.bootstrap,
+            "connect_url": self.connect.url,
+            "sources": {system: db.dsn() for system, db in self.sources.items()},
+            "state_dir": str(self.state_dir),
+        }
+
+
+def _connect(dsn: str) -> Any:
+    import psycopg
+
+    return psycopg.connect(dsn)
+
+
+def wait_running(client: ConnectClient, name: str, timeout: float) -> dict[str, Any]:
+    """Wait until the connector and all its tasks are RUNNING; ``StackError`` on FAILED or timeout."""
+    last: dict[str, Any] = {}
+
+    def check() -> bool:
+        nonlocal last
+        try:
+            last = client.status(name)
+        except ConnectError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        states = [last["connector"]["state"], *(t["state"] for t in last.get("tasks", []))]
+        if "FAILED" in states:
+            traces = [t.get("trace", "") for t in last.get("tasks", []) if t["state"] == "FAILED"]
+            trace = (traces[0] if traces else last["connector"].get("trace", ""))[:3000]
+            raise StackError(
+                f"connector {name} FAILED:\n{trace}\n"
+                f"See the Connect log; fix the source or the definition, then run 'hub stack up' again."
+            )
+        return bool(last.get("tasks")) and all(s == "RUNNING" for s in states)
+
+    if not wait_for(check, timeout, 0.5):
+        raise StackError(f"connector {name} not RUNNING after {timeout:.0f}s: {last}")
+    return last
+
+
+class _Step:
+    """Shows a spinner while a step runs; on failure, says which component and where its log is."""
+
+    def __init__(self, console: Console, what: str, proc: Proc) -> None:
+        self.console, self.what, self.proc = console, what, proc
+        self.status = console.status(f"{what}…")
+
+    def __enter__(self) -> _Step:
+        self.status.__enter__()
+        return self
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        self.status.__exit__(exc_type, exc, tb)
+        if exc is not None and not isinstance(exc, StackError | KeyboardInterrupt):
+            raise StackError(f"{self.what} failed: {exc!r}\nLog: {self.proc.logfile}") from exc

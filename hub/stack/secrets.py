@@ -1,0 +1,54 @@
+"""Passwords of the local stack: generated once, kept 0600 under ``<state>/secrets``.
+
+They reach their users by reference only: libpq reads ``pgpass`` (DSNs carry ``passfile=``) and
+Kafka Connect reads ``connect.properties`` through its FileConfigProvider (``${file:...}``), so no
+password appears in a DSN, a log, a connector config or a Connect REST answer.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from pathlib import Path
+
+from pydantic import SecretStr
+
+
+class StackSecrets:
+    def __init__(self, state_dir: Path) -> None:
+        self.dir = state_dir / "secrets"
+        self._store = self.dir / "passwords.json"
+
+    @property
+    def pgpass(self) -> Path:
+        return self.dir / "pgpass"
+
+    @property
+    def connect_properties(self) -> Path:
+        return self.dir / "connect.properties"
+
+    def _write(self, path: Path, text: str) -> None:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(text)
+
+    def password(self, name: str) -> SecretStr:
+        """The password called ``name``, created on first use."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.dir.chmod(0o700)
+        known: dict[str, str] = json.loads(self._store.read_text()) if self._store.exists() else {}
+        if name not in known:
+            known[name] = secrets.token_urlsafe(24)
+            self._write(self._store, json.dumps(known, indent=2))
+        return SecretStr(known[name])
+
+    def write_pgpass(self, host: str, logins: dict[str, str]) -> None:
+        """``logins``: database role → password name."""
+        lines = [f"{host}:*:*:{role}:{self.password(key).get_secret_value()}" for role, key in logins.items()]
+        self._write(self.pgpass, "\n".join(lines) + "\n")
+
+    def write_connect_properties(self, entries: dict[str, str]) -> None:
+        """``entries``: property key (as named in connectors/*.yaml) → password name."""
+        lines = [f"{prop}={self.password(key).get_secret_value()}" for prop, key in entries.items()]
+        self._write(self.connect_properties, "\n".join(lines) + "\n")
