@@ -1,0 +1,1 @@
+"""The Faust runtime around the core: thin agents, the dead-letter boundary, the worker command."""
