@@ -104,6 +104,16 @@ def simulate(rate: float, count: int, seed: int) -> None:
     run_sales(get_settings(), rate, count, seed)
 
 
+@main.command()
+@click.option("--rate", type=float, default=2.0, show_default=True, help="Sales per second.")
+@click.option("--keep-stack", is_flag=True, help="Leave the stack running after Ctrl-C.")
+def demo(rate: float, keep_stack: bool) -> None:
+    """Stack up, worker, sales simulator, and the unified inventory live, until Ctrl-C."""
+    from hub.demo import run_demo
+
+    sys.exit(run_demo(get_settings(), rate, keep_stack))
+
+
 @main.group()
 def schemas() -> None:
     """The JSON Schemas under schemas/, generated from the canonical models."""

@@ -38,7 +38,7 @@ def tail(settings: HubSettings, topic_id: str, from_beginning: bool, limit: int,
     })  # fmt: skip
     start = OFFSET_BEGINNING if from_beginning else OFFSET_END
     consumer.assign([TopicPartition(spec.name, p, start) for p in range(spec.partitions)])
-    console = Console(highlight=False)
+    console = Console(highlight=False, soft_wrap=True)
     stopping = False
 
     def stop(*_: object) -> None:

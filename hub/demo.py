@@ -1,0 +1,64 @@
+"""``hub demo`` (what ``make run`` runs): stack up, worker, sales simulator, live unified inventory."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from rich.console import Console
+
+from hub.errors import StackError
+from hub.settings import HubSettings
+from hub.stack.manager import Stack
+from hub.stack.procs import wait_for
+from hub.tail import tail
+
+
+def _spawn(args: list[str], log: Path) -> subprocess.Popen[bytes]:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as out:
+        return subprocess.Popen([sys.executable, "-m", "hub", *args], stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def run_demo(settings: HubSettings, rate: float, keep_stack: bool) -> int:
+    """Blocks until Ctrl-C; stops what it started. Returns an exit code."""
+    console = Console(stderr=True)
+    stack = Stack(settings, console)
+    try:
+        stack.up()
+    except StackError as exc:
+        console.print(f"[bold red]✗ {exc}[/]")
+        return 1
+    logs = stack.state_dir / "logs"
+    worker = _spawn(["worker", "--loglevel", "warning"], logs / "worker.log")
+    simulator = _spawn(["simulate", "--rate", str(rate)], logs / "simulator.log")
+    console.print(f"[green]✓[/] worker (log {logs / 'worker.log'}) and sales simulator "
+                  f"(log {logs / 'simulator.log'}) started — Ctrl-C to stop")  # fmt: skip
+    code = 0
+    try:
+        if wait_for(lambda: worker.poll() is not None, 3.0):
+            raise StackError(f"the worker exited at start-up; see {logs / 'worker.log'}")
+        tail(settings, "unified.inventory", from_beginning=False, limit=0, as_json=False)
+    except StackError as exc:
+        console.print(f"[bold red]✗ {exc}[/]")
+        code = 1
+    finally:
+        with console.status("Stopping simulator and worker…"):
+            _stop(simulator)
+            _stop(worker)
+        if not keep_stack:
+            stack.down()
+            console.print("Data kept: 'make run' again resumes; 'hub stack down --purge' deletes it.")
+    return code
