@@ -1,0 +1,73 @@
+"""Connector definitions: required keys, secrets only by reference, every table has a raw topic."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from hub.connectors import CONNECTORS_DIR, ConnectorDefinition, Endpoint, load_definitions, render_config
+from hub.errors import RegistryError
+from hub.topics import registry
+
+DEFINITIONS = load_definitions()
+ENDPOINT = Endpoint("127.0.0.1", 15433, Path("/state/secrets/connect.properties"))
+
+
+def test_there_is_a_pos_definition():
+    assert "pos" in DEFINITIONS
+
+
+@pytest.mark.parametrize("definition", DEFINITIONS.values(), ids=lambda d: d.system)
+def test_rendered_config_has_what_debezium_postgres_needs(definition):
+    config = render_config(definition, ENDPOINT, registry())
+    for key in ("connector.class", "database.hostname", "database.port", "database.user",
+                "database.password", "database.dbname", "topic.prefix", "slot.name",
+                "publication.name", "table.include.list"):
+        assert config.get(key), key
+    assert config["plugin.name"] == "pgoutput"
+    assert int(config["poll.interval.ms"]) <= 50, "a real-time hub polls Debezium's queue often"
+    assert config["decimal.handling.mode"] == "string"
+    assert int(config["heartbeat.interval.ms"]) > 0
+
+
+@pytest.mark.parametrize("definition", DEFINITIONS.values(), ids=lambda d: d.system)
+def test_passwords_only_by_reference(definition):
+    config = render_config(definition, ENDPOINT, registry())
+    for key, value in config.items():
+        if "password" in key:
+            assert value.startswith("${file:") and value.endswith("}"), key
+
+
+@pytest.mark.parametrize("path", sorted(CONNECTORS_DIR.glob("*.yaml")), ids=lambda p: p.name)
+def test_definition_files_hold_no_password_values(path):
+    def walk(node, trail=""):
+        if isinstance(node, dict):
+            for key, value in node.items():
+                where = f"{trail}.{key}"
+                if "password" in str(key).lower() and key != "password_secret":
+                    assert str(value).startswith("${"), f"{path.name}{where} holds an inline password"
+                walk(value, where)
+
+    walk(yaml.safe_load(path.read_text()))
+
+
+def test_inline_password_in_debezium_settings_is_rejected():
+    raw = yaml.safe_load((CONNECTORS_DIR / "pos.yaml").read_text())
+    raw["debezium"]["database.password"] = "hunter2"
+    with pytest.raises(ValueError, match="config-provider references"):
+        ConnectorDefinition(**raw)
+
+
+@pytest.mark.parametrize("definition", DEFINITIONS.values(), ids=lambda d: d.system)
+def test_every_captured_table_has_its_raw_topic(definition):
+    for table in definition.tables:
+        assert registry().raw_for(definition.system, table).name == f"{definition.topic_prefix}.{table}"
+
+
+def test_undeclared_table_is_refused():
+    raw = yaml.safe_load((CONNECTORS_DIR / "pos.yaml").read_text())
+    raw["tables"] = [*raw["tables"], "pos.ticket_audit"]
+    with pytest.raises(RegistryError):
+        render_config(ConnectorDefinition(**raw), ENDPOINT, registry())
