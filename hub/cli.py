@@ -5,11 +5,16 @@ from __future__ import annotations
 import json
 import sys
 
+from typing import TYPE_CHECKING
+
 import click
 from rich.console import Console
 
 from hub.errors import StackError
 from hub.settings import get_settings
+
+if TYPE_CHECKING:
+    from hub.stack.manager import Stack
 
 err = Console(stderr=True)
 
@@ -24,7 +29,7 @@ def stack() -> None:
     """The local stack (PostgreSQL, Kafka, Kafka Connect + Debezium) as local processes."""
 
 
-def _stack():  # type: ignore[no-untyped-def]
+def _stack() -> Stack:
     from hub.stack.manager import Stack
 
     return Stack(get_settings(), err)
@@ -41,7 +46,9 @@ def up() -> None:
 
 
 @stack.command()
-@click.option("--purge", is_flag=True, help="Also delete the state directory (data, logs, secrets).")
+@click.option(
+    "--purge", is_flag=True, help="Also delete the state directory (data, logs, secrets)."
+)
 def down(purge: bool) -> None:
     """Stop everything the stack started."""
     _stack().down(purge=purge)
@@ -84,7 +91,9 @@ def worker(loglevel: str) -> None:
 @main.command()
 @click.argument("topic_id")
 @click.option("--from-beginning", is_flag=True, help="Start at the oldest record, not the newest.")
-@click.option("--max", "limit", type=int, default=0, help="Stop after this many records (0: never).")
+@click.option(
+    "--max", "limit", type=int, default=0, help="Stop after this many records (0: never)."
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON line per record.")
 def tail(topic_id: str, from_beginning: bool, limit: int, as_json: bool) -> None:
     """Print records of a declared topic as they arrive (Ctrl-C to stop)."""

@@ -29,7 +29,9 @@ class ConnectClient:
         """One call; retries a 409 with backoff. Returns the parsed JSON body, or None."""
         delay = 0.25
         for attempt in range(self.retries + 1):
-            response = self.session.request(method, self.url + path, json=body, timeout=self.timeout)
+            response = self.session.request(
+                method, self.url + path, json=body, timeout=self.timeout
+            )
             if response.status_code == 409 and attempt < self.retries:
                 time.sleep(delay)
                 delay = min(delay * 2, 3.0)
@@ -72,7 +74,9 @@ class ConnectClient:
                 errors[value["name"]] = list(value["errors"])
         return errors
 
-    def apply(self, name: str, config: dict[str, str]) -> Literal["created", "updated", "unchanged"]:
+    def apply(
+        self, name: str, config: dict[str, str]
+    ) -> Literal["created", "updated", "unchanged"]:
         """Create or update (``PUT /connectors/{name}/config``); idempotent."""
         current = self.config(name)
         wanted = {**config, "name": name}

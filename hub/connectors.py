@@ -101,7 +101,9 @@ def render_config(
         expected = f"{definition.topic_prefix}.{table}"
         declared = registry.raw_for(definition.system, table).name
         if declared != expected:
-            raise RegistryError(f"{definition.system}:{table} writes {expected}, registry says {declared}")
+            raise RegistryError(
+                f"{definition.system}:{table} writes {expected}, registry says {declared}"
+            )
     conn = definition.connection
     config = {
         "connector.class": definition.connector.class_,

@@ -60,5 +60,7 @@ def run_demo(settings: HubSettings, rate: float, keep_stack: bool) -> int:
             _stop(worker)
         if not keep_stack:
             stack.down()
-            console.print("Data kept: 'make run' again resumes; 'hub stack down --purge' deletes it.")
+            console.print(
+                "Data kept: 'make run' again resumes; 'hub stack down --purge' deletes it."
+            )
     return code

@@ -8,7 +8,7 @@ an operational error and is not dead-lettered.
 from __future__ import annotations
 
 
-class InvalidEvent(Exception):  # noqa: N818 - the domain name reads better than InvalidEventError
+class InvalidEvent(Exception):
     """An input event the hub cannot turn into canonical records.
 
     ``reason`` is short and stable (it becomes a DLQ header and a metric label); ``detail`` says
@@ -21,7 +21,7 @@ class InvalidEvent(Exception):  # noqa: N818 - the domain name reads better than
         self.detail = detail
 
 
-class DeadLetterFlood(RuntimeError):  # noqa: N818
+class DeadLetterFlood(RuntimeError):
     """Too many events in a row (or too large a share) were invalid: stop instead of swallowing."""
 
 

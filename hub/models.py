@@ -35,7 +35,9 @@ class InventoryLevel(BaseModel):
         description="<location_type>:<the source system's location code>, e.g. store:PAR01.",
     )
     location_type: LocationType
-    on_hand: int = Field(description="Units physically in the location; may be negative in POS data.")
+    on_hand: int = Field(
+        description="Units physically in the location; may be negative in POS data."
+    )
     counted_at: datetime | None = Field(
         default=None, description="Last physical count in the source (naive source times as UTC)."
     )

@@ -68,7 +68,8 @@ class SalesSimulator:
                 (store, self.rng.randint(1, 6), card, now, now, total),
             )
             row = cur.fetchone()
-            assert row is not None
+            if row is None:
+                raise RuntimeError("INSERT ... RETURNING ticket_id returned no row")
             ticket_id = int(str(row[0]))
             cur.executemany(
                 "INSERT INTO pos.ticket_line (ticket_id, line_no, ean, qty, unit_price)"
@@ -83,7 +84,11 @@ class SalesSimulator:
 
     def deliver(self) -> tuple[str, str, int]:
         """A delivery: one article's count goes up in one store."""
-        store, ean, qty = self.rng.choice(self.stores), self._article(), self.rng.choice((12, 24, 48))
+        store, ean, qty = (
+            self.rng.choice(self.stores),
+            self._article(),
+            self.rng.choice((12, 24, 48)),
+        )
         with self.conn.transaction():
             self.conn.execute(
                 "UPDATE pos.stock SET qty = qty + %s, last_count_at = %s WHERE store_code = %s AND ean = %s",
@@ -115,7 +120,7 @@ def run_sales(settings: HubSettings, rate: float, count: int, seed: int) -> None
                 console.print(f"delivery  {store} {ean} +{qty}")
             sale = sim.sell()
             sold += 1
-            items = ", ".join(f"{ean}×{qty}" for ean, qty, _ in sale.lines)
+            items = ", ".join(f"{ean} x{qty}" for ean, qty, _ in sale.lines)
             console.print(f"sale #{sale.ticket_id:<6} {sale.store_code}  {items}")
             next_at += 1 / rate
             time.sleep(max(0.0, next_at - time.monotonic()))

@@ -27,7 +27,9 @@ def _inventory_line(key: str, value: dict[str, Any] | None, appended: datetime) 
     )
 
 
-def tail(settings: HubSettings, topic_id: str, from_beginning: bool, limit: int, as_json: bool) -> None:
+def tail(
+    settings: HubSettings, topic_id: str, from_beginning: bool, limit: int, as_json: bool
+) -> None:
     """Blocks until Ctrl-C/SIGTERM or ``limit`` records."""
     spec = registry()[topic_id]
     consumer = Consumer({
@@ -59,7 +61,8 @@ def tail(settings: HubSettings, topic_id: str, from_beginning: bool, limit: int,
                 continue
             seen += 1
             key = (msg.key() or b"").decode()
-            value = orjson.loads(msg.value()) if msg.value() is not None else None
+            raw = msg.value()
+            value = orjson.loads(raw) if raw is not None else None
             appended = datetime.fromtimestamp(msg.timestamp()[1] / 1000, UTC)
             if as_json:
                 sys.stdout.write(orjson.dumps({"partition": msg.partition(), "offset": msg.offset(),

@@ -43,7 +43,7 @@ class TopicSpec(BaseModel):
 
     def kafka_config(self) -> dict[str, str]:
         """Topic-level configs for the admin client."""
-        config = {"cleanup.policy": self.cleanup_policy}
+        config: dict[str, str] = {"cleanup.policy": self.cleanup_policy}
         if self.retention_ms is not None:
             config["retention.ms"] = str(self.retention_ms)
         if self.max_message_bytes is not None:
@@ -59,7 +59,9 @@ class TopicRegistry(BaseModel):
         try:
             return self.topics[topic_id]
         except KeyError:
-            raise RegistryError(f"topic id {topic_id!r} is not declared in schemas/topics.yaml") from None
+            raise RegistryError(
+                f"topic id {topic_id!r} is not declared in schemas/topics.yaml"
+            ) from None
 
     def by_name(self, name: str) -> TopicSpec:
         for spec in self.topics.values():
@@ -69,7 +71,10 @@ class TopicRegistry(BaseModel):
 
     def raw_for(self, system: str, table: str) -> TopicSpec:
         for spec in self.topics.values():
-            if spec.source is not None and (spec.source.system, spec.source.table) == (system, table):
+            if spec.source is not None and (spec.source.system, spec.source.table) == (
+                system,
+                table,
+            ):
                 return spec
         raise RegistryError(f"no raw topic declared for {system}:{table}")
 
@@ -90,7 +95,9 @@ def load_registry(path: Path | None = None) -> TopicRegistry:
     registry = TopicRegistry(topics=topics)
     for spec in topics.values():
         if spec.dlq is not None and registry[spec.dlq].kind != "dlq":
-            raise RegistryError(f"topic {spec.id!r} names {spec.dlq!r} as DLQ, which is not kind dlq")
+            raise RegistryError(
+                f"topic {spec.id!r} names {spec.dlq!r} as DLQ, which is not kind dlq"
+            )
     return registry
 
 
@@ -98,4 +105,3 @@ def load_registry(path: Path | None = None) -> TopicRegistry:
 def registry() -> TopicRegistry:
     """The registry of this checkout, parsed once."""
     return load_registry()
-

@@ -50,7 +50,9 @@ def _json_object(raw: bytes, what: str) -> dict[str, Any]:
     except orjson.JSONDecodeError as exc:
         raise InvalidEvent("malformed_json", f"{what} is not JSON: {exc}") from None
     if not isinstance(parsed, dict):
-        raise InvalidEvent("malformed_envelope", f"{what} is a JSON {type(parsed).__name__}, not an object")
+        raise InvalidEvent(
+            "malformed_envelope", f"{what} is a JSON {type(parsed).__name__}, not an object"
+        )
     return parsed
 
 

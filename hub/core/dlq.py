@@ -46,7 +46,9 @@ class DeadLetterBreaker:
 
     def __init__(self, max_consecutive: int, max_ratio: float, window: int) -> None:
         if max_consecutive < 1 or not 0 < max_ratio <= 1 or window < 1:
-            raise ValueError("max_consecutive >= 1, 0 < max_ratio <= 1 and window >= 1 are required")
+            raise ValueError(
+                "max_consecutive >= 1, 0 < max_ratio <= 1 and window >= 1 are required"
+            )
         self.max_consecutive = max_consecutive
         self.max_ratio = max_ratio
         self._recent: deque[bool] = deque(maxlen=window)

@@ -7,7 +7,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from hub.connect_client import ConnectClient
 from hub.errors import StackError
@@ -111,7 +111,9 @@ class KafkaNode:
                 capture_output=True, text=True, check=False,
             )  # fmt: skip
             if result.returncode != 0:
-                raise StackError(f"formatting Kafka storage failed:\n{result.stdout}{result.stderr}")
+                raise StackError(
+                    f"formatting Kafka storage failed:\n{result.stdout}{result.stderr}"
+                )
         self.proc.start(_java(runtime, self.heap, config.parent, "kafka.Kafka", str(config)))
         require_started(
             self.proc,
@@ -125,7 +127,7 @@ class KafkaNode:
     def _ready(self) -> bool:
         try:
             AdminClient({"bootstrap.servers": self.bootstrap}).list_topics(timeout=2)
-        except Exception:  # noqa: BLE001 - any failure here just means "not ready yet"
+        except Exception:
             return False
         return True
 
@@ -150,7 +152,8 @@ def ensure_topics(bootstrap: str, registry: TopicRegistry) -> list[str]:
     if not wanted:
         return []
     futures = admin.create_topics(
-        [NewTopic(s.name, s.partitions, 1, config=s.kafka_config()) for s in wanted], request_timeout=30
+        [NewTopic(s.name, s.partitions, 1, config=s.kafka_config()) for s in wanted],
+        request_timeout=30,
     )
     for name, future in futures.items():
         try:
@@ -209,7 +212,13 @@ class ConnectWorker:
             "topic.creation.enable": "true",
         })  # fmt: skip
         self.proc.start(
-            _java(runtime, self.heap, conf, "org.apache.kafka.connect.cli.ConnectDistributed", str(config))
+            _java(
+                runtime,
+                self.heap,
+                conf,
+                "org.apache.kafka.connect.cli.ConnectDistributed",
+                str(config),
+            )
         )
         client = ConnectClient(self.url, timeout=3)
         require_started(
@@ -224,7 +233,7 @@ class ConnectWorker:
     def _plugins_loaded(client: ConnectClient) -> bool:
         try:
             return bool(client.request("GET", "/connector-plugins"))
-        except Exception:  # noqa: BLE001 - not ready yet
+        except Exception:
             return False
 
     def stop(self) -> bool:

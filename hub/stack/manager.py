@@ -52,9 +52,13 @@ class Stack:
         host = settings.host
         self.kafka = KafkaNode(host, self.ports.kafka, self.ports.kafka_controller,
                                settings.kafka_heap, self.state_dir)  # fmt: skip
-        self.connect = ConnectWorker(host, self.ports.connect, settings.connect_heap, self.state_dir)
+        self.connect = ConnectWorker(
+            host, self.ports.connect, settings.connect_heap, self.state_dir
+        )
         self.sources = {
-            system: SourceDatabase(system, system, APP_ROLES[system], host, port, self.state_dir, self.secrets)
+            system: SourceDatabase(
+                system, system, APP_ROLES[system], host, port, self.state_dir, self.secrets
+            )
             for system, port in self.ports.sources.items()
         }
 
@@ -103,7 +107,9 @@ class Stack:
         with self._step(f"Kafka (KRaft) on {self.kafka.bootstrap}", self.kafka.proc):
             was = self.kafka.start(runtime)
             created = ensure_topics(self.kafka.bootstrap, registry())
-        self._done("Kafka", ("started" if was else "already running") + f", {len(created)} topics created")
+        self._done(
+            "Kafka", ("started" if was else "already running") + f", {len(created)} topics created"
+        )
 
         with self._step(f"Kafka Connect on {self.connect.url}", self.connect.proc):
             was = self.connect.start(runtime, self.kafka.bootstrap)
@@ -130,7 +136,9 @@ class Stack:
     def register(self, client: ConnectClient, definition: ConnectorDefinition) -> str:
         """Validate with Connect, then apply idempotently. Returns created/updated/unchanged."""
         config = render_config(definition, self.endpoint(definition.system), registry())
-        errors = client.validate(definition.connector.class_, {**config, "name": definition.connector.name})
+        errors = client.validate(
+            definition.connector.class_, {**config, "name": definition.connector.name}
+        )
         if errors:
             listing = "\n".join(f"  {key}: {'; '.join(msgs)}" for key, msgs in errors.items())
             raise StackError(f"Kafka Connect rejects {definition.connector.name}:\n{listing}")
@@ -164,7 +172,11 @@ class Stack:
 
     def status(self) -> dict[str, Any]:
         components: dict[str, Any] = {}
-        for proc in (self.kafka.proc, self.connect.proc, *(db.proc for db in self.sources.values())):
+        for proc in (
+            self.kafka.proc,
+            self.connect.proc,
+            *(db.proc for db in self.sources.values()),
+        ):
             pid = proc.pid()
             components[proc.name] = {"state": "running" if pid else "stopped", "pid": pid,
                                      "log": str(proc.logfile)}  # fmt: skip

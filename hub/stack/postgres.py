@@ -128,7 +128,9 @@ class SourceDatabase:
                 (self.app_role, f"{self.system}.app", sql.SQL("LOGIN")),
                 (cdc_role, f"{self.system}.cdc", sql.SQL("LOGIN REPLICATION")),
             ):
-                exists = admin.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
+                exists = admin.execute(
+                    "SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)
+                ).fetchone()
                 verb = sql.SQL("ALTER" if exists else "CREATE")
                 password = self.secrets.password(secret).get_secret_value()
                 admin.execute(
@@ -136,18 +138,23 @@ class SourceDatabase:
                         verb, sql.Identifier(role), attributes, sql.Literal(password)
                     )
                 )
-            if not admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (self.database,)).fetchone():
+            if not admin.execute(
+                "SELECT 1 FROM pg_database WHERE datname = %s", (self.database,)
+            ).fetchone():
                 admin.execute(
                     sql.SQL("CREATE DATABASE {} OWNER {}").format(
                         sql.Identifier(self.database), sql.Identifier(self.app_role)
                     )
                 )
         with psycopg.connect(self.dsn(self.app_role)) as app:
-            app.execute(schema_sql)  # type: ignore[arg-type]  # trusted DDL shipped with the hub
+            app.execute(sql.SQL(schema_sql))  # trusted DDL shipped with the hub
             schemas = sorted({table.split(".", 1)[0] for table in definition.tables})
             for schema in schemas:
-                app.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(
-                    sql.Identifier(schema), sql.Identifier(cdc_role)))
+                app.execute(
+                    sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(
+                        sql.Identifier(schema), sql.Identifier(cdc_role)
+                    )
+                )
                 app.execute(sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA {} TO {}").format(
                     sql.Identifier(schema), sql.Identifier(cdc_role)))  # fmt: skip
             tables = sql.SQL(", ").join(
@@ -156,8 +163,12 @@ class SourceDatabase:
             exists = app.execute(
                 "SELECT 1 FROM pg_publication WHERE pubname = %s", (definition.publication,)
             ).fetchone()
-            verb = "ALTER PUBLICATION {} SET TABLE {}" if exists else "CREATE PUBLICATION {} FOR TABLE {}"
-            app.execute(sql.SQL(verb).format(sql.Identifier(definition.publication), tables))
+            statement = sql.SQL(
+                "ALTER PUBLICATION {} SET TABLE {}"
+                if exists
+                else "CREATE PUBLICATION {} FOR TABLE {}"
+            )
+            app.execute(statement.format(sql.Identifier(definition.publication), tables))
             app.commit()
 
 

@@ -30,7 +30,9 @@ class Java(Prerequisite):
     def missing(self) -> str | None:
         if shutil.which("java") is None:
             return "java not on PATH"
-        out = subprocess.run(["java", "-version"], capture_output=True, text=True, check=False).stderr
+        out = subprocess.run(
+            ["java", "-version"], capture_output=True, text=True, check=False
+        ).stderr
         match = re.search(r'version "(\d+)', out)
         if not match or int(match.group(1)) < 17:
             return f"Java 17 or newer is needed, found: {out.splitlines()[0] if out else 'nothing'}"
@@ -58,7 +60,9 @@ PREREQUISITES: tuple[Prerequisite, ...] = (
 
 
 def _can_install() -> bool:
-    return os.geteuid() == 0 and Path("/etc/debian_version").exists() and bool(shutil.which("apt-get"))
+    return (
+        os.geteuid() == 0 and Path("/etc/debian_version").exists() and bool(shutil.which("apt-get"))
+    )
 
 
 def ensure(console: Console) -> None:
@@ -73,7 +77,9 @@ def ensure(console: Console) -> None:
         raise StackError(f"missing prerequisites:\n{lines}\nInstall them with:\n  sudo {command}")
     with console.status(f"Installing {packages} (apt-get)…"):
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        result = subprocess.run(["sh", "-c", command], capture_output=True, text=True, env=env, check=False)
+        result = subprocess.run(
+            ["sh", "-c", command], capture_output=True, text=True, env=env, check=False
+        )
     if result.returncode != 0:
         raise StackError(f"'{command}' failed:\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
     still = [p.name for p in PREREQUISITES if p.missing()]

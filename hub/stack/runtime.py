@@ -61,9 +61,13 @@ def ensure_runtime(settings: HubSettings, console: Console) -> Runtime:
             "mvn", "-B", "-f", str(pom(settings)), f"-P{profile}",
             "dependency:copy-dependencies", f"-DoutputDirectory={target}", "-DincludeScope=runtime",
         ]  # fmt: skip
-        with console.status(f"Fetching {profile} jars from Maven Central (mvn, log {log})…"):
-            with log.open("wb") as out:
-                code = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, check=False).returncode
+        with (
+            console.status(f"Fetching {profile} jars from Maven Central (mvn, log {log})…"),
+            log.open("wb") as out,
+        ):
+            code = subprocess.run(
+                argv, stdout=out, stderr=subprocess.STDOUT, check=False
+            ).returncode
         if code != 0:
             tail = "\n".join(log.read_text(errors="replace").splitlines()[-20:])
             raise StackError(

@@ -45,7 +45,10 @@ class StackSecrets:
 
     def write_pgpass(self, host: str, logins: dict[str, str]) -> None:
         """``logins``: database role → password name."""
-        lines = [f"{host}:*:*:{role}:{self.password(key).get_secret_value()}" for role, key in logins.items()]
+        lines = [
+            f"{host}:*:*:{role}:{self.password(key).get_secret_value()}"
+            for role, key in logins.items()
+        ]
         self._write(self.pgpass, "\n".join(lines) + "\n")
 
     def write_connect_properties(self, entries: dict[str, str]) -> None:

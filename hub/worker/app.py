@@ -18,7 +18,7 @@ import faust
 from hub.core import pipeline
 from hub.core.dlq import DeadLetterBreaker, Provenance, dead_letter_headers
 from hub.core.records import Output, Upsert
-from hub.errors import DeadLetterFlood, InvalidEvent
+from hub.errors import DeadLetterFlood, InvalidEvent, RegistryError
 from hub.settings import HubSettings
 from hub.topics import TopicSpec, registry
 
@@ -28,12 +28,14 @@ log = logging.getLogger("hub.worker")
 COUNTS: Counter[str] = Counter()
 
 
-def routed_raw_topics() -> list[TopicSpec]:
-    """The raw topics the core has a route for."""
+def routed_raw_topics() -> list[tuple[TopicSpec, str]]:
+    """The raw topics the core has a route for, each with its source system."""
     return [
-        spec
+        (spec, spec.source.system)
         for spec in registry().topics.values()
-        if spec.kind == "raw" and spec.source and (spec.source.system, spec.source.table) in pipeline.ROUTES
+        if spec.kind == "raw"
+        and spec.source
+        and (spec.source.system, spec.source.table) in pipeline.ROUTES
     ]
 
 
@@ -54,33 +56,48 @@ def create_app(settings: HubSettings) -> faust.App:
     )
     reg = registry()
     outputs: dict[str, Any] = {
-        spec.id: app.topic(spec.name, key_serializer="raw", value_serializer="raw", partitions=spec.partitions)
+        spec.id: app.topic(
+            spec.name, key_serializer="raw", value_serializer="raw", partitions=spec.partitions
+        )
         for spec in reg.topics.values()
         if spec.kind in ("unified", "dlq")
     }
-    breaker = DeadLetterBreaker(settings.dlq_max_consecutive, settings.dlq_max_ratio, settings.dlq_window)
+    breaker = DeadLetterBreaker(
+        settings.dlq_max_consecutive, settings.dlq_max_ratio, settings.dlq_window
+    )
 
-    for spec in routed_raw_topics():
-        assert spec.source is not None
-        system, dlq = spec.source.system, outputs[spec.dlq or "hub.dlq"]
+    for spec, system in routed_raw_topics():
+        if spec.dlq is None:
+            raise RegistryError(f"raw topic {spec.id} declares no dlq in schemas/topics.yaml")
+        dlq = outputs[spec.dlq]
         source = app.topic(
             spec.name, key_serializer="raw", value_serializer="raw", allow_empty=True,
             partitions=spec.partitions,
         )  # fmt: skip
 
-        async def normalise(stream: faust.StreamT[Any], system: str = system, dlq: Any = dlq) -> AsyncIterator[None]:
+        async def normalise(
+            stream: faust.StreamT[Any], system: str = system, dlq: Any = dlq
+        ) -> AsyncIterator[None]:
             async for event in stream.events():
                 message = event.message
                 COUNTS["in"] += 1
                 try:
-                    outcome = pipeline.process(system, message.key, message.value, datetime.now(UTC))
+                    outcome = pipeline.process(
+                        system, message.key, message.value, datetime.now(UTC)
+                    )
                     for output in outcome.outputs:
                         await _produce(outputs, output)
                     COUNTS["applied" if outcome.outputs else "skipped"] += len(outcome.outputs) or 1
                     breaker.record(True)
-                except Exception as exc:  # noqa: BLE001 - the boundary: nothing escapes, nothing is lost
-                    error = exc if isinstance(exc, InvalidEvent) else InvalidEvent("internal_error", repr(exc))
-                    provenance = Provenance(message.topic, message.partition, message.offset, message.timestamp_ms())
+                except Exception as exc:
+                    error = (
+                        exc
+                        if isinstance(exc, InvalidEvent)
+                        else InvalidEvent("internal_error", repr(exc))
+                    )
+                    provenance = Provenance(
+                        message.topic, message.partition, message.offset, message.timestamp_ms()
+                    )
                     await (await dlq.send(
                         key=message.key, value=message.value,
                         headers=dead_letter_headers(provenance, error, pipeline.STEP, settings.worker_id),

@@ -7,7 +7,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hub.connectors import CONNECTORS_DIR, ConnectorDefinition, Endpoint, load_definitions, render_config
+from hub.connectors import (
+    CONNECTORS_DIR,
+    ConnectorDefinition,
+    Endpoint,
+    load_definitions,
+    render_config,
+)
 from hub.errors import RegistryError
 from hub.topics import registry
 
@@ -22,9 +28,18 @@ def test_there_is_a_pos_definition():
 @pytest.mark.parametrize("definition", DEFINITIONS.values(), ids=lambda d: d.system)
 def test_rendered_config_has_what_debezium_postgres_needs(definition):
     config = render_config(definition, ENDPOINT, registry())
-    for key in ("connector.class", "database.hostname", "database.port", "database.user",
-                "database.password", "database.dbname", "topic.prefix", "slot.name",
-                "publication.name", "table.include.list"):
+    for key in (
+        "connector.class",
+        "database.hostname",
+        "database.port",
+        "database.user",
+        "database.password",
+        "database.dbname",
+        "topic.prefix",
+        "slot.name",
+        "publication.name",
+        "table.include.list",
+    ):
         assert config.get(key), key
     assert config["plugin.name"] == "pgoutput"
     assert int(config["poll.interval.ms"]) <= 50, "a real-time hub polls Debezium's queue often"
@@ -47,7 +62,9 @@ def test_definition_files_hold_no_password_values(path):
             for key, value in node.items():
                 where = f"{trail}.{key}"
                 if "password" in str(key).lower() and key != "password_secret":
-                    assert str(value).startswith("${"), f"{path.name}{where} holds an inline password"
+                    assert str(value).startswith("${"), (
+                        f"{path.name}{where} holds an inline password"
+                    )
                 walk(value, where)
 
     walk(yaml.safe_load(path.read_text()))
@@ -63,7 +80,10 @@ def test_inline_password_in_debezium_settings_is_rejected():
 @pytest.mark.parametrize("definition", DEFINITIONS.values(), ids=lambda d: d.system)
 def test_every_captured_table_has_its_raw_topic(definition):
     for table in definition.tables:
-        assert registry().raw_for(definition.system, table).name == f"{definition.topic_prefix}.{table}"
+        assert (
+            registry().raw_for(definition.system, table).name
+            == f"{definition.topic_prefix}.{table}"
+        )
 
 
 def test_undeclared_table_is_refused():

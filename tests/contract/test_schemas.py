@@ -14,7 +14,9 @@ from hub.topics import SCHEMAS_DIR, registry
 TOPICS = list(registry().topics.values())
 
 
-@pytest.mark.parametrize(("path", "text"), list(expected_files().items()), ids=lambda v: getattr(v, "name", ""))
+@pytest.mark.parametrize(
+    ("path", "text"), list(expected_files().items()), ids=lambda v: getattr(v, "name", "")
+)
 def test_schema_file_matches_model(path, text):
     assert path.exists(), f"{path} missing: run 'hub schemas write'"
     assert path.read_text() == text, f"{path} differs from its model: run 'hub schemas write'"

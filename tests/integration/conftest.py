@@ -75,7 +75,10 @@ def stack() -> Iterator[StackHandle]:
         up = handle.hub("stack", "up")
         sys.stderr.write(up.stderr)
         if up.returncode != 0:
-            pytest.fail(f"'hub stack up' failed (exit {up.returncode}):\n{up.stdout}\n{up.stderr}", pytrace=False)
+            pytest.fail(
+                f"'hub stack up' failed (exit {up.returncode}):\n{up.stdout}\n{up.stderr}",
+                pytrace=False,
+            )
         sys.stderr.write(f"[integration] stack up in {time.monotonic() - started:.1f}s\n")
         handle.endpoints = json.loads(handle.hub("stack", "env", "--json").stdout)
         yield handle
@@ -110,7 +113,9 @@ class TopicReader:
         spec = registry()[topic_id]
         self.consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"it-{uuid.uuid4()}",
                                   "enable.auto.commit": False})  # fmt: skip
-        self.consumer.assign([TopicPartition(spec.name, p, OFFSET_BEGINNING) for p in range(spec.partitions)])
+        self.consumer.assign(
+            [TopicPartition(spec.name, p, OFFSET_BEGINNING) for p in range(spec.partitions)]
+        )
         self.history: dict[str, list[dict[str, Any] | None]] = {}
 
     def poll(self, seconds: float) -> None:

@@ -11,7 +11,9 @@ pytestmark = pytest.mark.integration
 
 
 def qty(conn: psycopg.Connection, store: str, ean: str) -> int:
-    row = conn.execute("SELECT qty FROM pos.stock WHERE store_code = %s AND ean = %s", (store, ean)).fetchone()
+    row = conn.execute(
+        "SELECT qty FROM pos.stock WHERE store_code = %s AND ean = %s", (store, ean)
+    ).fetchone()
     assert row is not None
     return int(row[0])
 
@@ -19,7 +21,8 @@ def qty(conn: psycopg.Connection, store: str, ean: str) -> int:
 def test_snapshot_reaches_unified_inventory(stack, worker, inventory):
     with psycopg.connect(stack.pos_dsn) as conn:
         store, ean, on_hand = conn.execute(
-            "SELECT store_code, ean, qty FROM pos.stock ORDER BY store_code DESC, ean DESC LIMIT 1").fetchone()
+            "SELECT store_code, ean, qty FROM pos.stock ORDER BY store_code DESC, ean DESC LIMIT 1"
+        ).fetchone()
     record = inventory.wait_for(f"{ean}@store:{store}", lambda v: v is not None)
     assert record["on_hand"] == on_hand
     assert record["source_op"] == "r"
@@ -33,7 +36,9 @@ def test_sale_updates_unified_inventory(stack, worker, inventory):
     assert sale.lines
     for ean, expected_qty in expected.items():
         key = f"{ean}@store:{sale.store_code}"
-        record = inventory.wait_for(key, lambda v, q=expected_qty: v is not None and v["on_hand"] == q)
+        record = inventory.wait_for(
+            key, lambda v, q=expected_qty: v is not None and v["on_hand"] == q
+        )
         assert record["sku"] == ean
         assert record["location_id"] == f"store:{sale.store_code}"
         assert record["source_system"] == "pos"
@@ -45,7 +50,9 @@ def test_deleted_stock_row_becomes_tombstone(stack, worker, inventory):
     store, ean = "LIL01", "3761234567892"  # an article the demo data does not stock
     key = f"{ean}@store:{store}"
     with psycopg.connect(stack.pos_dsn) as conn:
-        conn.execute("INSERT INTO pos.stock (store_code, ean, qty) VALUES (%s, %s, 4)", (store, ean))
+        conn.execute(
+            "INSERT INTO pos.stock (store_code, ean, qty) VALUES (%s, %s, 4)", (store, ean)
+        )
         conn.commit()
         assert inventory.wait_for(key, lambda v: v is not None)["on_hand"] == 4
         conn.execute("DELETE FROM pos.stock WHERE store_code = %s AND ean = %s", (store, ean))

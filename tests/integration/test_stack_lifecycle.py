@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -68,13 +69,14 @@ def test_down_leaves_no_process(stack):
     down = stack.hub("stack", "down")
     assert down.returncode == 0, down.stderr
     for pid in pids:
-        assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2], pid
+        assert (
+            not Path(f"/proc/{pid}").exists()
+            or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
+        ), pid
     marker = str(stack.state_dir).encode()
     for proc in Path("/proc").iterdir():
         if proc.name.isdigit():
-            try:
+            with contextlib.suppress(FileNotFoundError, ProcessLookupError):
                 assert marker not in (proc / "cmdline").read_bytes(), proc.name
-            except (FileNotFoundError, ProcessLookupError):
-                pass
     status = json.loads(stack.hub("stack", "status", "--json").stdout)
     assert {c["state"] for c in status["components"].values()} == {"stopped"}

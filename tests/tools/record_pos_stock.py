@@ -29,8 +29,12 @@ def main() -> None:
     topic = registry()["raw.pos.stock"].name
     with psycopg.connect(env["sources"]["pos"], autocommit=True) as conn:
         conn.execute("DELETE FROM pos.stock WHERE ean = %s", (EAN,))
-        conn.execute("INSERT INTO pos.stock VALUES ('LYO01', %s, 12, '2026-11-20 08:30:00')", (EAN,))
-        conn.execute("UPDATE pos.stock SET qty = qty - 3 WHERE store_code = 'LYO01' AND ean = %s", (EAN,))
+        conn.execute(
+            "INSERT INTO pos.stock VALUES ('LYO01', %s, 12, '2026-11-20 08:30:00')", (EAN,)
+        )
+        conn.execute(
+            "UPDATE pos.stock SET qty = qty - 3 WHERE store_code = 'LYO01' AND ean = %s", (EAN,)
+        )
         conn.execute("DELETE FROM pos.stock WHERE store_code = 'LYO01' AND ean = %s", (EAN,))
     consumer = Consumer({"bootstrap.servers": env["kafka_bootstrap"], "group.id": f"rec-{uuid.uuid4()}",
                          "auto.offset.reset": "earliest"})  # fmt: skip
@@ -43,7 +47,11 @@ def main() -> None:
         if msg.error():
             continue
         key = msg.key().decode()
-        record = {"topic": msg.topic(), "key": key, "value": msg.value().decode() if msg.value() else None}
+        record = {
+            "topic": msg.topic(),
+            "key": key,
+            "value": msg.value().decode() if msg.value() else None,
+        }
         if msg.value() is None:
             if EAN in key:
                 wanted["tombstone"] = record

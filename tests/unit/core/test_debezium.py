@@ -13,8 +13,12 @@ def test_decodes_a_recorded_update(recorded):
     event = decode(*recorded("pos_stock_update"))
     assert event is not None
     assert event.op == "u"
-    assert event.after == {"store_code": "LYO01", "ean": "3769999999996", "qty": 9,
-                           "last_count_at": 1795163400000000}
+    assert event.after == {
+        "store_code": "LYO01",
+        "ean": "3769999999996",
+        "qty": 9,
+        "last_count_at": 1795163400000000,
+    }
     assert event.source.table == "pos.stock"
     assert event.source.connector == "postgresql"
     assert event.source.snapshot is False
@@ -32,14 +36,23 @@ def test_tombstone_decodes_to_none(recorded):
 
 
 def test_positions_sort_in_log_order(recorded):
-    positions = [decode(*recorded(f"pos_stock_{op}")).source.position for op in ("create", "update", "delete")]
+    positions = [
+        decode(*recorded(f"pos_stock_{op}")).source.position
+        for op in ("create", "update", "delete")
+    ]
     assert positions == sorted(positions)
     assert len(set(positions)) == 3
 
 
 def test_position_format():
-    assert postgres_position({"lsn": 255, "sequence": '["16", "255"]'}) == "pg:0000000000000010:00000000000000ff"
-    assert postgres_position({"lsn": 255, "sequence": "[null, \"255\"]"}) == "pg:0000000000000000:00000000000000ff"
+    assert (
+        postgres_position({"lsn": 255, "sequence": '["16", "255"]'})
+        == "pg:0000000000000010:00000000000000ff"
+    )
+    assert (
+        postgres_position({"lsn": 255, "sequence": '[null, "255"]'})
+        == "pg:0000000000000000:00000000000000ff"
+    )
 
 
 @pytest.mark.parametrize(
@@ -51,9 +64,15 @@ def test_position_format():
         (b'{"op": "u", "before": null, "after": null, "source": {}}', "malformed_envelope"),
         (b'{"op": "d", "before": null, "after": null, "source": {}}', "malformed_envelope"),
         (b'{"op": "c", "after": {"a": 1}}', "malformed_envelope"),
-        (b'{"op": "c", "after": {"a": 1}, "source": {"connector": "postgresql"}}', "malformed_source"),
-        (b'{"op": "c", "after": {"a": 1}, "source": {"connector": "oracle", "ts_ms": 1, "db": "x",'
-         b' "table": "t", "name": "n"}}', "unsupported_connector"),
+        (
+            b'{"op": "c", "after": {"a": 1}, "source": {"connector": "postgresql"}}',
+            "malformed_source",
+        ),
+        (
+            b'{"op": "c", "after": {"a": 1}, "source": {"connector": "oracle", "ts_ms": 1, "db": "x",'
+            b' "table": "t", "name": "n"}}',
+            "unsupported_connector",
+        ),
     ],
 )
 def test_bad_envelopes_raise_invalid_event(value, reason):

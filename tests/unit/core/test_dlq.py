@@ -7,12 +7,23 @@ from hub.errors import DeadLetterFlood, InvalidEvent
 
 
 def test_headers_carry_provenance_and_reason():
-    headers = dict(dead_letter_headers(Provenance("raw.pos.pos.stock", 3, 42, 1700),
-                                       InvalidEvent("bad_value", "qty='x'"), "normalise", "w1"))
+    headers = dict(
+        dead_letter_headers(
+            Provenance("raw.pos.pos.stock", 3, 42, 1700),
+            InvalidEvent("bad_value", "qty='x'"),
+            "normalise",
+            "w1",
+        )
+    )
     assert headers == {
-        "hub.dlq.topic": b"raw.pos.pos.stock", "hub.dlq.partition": b"3", "hub.dlq.offset": b"42",
-        "hub.dlq.step": b"normalise", "hub.dlq.reason": b"bad_value", "hub.dlq.detail": b"qty='x'",
-        "hub.dlq.worker": b"w1", "hub.dlq.timestamp_ms": b"1700",
+        "hub.dlq.topic": b"raw.pos.pos.stock",
+        "hub.dlq.partition": b"3",
+        "hub.dlq.offset": b"42",
+        "hub.dlq.step": b"normalise",
+        "hub.dlq.reason": b"bad_value",
+        "hub.dlq.detail": b"qty='x'",
+        "hub.dlq.worker": b"w1",
+        "hub.dlq.timestamp_ms": b"1700",
     }
 
 

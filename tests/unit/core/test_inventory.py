@@ -21,7 +21,9 @@ def only_output(recorded, name):
     return outcome.outputs[0]
 
 
-@pytest.mark.parametrize(("name", "op", "on_hand"), [("pos_stock_create", "c", 12), ("pos_stock_update", "u", 9)])
+@pytest.mark.parametrize(
+    ("name", "op", "on_hand"), [("pos_stock_create", "c", 12), ("pos_stock_update", "u", 9)]
+)
 def test_insert_and_update_become_inventory_levels(recorded, name, op, on_hand):
     output = only_output(recorded, name)
     assert isinstance(output, Upsert)
@@ -29,7 +31,11 @@ def test_insert_and_update_become_inventory_levels(recorded, name, op, on_hand):
     assert output.key == KEY
     level = output.record
     assert isinstance(level, InventoryLevel)
-    assert (level.sku, level.location_id, level.location_type) == ("3769999999996", "store:LYO01", "store")
+    assert (level.sku, level.location_id, level.location_type) == (
+        "3769999999996",
+        "store:LYO01",
+        "store",
+    )
     assert level.on_hand == on_hand
     assert level.source_op == op
     assert level.source_system == "pos" and level.source_table == "pos.stock"
@@ -85,7 +91,9 @@ def test_bad_rows_raise_invalid_event(recorded, change, reason):
 
 
 def test_blank_padded_char_columns_are_trimmed(recorded):
-    output = process("pos", *mutate(recorded, "pos_stock_update", store_code="LYO01  "), NOW).outputs[0]
+    output = process(
+        "pos", *mutate(recorded, "pos_stock_update", store_code="LYO01  "), NOW
+    ).outputs[0]
     assert output.key == KEY
 
 
