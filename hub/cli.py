@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-
 from typing import TYPE_CHECKING
 
 import click
@@ -46,6 +45,19 @@ def up() -> None:
 
 
 @stack.command()
+def fetch() -> None:
+    """Fetch Kafka, Connect and Debezium jars from Maven Central into the cache (once)."""
+    from hub.stack.runtime import ensure_runtime
+
+    try:
+        runtime = ensure_runtime(get_settings(), err)
+    except StackError as exc:
+        err.print(f"[bold red]✗ {exc}[/]")
+        sys.exit(1)
+    err.print(f"[green]✓[/] runtime in {runtime.root}")
+
+
+@stack.command()
 @click.option(
     "--purge", is_flag=True, help="Also delete the state directory (data, logs, secrets)."
 )
@@ -77,6 +89,29 @@ def env(as_json: bool) -> None:
     click.echo(f"HUB_CONNECT_URL={endpoints['connect_url']}")
     for system, dsn in endpoints["sources"].items():
         click.echo(f"HUB_{system.upper()}_DSN={dsn}")
+
+
+@main.group()
+def connectors() -> None:
+    """The connector definitions in connectors/, on a Kafka Connect cluster."""
+
+
+@connectors.command("apply")
+@click.argument("systems", nargs=-1)
+@click.option("--dry-run", is_flag=True, help="Only ask Connect to validate; change nothing.")
+def connectors_apply(systems: tuple[str, ...], dry_run: bool) -> None:
+    """Validate, then create or update each connector (idempotent)."""
+    from hub.connector_ops import apply
+
+    from requests import RequestException
+
+    from hub.connect_client import ConnectError
+
+    try:
+        apply(get_settings(), systems, dry_run, err)
+    except (StackError, ConnectError, RequestException) as exc:
+        err.print(f"[bold red]✗ {exc}[/]")
+        sys.exit(1)
 
 
 @main.command()

@@ -45,6 +45,14 @@ class HubSettings(BaseSettings):
     # Point the hub at an existing cluster instead of the local stack (production).
     kafka_bootstrap: str | None = None
     connect_url: str | None = None
+    source_hosts: dict[str, str] = Field(
+        default_factory=dict,
+        description='Production: where Connect reaches each source, JSON {"pos": "db.internal:5432"}.',
+    )
+    connect_secrets_file: Path | None = Field(
+        default=None,
+        description="Production: the secrets file on the Connect workers (FileConfigProvider).",
+    )
 
     kafka_heap: str = "384m"
     connect_heap: str = "512m"

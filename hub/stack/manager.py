@@ -135,13 +135,10 @@ class Stack:
 
     def register(self, client: ConnectClient, definition: ConnectorDefinition) -> str:
         """Validate with Connect, then apply idempotently. Returns created/updated/unchanged."""
+        from hub.connector_ops import validate
+
         config = render_config(definition, self.endpoint(definition.system), registry())
-        errors = client.validate(
-            definition.connector.class_, {**config, "name": definition.connector.name}
-        )
-        if errors:
-            listing = "\n".join(f"  {key}: {'; '.join(msgs)}" for key, msgs in errors.items())
-            raise StackError(f"Kafka Connect rejects {definition.connector.name}:\n{listing}")
+        validate(client, definition, config)
         return client.apply(definition.connector.name, config)
 
     def _step(self, what: str, proc: Proc) -> _Step:
