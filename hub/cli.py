@@ -101,11 +101,10 @@ def connectors() -> None:
 @click.option("--dry-run", is_flag=True, help="Only ask Connect to validate; change nothing.")
 def connectors_apply(systems: tuple[str, ...], dry_run: bool) -> None:
     """Validate, then create or update each connector (idempotent)."""
-    from hub.connector_ops import apply
-
     from requests import RequestException
 
     from hub.connect_client import ConnectError
+    from hub.connector_ops import apply
 
     try:
         apply(get_settings(), systems, dry_run, err)

@@ -96,7 +96,7 @@ def create_app(settings: HubSettings) -> faust.App:
                         else InvalidEvent("internal_error", repr(exc))
                     )
                     provenance = Provenance(
-                        message.topic, message.partition, message.offset, message.timestamp_ms()
+                        message.topic, message.partition, message.offset, _millis(message.timestamp)
                     )
                     await (await dlq.send(
                         key=message.key, value=message.value,
@@ -115,6 +115,10 @@ def create_app(settings: HubSettings) -> faust.App:
 
         app.agent(source, name=f"{pipeline.STEP}-{spec.id}", concurrency=1)(normalise)
     return app
+
+
+def _millis(timestamp: float | None) -> int | None:
+    return int(timestamp * 1000) if timestamp else None
 
 
 async def _produce(outputs: dict[str, Any], output: Output) -> None:

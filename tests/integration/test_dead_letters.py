@@ -1,0 +1,112 @@
+"""Bad input on a raw topic: dead-lettered with provenance, the pipeline goes on; a flood stops loudly."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+import uuid
+
+import psycopg
+import pytest
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+
+from hub.simulator import SalesSimulator
+from hub.stack.procs import free_port
+from hub.topics import registry
+
+pytestmark = pytest.mark.integration
+
+
+def produce_garbage(bootstrap: str, count: int, marker: bytes) -> list[int]:
+    """Write ``count`` undecodable records to partition 0 of the POS stock raw topic."""
+    offsets: list[int] = []
+    producer = Producer({"bootstrap.servers": bootstrap})
+    for n in range(count):
+        producer.produce(registry()["raw.pos.stock"].name, key=marker, value=b"not json %d" % n,
+                         partition=0, on_delivery=lambda err, msg: offsets.append(msg.offset()))  # fmt: skip
+    producer.flush(30)
+    assert len(offsets) == count
+    return offsets
+
+
+def dead_letters(bootstrap: str, marker: bytes, count: int, timeout: float = 120) -> list:
+    spec = registry()["hub.dlq"]
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"it-{uuid.uuid4()}"})
+    consumer.assign(
+        [TopicPartition(spec.name, p, OFFSET_BEGINNING) for p in range(spec.partitions)]
+    )
+    found, deadline = [], time.monotonic() + timeout
+    while len(found) < count and time.monotonic() < deadline:
+        msg = consumer.poll(0.5)
+        if msg is not None and not msg.error() and msg.key() == marker:
+            found.append(msg)
+    consumer.close()
+    return found
+
+
+def test_bad_record_is_dead_lettered_and_the_pipeline_goes_on(stack, worker, inventory):
+    bootstrap = stack.endpoints["kafka_bootstrap"]
+    marker = f"bad-{uuid.uuid4()}".encode()
+    (offset,) = produce_garbage(bootstrap, 1, marker)
+    (letter,) = dead_letters(bootstrap, marker, 1)
+    headers = {k: v.decode() for k, v in letter.headers()}
+    assert letter.value() == b"not json 0"
+    assert headers["hub.dlq.topic"] == registry()["raw.pos.stock"].name
+    assert (headers["hub.dlq.partition"], headers["hub.dlq.offset"]) == ("0", str(offset))
+    assert headers["hub.dlq.reason"] == "malformed_json"
+    assert headers["hub.dlq.step"] == "normalise"
+
+    with psycopg.connect(stack.pos_dsn) as conn:
+        sale = SalesSimulator(conn, seed=99).sell()
+        ean = sale.lines[0][0]
+        expected = conn.execute("SELECT qty FROM pos.stock WHERE store_code = %s AND ean = %s",
+                                (sale.store_code, ean)).fetchone()[0]  # fmt: skip
+    inventory.wait_for(
+        f"{ean}@store:{sale.store_code}", lambda v: v is not None and v["on_hand"] == expected
+    )
+
+
+def caught_up(bootstrap: str, group: str) -> bool:
+    spec = registry()["raw.pos.stock"]
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False}
+    )
+    try:
+        committed = consumer.committed(
+            [TopicPartition(spec.name, p) for p in range(spec.partitions)], 10
+        )
+        for tp in committed:
+            _, high = consumer.get_watermark_offsets(tp, 10)
+            if tp.offset < high:
+                return False
+        return True
+    finally:
+        consumer.close()
+
+
+def test_a_flood_of_bad_records_stops_the_worker_loudly(stack):
+    bootstrap = stack.endpoints["kafka_bootstrap"]
+    group = f"hub-flood-{uuid.uuid4().hex[:8]}"
+    env = {**stack.env, "HUB_WORKER_ID": group, "HUB_DLQ_MAX_CONSECUTIVE": "5",
+           "HUB_WORKER_WEB_PORT": str(free_port())}  # fmt: skip
+    log = stack.state_dir / "logs" / f"{group}.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "hub", "worker"], env=env, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while not caught_up(bootstrap, group):
+            assert proc.poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() < deadline, "the flood worker never caught up"
+            time.sleep(1)
+        marker = f"flood-{uuid.uuid4()}".encode()
+        produce_garbage(bootstrap, 8, marker)
+        assert proc.wait(120) != 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    text = log.read_text(errors="replace")
+    assert "5 invalid events in a row" in text
+    # Nothing was swallowed: the five it judged are in the DLQ; the rest wait for a restart.
+    assert len(dead_letters(bootstrap, marker, 8, timeout=15)) >= 5

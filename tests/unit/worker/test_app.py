@@ -1,0 +1,103 @@
+"""The Faust adapter around the core, without a broker (agent test context, sends mocked)."""
+
+from __future__ import annotations
+
+import asyncio
+from unittest.mock import AsyncMock
+
+import orjson
+import pytest
+from faust.topics import Topic
+
+from hub.errors import DeadLetterFlood
+from hub.settings import HubSettings
+from hub.worker import app as worker_app
+
+Sent = list[tuple[str, bytes, bytes | None, dict[str, bytes]]]
+
+
+@pytest.fixture
+def sent(monkeypatch) -> Sent:
+    """(topic, key, value, headers) of every record the agent sends, in order."""
+    records: Sent = []
+
+    async def fake_send(self, *, key=None, value=None, headers=None, **_):
+        records.append((self.get_topic_name(), key, value, dict(headers or [])))
+        done = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+    monkeypatch.setattr(Topic, "send", fake_send)
+    worker_app.COUNTS.clear()
+    return records
+
+
+@pytest.fixture
+async def agent():
+    settings = HubSettings(dlq_max_consecutive=3, dlq_window=10, kafka_bootstrap="127.0.0.1:1")
+    app = worker_app.create_app(settings)
+    app.loop = asyncio.get_running_loop()
+    app.finalize()
+    app.flow_control.resume()
+    app.crash = AsyncMock()
+    (agent,) = app.agents.values()
+    async with agent.test_context() as ctx:
+        ctx.app = app
+        yield ctx
+
+
+async def test_change_is_produced_to_unified_inventory(agent, sent, recorded):
+    key, value = recorded("pos_stock_update")
+    await agent.put(value, key=key)
+    ((topic, out_key, out_value, _),) = sent
+    assert topic == "unified.inventory"
+    assert out_key == b"3769999999996@store:LYO01"
+    assert orjson.loads(out_value)["on_hand"] == 9
+    assert worker_app.COUNTS == {"in": 1, "applied": 1}
+
+
+async def test_delete_is_produced_as_tombstone(agent, sent, recorded):
+    key, value = recorded("pos_stock_delete")
+    await agent.put(value, key=key)
+    assert sent == [("unified.inventory", b"3769999999996@store:LYO01", None, {})]
+
+
+async def test_debezium_tombstone_produces_nothing(agent, sent, recorded):
+    key, _ = recorded("pos_stock_tombstone")
+    await agent.put(None, key=key)
+    assert sent == []
+    assert worker_app.COUNTS == {"in": 1, "skipped": 1}
+
+
+async def test_bad_event_goes_to_dlq_unchanged_with_provenance(agent, sent, recorded):
+    key, _ = recorded("pos_stock_update")
+    await agent.put(b"{not json", key=key)
+    ((topic, out_key, out_value, headers),) = sent
+    assert (topic, out_key, out_value) == ("hub.dlq", key, b"{not json")
+    assert headers["hub.dlq.topic"] == b"raw.pos.pos.stock"
+    assert headers["hub.dlq.reason"] == b"malformed_json"
+    assert headers["hub.dlq.step"] == b"normalise"
+    assert "hub.dlq.offset" in headers and "hub.dlq.partition" in headers
+    assert worker_app.COUNTS["dead_lettered"] == 1
+
+
+async def test_pipeline_goes_on_after_a_bad_event(agent, sent, recorded):
+    await agent.put(b"[]", key=b"{}")
+    key, value = recorded("pos_stock_create")
+    await agent.put(value, key=key)
+    assert [s[0] for s in sent] == ["hub.dlq", "unified.inventory"]
+
+
+async def test_flood_of_bad_events_crashes_the_worker(agent, sent):
+    for _ in range(2):
+        await agent.put(b"garbage", key=b"k")
+    agent.app.crash.assert_not_awaited()
+    await agent.put(b"garbage", key=b"k", wait=False)  # the agent stops: nothing will answer
+    for _ in range(100):
+        if agent.app.crash.await_count:
+            break
+        await asyncio.sleep(0.02)
+    agent.app.crash.assert_awaited_once()
+    (reason,) = agent.app.crash.await_args.args
+    assert isinstance(reason, DeadLetterFlood)
+    assert len(sent) == 3  # every bad event reached the DLQ before the stop
