@@ -6,6 +6,7 @@ receives a delivery (stock count goes up, ``last_count_at`` moves).
 
 from __future__ import annotations
 
+import itertools
 import random
 import signal
 import time
@@ -44,11 +45,15 @@ class SalesSimulator:
         conn.commit()
         if not self.stores or not self.eans:
             raise RuntimeError("pos.stock is empty: run 'hub stack up' first (it loads demo data)")
+        # Zipf-like popularity: a few hot articles sell most, every article sells now and then.
+        order = self.rng.sample(self.eans, len(self.eans))
+        self._ranked = order
+        self._weights = list(
+            itertools.accumulate(1 / (rank + 1) ** 0.9 for rank in range(len(order)))
+        )
 
     def _article(self) -> str:
-        # Skewed: a few hot articles sell most.
-        index = min(int(self.rng.paretovariate(1.2)) - 1, len(self.eans) - 1)
-        return self.eans[(index * 7) % len(self.eans)]
+        return self.rng.choices(self._ranked, cum_weights=self._weights)[0]
 
     def sell(self) -> Sale:
         """Ring up one sale in one transaction; returns what was sold."""
@@ -83,13 +88,17 @@ class SalesSimulator:
         return Sale(ticket_id, store, lines)
 
     def deliver(self) -> tuple[str, str, int]:
-        """A delivery: one article's count goes up in one store."""
-        store, ean, qty = (
-            self.rng.choice(self.stores),
-            self._article(),
-            self.rng.choice((12, 24, 48)),
-        )
+        """A delivery to one store of the article it has least of; ``last_count_at`` moves."""
+        store = self.rng.choice(self.stores)
         with self.conn.transaction():
+            row = self.conn.execute(
+                "SELECT ean, qty FROM pos.stock WHERE store_code = %s ORDER BY qty, ean LIMIT 1",
+                (store,),
+            ).fetchone()
+            if row is None:
+                raise RuntimeError(f"store {store} stocks nothing")
+            ean, low = str(row[0]), int(str(row[1]))
+            qty = max(24, 24 - low)
             self.conn.execute(
                 "UPDATE pos.stock SET qty = qty + %s, last_count_at = %s WHERE store_code = %s AND ean = %s",
                 (qty, datetime.now(UTC).replace(tzinfo=None), store, ean),
@@ -115,7 +124,7 @@ def run_sales(settings: HubSettings, rate: float, count: int, seed: int) -> None
         sim = SalesSimulator(conn, seed)
         sold, next_at = 0, time.monotonic()
         while not stopping and (count == 0 or sold < count):
-            if sim.rng.random() < 0.1:
+            if sim.rng.random() < 0.25:
                 store, ean, qty = sim.deliver()
                 console.print(f"delivery  {store} {ean} +{qty}")
             sale = sim.sell()
