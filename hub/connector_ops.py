@@ -28,7 +28,7 @@ def endpoint_for(settings: HubSettings, definition: ConnectorDefinition) -> Endp
             f'(e.g. {{"{definition.system}": "db.internal:5432"}}) and HUB_CONNECT_SECRETS_FILE'
         )
     host, _, port = address.rpartition(":")
-    return Endpoint(host, int(port), settings.connect_secrets_file)
+    return Endpoint(host, int(port), settings.connect_secrets_file, settings.bootstrap)
 
 
 def validate(

@@ -24,10 +24,11 @@ class ConnectorRef(BaseModel):
 
 class Connection(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
-    kind: Literal["postgres"]
+    kind: Literal["postgres", "mariadb"]
     database: str
     user: str
     password_secret: str
+    server_id: int | None = None  # MariaDB: the replica id the connector presents
     hostname: str | None = None  # None: the local stack's host
     port: int | None = None  # None: the local stack's port for this system
 
@@ -79,6 +80,7 @@ class Endpoint:
     hostname: str
     port: int
     secrets_file: Path
+    kafka_bootstrap: str  # for the MariaDB connector's schema history topic
 
 
 def load_definitions(directory: Path | None = None) -> dict[str, ConnectorDefinition]:
@@ -112,11 +114,24 @@ def render_config(
         "database.port": str(conn.port or endpoint.port),
         "database.user": conn.user,
         "database.password": f"${{file:{endpoint.secrets_file}:{conn.password_secret}}}",
-        "database.dbname": conn.database,
         "topic.prefix": definition.topic_prefix,
-        "slot.name": definition.slot,
-        "publication.name": definition.publication,
         "table.include.list": ",".join(definition.tables),
     }
+    if conn.kind == "postgres":
+        config |= {
+            "database.dbname": conn.database,
+            "slot.name": definition.slot,
+            "publication.name": definition.publication,
+        }
+    else:
+        if conn.server_id is None:
+            raise RegistryError(f"{definition.system}: a MariaDB connection needs a server_id")
+        history = registry[f"internal.{definition.system}.schema_history"].name
+        config |= {
+            "database.server.id": str(conn.server_id),
+            "database.include.list": conn.database,
+            "schema.history.internal.kafka.bootstrap.servers": endpoint.kafka_bootstrap,
+            "schema.history.internal.kafka.topic": history,
+        }
     config.update(definition.debezium)
     return config

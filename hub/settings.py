@@ -40,6 +40,8 @@ class HubSettings(BaseSettings):
     kafka_controller_port: int = 19093
     connect_port: int = 18083
     pos_pg_port: int = 15433
+    shop_pg_port: int = 15434
+    erp_mariadb_port: int = 13306
     worker_web_port: int = 16066
 
     # Point the hub at an existing cluster instead of the local stack (production).

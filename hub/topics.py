@@ -28,7 +28,7 @@ class TopicSpec(BaseModel):
 
     id: str
     name: str
-    kind: Literal["raw", "unified", "dlq"]
+    kind: Literal["raw", "internal", "unified", "dlq"]
     key: str
     value: str
     partitions: int

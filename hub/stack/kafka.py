@@ -102,7 +102,9 @@ class KafkaNode:
 
     def start(self, runtime: Runtime) -> bool:
         if self.proc.pid() is not None:
-            return False
+            if self.proc.runs(str(runtime.root)):
+                return False
+            self.stop()  # it runs jars of another pom: restart on the current runtime
         config = self._config()
         if not (self.state_dir / "kafka" / "data" / "meta.properties").exists():
             result = subprocess.run(
@@ -126,7 +128,9 @@ class KafkaNode:
 
     def _ready(self) -> bool:
         try:
-            AdminClient({"bootstrap.servers": self.bootstrap}).list_topics(timeout=2)
+            AdminClient({"bootstrap.servers": self.bootstrap, "log_level": 3}).list_topics(
+                timeout=2
+            )
         except Exception:
             return False
         return True
@@ -140,7 +144,7 @@ def ensure_topics(bootstrap: str, registry: TopicRegistry) -> list[str]:
 
     Raises ``StackError`` when an existing topic's partition count differs from its declaration.
     """
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 3})
     existing = admin.list_topics(timeout=10).topics
     wanted = [spec for spec in registry.topics.values() if spec.name not in existing]
     for spec in registry.topics.values():
@@ -181,7 +185,9 @@ class ConnectWorker:
 
     def start(self, runtime: Runtime, bootstrap: str) -> bool:
         if self.proc.pid() is not None:
-            return False
+            if self.proc.runs(str(runtime.root)):
+                return False
+            self.stop()  # it runs jars of another pom: restart on the current runtime
         conf = self.state_dir / "conf"
         config = _write(conf / "connect.properties", {
             "bootstrap.servers": bootstrap,

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from rich.console import Console
 from rich.table import Table
@@ -23,15 +23,31 @@ from hub.errors import StackError
 from hub.settings import HubSettings
 from hub.stack import demo, prereqs
 from hub.stack.kafka import ConnectWorker, KafkaNode, ensure_topics
+from hub.stack.mariadb import MariaDbSource
+from hub.stack.mariadb import connect as mariadb_connect
 from hub.stack.postgres import SourceDatabase, schema_sql
 from hub.stack.procs import Proc, wait_for
 from hub.stack.runtime import ensure_runtime
 from hub.stack.secrets import StackSecrets
 from hub.topics import registry
 
-# Source systems the local stack runs now, with the loader of their demo data.
-SOURCES: dict[str, Callable[..., dict[str, int]]] = {"pos": demo.load_pos}
-APP_ROLES = {"pos": "pos_app"}
+Source = SourceDatabase | MariaDbSource
+
+
+@dataclass(frozen=True)
+class LocalSource:
+    """How the local stack runs one source system: server kind, the application's login, demo data."""
+
+    kind: Literal["postgres", "mariadb"]
+    app_role: str
+    load_demo: Callable[[Any], dict[str, int]]
+
+
+LOCAL_SOURCES: dict[str, LocalSource] = {
+    "pos": LocalSource("postgres", "pos_app", demo.load_pos),
+    "shop": LocalSource("postgres", "shop_app", demo.load_shop),
+    "erp": LocalSource("mariadb", "erp_app", demo.load_erp),
+}
 
 
 @dataclass(frozen=True)
@@ -55,12 +71,13 @@ class Stack:
         self.connect = ConnectWorker(
             host, self.ports.connect, settings.connect_heap, self.state_dir
         )
-        self.sources = {
-            system: SourceDatabase(
-                system, system, APP_ROLES[system], host, port, self.state_dir, self.secrets
+        self.sources: dict[str, Source] = {}
+        for system, port in self.ports.sources.items():
+            local = LOCAL_SOURCES[system]
+            kind = SourceDatabase if local.kind == "postgres" else MariaDbSource
+            self.sources[system] = kind(
+                system, system, local.app_role, host, port, self.state_dir, self.secrets
             )
-            for system, port in self.ports.sources.items()
-        }
 
     @property
     def _state_file(self) -> Path:
@@ -71,11 +88,16 @@ class Stack:
             self.settings.kafka_port,
             self.settings.kafka_controller_port,
             self.settings.connect_port,
-            {"pos": self.settings.pos_pg_port},
+            {
+                "pos": self.settings.pos_pg_port,
+                "shop": self.settings.shop_pg_port,
+                "erp": self.settings.erp_mariadb_port,
+            },
         )
         if self._state_file.exists():
             saved = json.loads(self._state_file.read_text())["ports"]
-            return Ports(**saved)
+            # A source added to the hub after this state dir was made gets the configured port.
+            return Ports(**{**saved, "sources": {**wanted.sources, **saved["sources"]}})
         return wanted
 
     # ---- up ----------------------------------------------------------------------------------
@@ -90,19 +112,18 @@ class Stack:
         self._state_file.write_text(json.dumps({"ports": asdict(self.ports)}, indent=2))
         definitions = load_definitions()
 
+        self._write_logins(definitions)
         for system, db in self.sources.items():
-            with self._step(f"PostgreSQL for {system} on {db.host}:{db.port}", db.proc):
-                self.secrets.write_pgpass(db.host, {
-                    "postgres": f"{system}.postgres", db.app_role: f"{system}.app",
-                    definitions[system].connection.user: f"{system}.cdc",
-                })  # fmt: skip
+            label = f"{'PostgreSQL' if isinstance(db, SourceDatabase) else 'MariaDB'} {system}"
+            with self._step(f"{label} on {db.host}:{db.port}", db.proc):
                 was = db.start()
                 db.provision(definitions[system], schema_sql(system))
-                loaded = SOURCES[system](_connect(db.dsn()))
+                with self.open(system) as conn:
+                    loaded = LOCAL_SOURCES[system].load_demo(conn)
                 note = "started" if was else "already running"
                 if loaded:
                     note += ", demo data " + ", ".join(f"{n} {t}" for t, n in loaded.items())
-            self._done(f"PostgreSQL {system}", note)
+            self._done(label, note)
 
         with self._step(f"Kafka (KRaft) on {self.kafka.bootstrap}", self.kafka.proc):
             was = self.kafka.start(runtime)
@@ -129,9 +150,33 @@ class Stack:
         self.console.print(f"[bold green]Stack up[/] in {time.monotonic() - started:.1f}s — "
                            f"state in {self.state_dir}")  # fmt: skip
 
+    def _write_logins(self, definitions: dict[str, ConnectorDefinition]) -> None:
+        """pgpass lines (per port) for the PostgreSQL sources, an option file per MariaDB source."""
+        pg_logins: list[tuple[int, str, str]] = []
+        for system, db in self.sources.items():
+            cdc = definitions[system].connection.user
+            if isinstance(db, SourceDatabase):
+                pg_logins += [
+                    (db.port, "postgres", f"{system}.postgres"),
+                    (db.port, db.app_role, f"{system}.app"),
+                    (db.port, cdc, f"{system}.cdc"),
+                ]
+            else:
+                db.write_option_file({db.app_role: f"{system}.app", cdc: f"{system}.cdc"})
+        self.secrets.write_pgpass(self.settings.host, pg_logins)
+
+    def open(self, system: str) -> Any:
+        """A DB-API connection to ``system`` as its application (psycopg or pymysql)."""
+        db = self.sources[system]
+        if isinstance(db, SourceDatabase):
+            import psycopg
+
+            return psycopg.connect(db.dsn())
+        return mariadb_connect(db.dsn())
+
     def endpoint(self, system: str) -> Endpoint:
         db = self.sources[system]
-        return Endpoint(db.host, db.port, self.secrets.connect_properties)
+        return Endpoint(db.host, db.port, self.secrets.connect_properties, self.kafka.bootstrap)
 
     def register(self, client: ConnectClient, definition: ConnectorDefinition) -> str:
         """Validate with Connect, then apply idempotently. Returns created/updated/unchanged."""
@@ -155,7 +200,7 @@ class Stack:
         for name, stop in (
             ("connect", self.connect.stop),
             ("kafka", self.kafka.stop),
-            *((f"postgres-{s}", db.stop) for s, db in self.sources.items()),
+            *((db.proc.name, db.stop) for db in self.sources.values()),
         ):
             with self.console.status(f"Stopping {name}…"):
                 if stop():
@@ -212,12 +257,6 @@ class Stack:
             "sources": {system: db.dsn() for system, db in self.sources.items()},
             "state_dir": str(self.state_dir),
         }
-
-
-def _connect(dsn: str) -> Any:
-    import psycopg
-
-    return psycopg.connect(dsn)
 
 
 def wait_running(client: ConnectClient, name: str, timeout: float) -> dict[str, Any]:

@@ -173,4 +173,5 @@ class SourceDatabase:
 
 
 def schema_sql(system: str) -> str:
+    """The DDL of a source system's database, shipped in hub/sql/."""
     return resources.files("hub.sql").joinpath(f"{system}_schema.sql").read_text()

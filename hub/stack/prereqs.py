@@ -1,4 +1,7 @@
-"""Check (and, as root on Debian, install) what the local stack needs: JDK 17+, Maven, PostgreSQL 15."""
+"""Check (and, as root on Debian, install) what the local stack needs.
+
+JDK 17+, Maven, the PostgreSQL 15 server and the MariaDB server, all from Debian's packages.
+"""
 
 from __future__ import annotations
 
@@ -52,10 +55,19 @@ class Postgres(Prerequisite):
         return None
 
 
+class MariaDb(Prerequisite):
+    def missing(self) -> str | None:
+        for tool in ("/usr/sbin/mariadbd", "mariadb-install-db", "mariadb"):
+            if not (Path(tool).exists() if tool.startswith("/") else shutil.which(tool)):
+                return f"{tool} not found"
+        return None
+
+
 PREREQUISITES: tuple[Prerequisite, ...] = (
     Java("JDK 17", "openjdk-17-jdk-headless"),
     Maven("Maven", "maven"),
     Postgres("PostgreSQL 15 server", "postgresql-15"),
+    MariaDb("MariaDB server", "mariadb-server"),
 )
 
 

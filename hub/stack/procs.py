@@ -45,6 +45,16 @@ class Proc:
         stat = Path(f"/proc/{pid}/stat").read_text()
         return None if stat.rsplit(")", 1)[1].split()[0] == "Z" else pid
 
+    def runs(self, needle: str) -> bool:
+        """Whether the live process's command line contains ``needle`` (e.g. a jar directory)."""
+        pid = self.pid()
+        if pid is None:
+            return False
+        try:
+            return needle.encode() in Path(f"/proc/{pid}/cmdline").read_bytes()
+        except FileNotFoundError:
+            return False
+
     def start(
         self,
         argv: Sequence[str],

@@ -21,6 +21,7 @@ from hub.settings import HubSettings
 PROFILES: dict[str, str] = {
     "kafka": "kafka/lib",
     "debezium-postgres": "plugins/debezium-postgres",
+    "debezium-mariadb": "plugins/debezium-mariadb",
 }
 
 

@@ -28,6 +28,10 @@ class StackSecrets:
     def connect_properties(self) -> Path:
         return self.dir / "connect.properties"
 
+    def write_file(self, path: Path, text: str) -> None:
+        """Write ``text`` to a 0600 file."""
+        self._write(path, text)
+
     def _write(self, path: Path, text: str) -> None:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as out:
@@ -43,11 +47,11 @@ class StackSecrets:
             self._write(self._store, json.dumps(known, indent=2))
         return SecretStr(known[name])
 
-    def write_pgpass(self, host: str, logins: dict[str, str]) -> None:
-        """``logins``: database role → password name."""
+    def write_pgpass(self, host: str, logins: list[tuple[int, str, str]]) -> None:
+        """``logins``: (port, database role, password name)."""
         lines = [
-            f"{host}:*:*:{role}:{self.password(key).get_secret_value()}"
-            for role, key in logins.items()
+            f"{host}:{port}:*:{role}:{self.password(key).get_secret_value()}"
+            for port, role, key in logins
         ]
         self._write(self.pgpass, "\n".join(lines) + "\n")
 

@@ -18,33 +18,51 @@ from hub.errors import RegistryError
 from hub.topics import registry
 
 DEFINITIONS = load_definitions()
-ENDPOINT = Endpoint("127.0.0.1", 15433, Path("/state/secrets/connect.properties"))
+ENDPOINT = Endpoint(
+    "127.0.0.1", 15433, Path("/state/secrets/connect.properties"), "127.0.0.1:19092"
+)
 
 
-def test_there_is_a_pos_definition():
-    assert "pos" in DEFINITIONS
+def test_there_are_the_three_systems():
+    assert {d.system: d.connection.kind for d in DEFINITIONS.values()} == {
+        "pos": "postgres",
+        "shop": "postgres",
+        "erp": "mariadb",
+    }
 
 
 @pytest.mark.parametrize("definition", DEFINITIONS.values(), ids=lambda d: d.system)
-def test_rendered_config_has_what_debezium_postgres_needs(definition):
+def test_rendered_config_has_the_common_settings(definition):
     config = render_config(definition, ENDPOINT, registry())
-    for key in (
-        "connector.class",
-        "database.hostname",
-        "database.port",
-        "database.user",
-        "database.password",
-        "database.dbname",
-        "topic.prefix",
-        "slot.name",
-        "publication.name",
-        "table.include.list",
-    ):
+    for key in ("connector.class", "database.hostname", "database.port", "database.user",
+                "database.password", "topic.prefix", "table.include.list"):  # fmt: skip
         assert config.get(key), key
-    assert config["plugin.name"] == "pgoutput"
     assert int(config["poll.interval.ms"]) <= 50, "a real-time hub polls Debezium's queue often"
-    assert config["decimal.handling.mode"] == "string"
+    assert config["decimal.handling.mode"] == "string", "money and quantities stay exact"
     assert int(config["heartbeat.interval.ms"]) > 0
+    assert config["topic.prefix"] == f"raw.{definition.system}"
+
+
+@pytest.mark.parametrize(
+    "definition", [d for d in DEFINITIONS.values() if d.connection.kind == "postgres"],
+    ids=lambda d: d.system,
+)  # fmt: skip
+def test_postgres_config_uses_pgoutput_and_its_own_publication_and_slot(definition):
+    config = render_config(definition, ENDPOINT, registry())
+    assert config["plugin.name"] == "pgoutput"
+    assert config["publication.autocreate.mode"] == "disabled"
+    assert config["publication.name"] == config["slot.name"] == f"hub_{definition.system}"
+    assert config["database.dbname"] == definition.connection.database
+
+
+def test_mariadb_config_has_server_id_and_schema_history():
+    config = render_config(DEFINITIONS["erp"], ENDPOINT, registry())
+    assert config["connector.class"] == "io.debezium.connector.mariadb.MariaDbConnector"
+    assert int(config["database.server.id"]) > 0
+    assert config["database.include.list"] == "erp"
+    assert config["schema.history.internal.kafka.bootstrap.servers"] == "127.0.0.1:19092"
+    assert config["schema.history.internal.kafka.topic"] == "_hub_schema_history.erp"
+    assert config["include.schema.changes"] == "false"
 
 
 @pytest.mark.parametrize("definition", DEFINITIONS.values(), ids=lambda d: d.system)

@@ -55,9 +55,9 @@ def stack() -> Iterator[StackHandle]:
     state_dir = Path(tempfile.mkdtemp(prefix="hub-it-"))
     state_dir.chmod(0o755)  # PostgreSQL runs as the postgres OS user when we are root
     ports = set()
-    while len(ports) < 5:
+    while len(ports) < 7:
         ports.add(free_port())
-    kafka, controller, connect, pos, web = sorted(ports)
+    kafka, controller, connect, pos, shop, erp, web = sorted(ports)
     env = {
         **os.environ,
         "HUB_STATE_DIR": str(state_dir),
@@ -65,6 +65,8 @@ def stack() -> Iterator[StackHandle]:
         "HUB_KAFKA_CONTROLLER_PORT": str(controller),
         "HUB_CONNECT_PORT": str(connect),
         "HUB_POS_PG_PORT": str(pos),
+        "HUB_SHOP_PG_PORT": str(shop),
+        "HUB_ERP_MARIADB_PORT": str(erp),
         "HUB_WORKER_WEB_PORT": str(web),
         "HUB_WORKER_ID": f"hub-it-{uuid.uuid4().hex[:8]}",
         "COLUMNS": "200",

@@ -17,7 +17,7 @@ def test_env_json_names_every_endpoint(stack):
     env = stack.endpoints
     assert env["kafka_bootstrap"] == f"127.0.0.1:{stack.env['HUB_KAFKA_PORT']}"
     assert env["connect_url"] == f"http://127.0.0.1:{stack.env['HUB_CONNECT_PORT']}"
-    assert set(env["sources"]) == {"pos"}
+    assert set(env["sources"]) == {"pos", "shop", "erp"}
     with psycopg.connect(env["sources"]["pos"]) as conn:
         assert conn.execute("SELECT count(*) FROM pos.store").fetchone()[0] >= 5
         assert conn.execute("SELECT count(DISTINCT ean) FROM pos.stock").fetchone()[0] >= 200
@@ -31,26 +31,32 @@ def test_second_up_leaves_exactly_one_running_connector(stack):
     assert again.returncode == 0, again.stderr
     assert "already running" in again.stderr
     connect = stack.endpoints["connect_url"]
-    assert requests.get(f"{connect}/connectors", timeout=10).json() == ["hub-pos"]
-    status = requests.get(f"{connect}/connectors/hub-pos/status", timeout=10).json()
-    assert status["connector"]["state"] == "RUNNING"
-    assert [t["state"] for t in status["tasks"]] == ["RUNNING"]
+    names = sorted(requests.get(f"{connect}/connectors", timeout=10).json())
+    assert names == ["hub-erp", "hub-pos", "hub-shop"]
+    for name in names:
+        status = requests.get(f"{connect}/connectors/{name}/status", timeout=10).json()
+        assert status["connector"]["state"] == "RUNNING", name
+        assert [t["state"] for t in status["tasks"]] == ["RUNNING"], name
 
 
-def test_connect_never_shows_the_password(stack):
+def test_connect_never_shows_a_password(stack):
     connect = stack.endpoints["connect_url"]
-    config = requests.get(f"{connect}/connectors/hub-pos/config", timeout=10).json()
-    assert config["database.password"].startswith("${file:")
-    secret = json.loads((stack.state_dir / "secrets" / "passwords.json").read_text())["pos.cdc"]
-    assert secret not in json.dumps(config)
-    for log in (stack.state_dir / "logs").glob("*.log"):
-        assert secret not in log.read_text(errors="replace"), log
+    secrets = json.loads((stack.state_dir / "secrets" / "passwords.json").read_text()).values()
+    assert len(secrets) >= 7
+    for name in ("hub-pos", "hub-shop", "hub-erp"):
+        answer = requests.get(f"{connect}/connectors/{name}", timeout=10).text
+        assert '"database.password":"${file:' in answer, name
+        assert not [s for s in secrets if s in answer], name
+    logs = [log.read_text(errors="replace") for log in (stack.state_dir / "logs").glob("*.log")]
+    assert len(logs) >= 5
+    assert not [s for s in secrets for text in logs if s in text]
 
 
 def test_services_bind_to_loopback_only(stack):
     listening = Path("/proc/net/tcp").read_text().splitlines()[1:]
-    ports = {int(stack.env[k]) for k in ("HUB_KAFKA_PORT", "HUB_KAFKA_CONTROLLER_PORT",
-                                         "HUB_CONNECT_PORT", "HUB_POS_PG_PORT")}  # fmt: skip
+    names = ("HUB_KAFKA_PORT", "HUB_KAFKA_CONTROLLER_PORT", "HUB_CONNECT_PORT",
+             "HUB_POS_PG_PORT", "HUB_SHOP_PG_PORT", "HUB_ERP_MARIADB_PORT")  # fmt: skip
+    ports = {int(stack.env[name]) for name in names}
     found = {}
     for line in listening + Path("/proc/net/tcp6").read_text().splitlines()[1:]:
         local, state = line.split()[1], line.split()[3]
@@ -65,7 +71,7 @@ def test_services_bind_to_loopback_only(stack):
 @pytest.mark.stops_stack
 def test_down_leaves_no_process(stack):
     pids = [int(p.read_text()) for p in (stack.state_dir / "run").glob("*.pid")]
-    assert len(pids) == 3  # postgres-pos, kafka, connect
+    assert len(pids) == 5  # postgres-pos, postgres-shop, mariadb-erp, kafka, connect
     down = stack.hub("stack", "down")
     assert down.returncode == 0, down.stderr
     for pid in pids:

@@ -1,0 +1,62 @@
+-- The e-commerce shop's database as it exists (a given: not simplified).
+CREATE SCHEMA IF NOT EXISTS shop;
+
+CREATE TABLE IF NOT EXISTS shop.product (
+    id         serial PRIMARY KEY,
+    handle     text UNIQUE,
+    title      text,
+    created_at timestamptz,
+    updated_at timestamptz
+);
+
+CREATE TABLE IF NOT EXISTS shop.variant (
+    id         serial PRIMARY KEY,
+    product_id int REFERENCES shop.product,
+    sku        varchar(32) UNIQUE,
+    barcode    varchar(14),
+    price      numeric(10,2)
+);
+
+CREATE TABLE IF NOT EXISTS shop.location (
+    id   serial PRIMARY KEY,
+    name text                                  -- the web fulfilment centre(s)
+);
+
+CREATE TABLE IF NOT EXISTS shop.inventory_level (
+    variant_id  int REFERENCES shop.variant,
+    location_id int REFERENCES shop.location,
+    available   int NOT NULL,
+    committed   int NOT NULL,
+    updated_at  timestamptz,
+    PRIMARY KEY (variant_id, location_id)
+);
+
+CREATE TABLE IF NOT EXISTS shop.customer (
+    id                bigserial PRIMARY KEY,
+    email             text,
+    first_name        text,
+    last_name         text,
+    phone             text,
+    accepts_marketing boolean,
+    note              text,
+    created_at        timestamptz,
+    updated_at        timestamptz
+);
+
+CREATE TABLE IF NOT EXISTS shop.orders (
+    id          bigserial PRIMARY KEY,
+    customer_id bigint REFERENCES shop.customer,
+    status      text,                      -- pending, paid, fulfilled, cancelled
+    created_at  timestamptz,
+    updated_at  timestamptz,
+    total       numeric(12,2)
+);
+
+CREATE TABLE IF NOT EXISTS shop.order_line (
+    order_id   bigint REFERENCES shop.orders,
+    line_no    int,
+    variant_id int REFERENCES shop.variant,
+    quantity   int,
+    price      numeric(10,2),
+    PRIMARY KEY (order_id, line_no)
+);
