@@ -22,7 +22,7 @@ def test_decodes_a_recorded_update(recorded):
     assert event.source.table == "pos.stock"
     assert event.source.connector == "postgresql"
     assert event.source.snapshot is False
-    assert event.source.committed_at == datetime(2026, 11, 23, 12, 37, 36, 449670, tzinfo=UTC)
+    assert event.source.committed_at == datetime(2026, 11, 23, 13, 13, 27, 626891, tzinfo=UTC)
     assert event.key == {"store_code": "LYO01", "ean": "3769999999996"}
 
 
