@@ -7,8 +7,10 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from hub.core.engine import SystemMappings
+from hub.core.mapping import MappingSpec, compile_mapping
 from hub.errors import RegistryError
 from hub.settings import REPO_ROOT
 from hub.topics import TopicRegistry
@@ -44,6 +46,27 @@ class ConnectorDefinition(BaseModel):
     connection: Connection
     tables: tuple[str, ...]
     debezium: dict[str, str]
+    toasted: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+    mappings: tuple[MappingSpec, ...] = ()
+
+    @model_validator(mode="after")
+    def _mappings_use_captured_tables(self) -> ConnectorDefinition:
+        captured = set(self.tables)
+        for mapping in self.mappings:
+            used = {mapping.table} | compile_mapping(mapping).lookup_tables
+            if not used <= captured:
+                raise ValueError(
+                    f"mapping of {mapping.table} uses uncaptured {sorted(used - captured)}"
+                )
+        if not set(self.toasted) <= captured:
+            raise ValueError(
+                f"toasted names uncaptured tables {sorted(set(self.toasted) - captured)}"
+            )
+        return self
+
+    def engine_view(self) -> SystemMappings:
+        """What the processing engine needs of this definition."""
+        return SystemMappings(self.system, self.mappings, self.toasted)
 
     @field_validator("debezium", mode="before")
     @classmethod

@@ -1,48 +1,53 @@
 """Canonical models: the language every channel reads on the unified topics.
 
-The JSON Schema files under ``schemas/`` are generated from these models (``hub schemas write``)
-and a contract test fails when the two disagree.
+The JSON Schema files under ``schemas/`` are generated from these models (``hub schemas write``) and
+a contract test fails when the two disagree. Quantities and money are exact decimals, serialised as
+JSON strings so no consumer ever sees a binary float.
 """
 
 from __future__ import annotations
 
+import string
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Literal
+from decimal import Decimal
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 LocationType = Literal["store", "warehouse", "web"]
+GTIN = Field(pattern=r"^[0-9]{13}$", description="The article's GTIN-13 (EAN-13): the common key.")
 
 
-class InventoryLevel(BaseModel):
-    """The stock of one article in one location, as its source system last reported it.
-
-    Key on ``unified.inventory``: ``<sku>@<location_id>``. A deleted source row becomes a tombstone
-    (null value) for that key.
-    """
-
-    model_config = ConfigDict(
+def _config(title: str, path: str) -> ConfigDict:
+    return ConfigDict(
         frozen=True,
         extra="forbid",
-        title="InventoryLevel",
-        json_schema_extra={"$id": "https://unified-commerce-hub/schemas/inventory_level/v1.json"},
+        title=title,
+        json_schema_extra={"$id": f"https://unified-commerce-hub/schemas/{path}"},
     )
 
-    schema_version: Literal[1] = 1
-    sku: str = Field(pattern=r"^[0-9]{13}$", description="The article's EAN-13 (GTIN-13).")
-    location_id: str = Field(
-        pattern=r"^(store|warehouse|web):[A-Za-z0-9_-]+$",
-        description="<location_type>:<the source system's location code>, e.g. store:PAR01.",
-    )
-    location_type: LocationType
-    on_hand: int = Field(
-        description="Units physically in the location; may be negative in POS data."
-    )
-    counted_at: datetime | None = Field(
-        default=None, description="Last physical count in the source (naive source times as UTC)."
-    )
-    source_system: str = Field(description="The system that reported this level, e.g. pos.")
-    source_table: str = Field(description="<schema>.<table> the change was captured from.")
+
+class SourceFields(BaseModel):
+    """Where a canonical record came from: present on every unified record."""
+
+    KEY_FORMAT: ClassVar[str] = ""
+
+    @classmethod
+    def key_fields(cls) -> tuple[str, ...]:
+        return tuple(name for _, name, _, _ in string.Formatter().parse(cls.KEY_FORMAT) if name)
+
+    @classmethod
+    def key_of(cls, values: Mapping[str, object]) -> str:
+        """The topic key for these field values (all of ``key_fields()`` must be present)."""
+        return cls.KEY_FORMAT.format(**{name: values[name] for name in cls.key_fields()})
+
+    @property
+    def key(self) -> str:
+        return self.key_of(self.model_dump(include=set(self.key_fields())))
+
+    source_system: str = Field(description="The system that reported it: pos, shop, erp, ...")
+    source_table: str = Field(description="<schema or database>.<table> it was captured from.")
     source_position: str = Field(
         description="Where the change sits in its source's log; sorts in log order within a source."
     )
@@ -52,14 +57,89 @@ class InventoryLevel(BaseModel):
     source_committed_at: datetime = Field(description="When the source transaction committed.")
     emitted_at: datetime = Field(description="When the hub produced this record.")
 
-    @property
-    def key(self) -> str:
-        return inventory_key(self.sku, self.location_id)
+
+class InventoryLevel(SourceFields):
+    """The stock of one article in one location, as its source system last reported it.
+
+    Key on ``unified.inventory``: ``<gtin>@<location_id>``. A deleted source row becomes a tombstone.
+    """
+
+    model_config = _config("InventoryLevel", "inventory_level/v1.json")
+    KEY_FORMAT: ClassVar[str] = "{gtin}@{location_id}"
+
+    schema_version: Literal[1] = 1
+    gtin: str = GTIN
+    source_article_id: str = Field(description="The article's id in its source system.")
+    location_id: str = Field(
+        pattern=r"^(store|warehouse|web):[A-Za-z0-9_-]+$",
+        description="<location_type>:<the source's location code>, e.g. store:PAR01, warehouse:W001.",
+    )
+    location_type: LocationType
+    on_hand: Decimal = Field(description="Units physically there; POS data may go negative.")
+    reserved: Decimal | None = Field(
+        default=None, description="Units promised to orders (ERP allocations, shop committed)."
+    )
+    safety_stock: Decimal | None = Field(default=None, description="Units kept back (ERP).")
+    unit: str = Field(description="Unit of measure as the source states it, e.g. PCE, KG.")
+    updated_at: datetime | None = Field(
+        default=None, description="The row's own timestamp (last count, last update); UTC."
+    )
 
 
-def inventory_key(sku: str, location_id: str) -> str:
-    """The ``unified.inventory`` key of one article in one location."""
-    return f"{sku}@{location_id}"
+class CustomerRecord(SourceFields):
+    """One customer as one source system knows them (the golden record comes later).
+
+    Key on ``unified.customer.records``: ``<source_system>:<source_id>``.
+    """
+
+    model_config = _config("CustomerRecord", "customer_record/v1.json")
+    KEY_FORMAT: ClassVar[str] = "{source_system}:{source_id}"
+
+    schema_version: Literal[1] = 1
+    source_id: str = Field(description="The customer's id in its source (card no, CUST_NO, id).")
+    email: str | None = Field(default=None, description="Trimmed, lower-case.")
+    phone_e164: str | None = Field(
+        default=None, pattern=r"^\+[1-9][0-9]{6,14}$", description="E.164; French numbers +33."
+    )
+    given_name: str | None = None
+    family_name: str | None = None
+    postcode: str | None = None
+    marketing_consent: bool | None = Field(
+        default=None, description="None when the source does not record consent."
+    )
+    note: str | None = Field(default=None, description="Free text kept by the source, if any.")
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
 
 
-MODELS: dict[str, type[BaseModel]] = {"InventoryLevel": InventoryLevel}
+class OrderLine(SourceFields):
+    """One line of a web order or a till ticket, with its order's status and customer.
+
+    Key on ``unified.order_lines``: ``<channel>:<order_id>:<line_no>``.
+    """
+
+    model_config = _config("OrderLine", "order_line/v1.json")
+    KEY_FORMAT: ClassVar[str] = "{channel}:{order_id}:{line_no}"
+
+    schema_version: Literal[1] = 1
+    channel: Literal["web", "store"]
+    order_id: str = Field(description="Web order id or till ticket id.")
+    line_no: int
+    gtin: str = GTIN
+    quantity: Decimal
+    unit_price: Decimal = Field(description="Exact decimal, in the order's currency (EUR).")
+    customer_ref: str | None = Field(
+        default=None, description="shop:<customer id> or loyalty:<card no>; None when anonymous."
+    )
+    location_id: str | None = Field(default=None, description="store:<code> for till tickets.")
+    status: Literal["open", "completed", "cancelled", "voided"]
+    ordered_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+Canonical = InventoryLevel | CustomerRecord | OrderLine
+MODELS: dict[str, type[InventoryLevel] | type[CustomerRecord] | type[OrderLine]] = {
+    "InventoryLevel": InventoryLevel,
+    "CustomerRecord": CustomerRecord,
+    "OrderLine": OrderLine,
+}

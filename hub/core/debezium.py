@@ -84,10 +84,23 @@ def postgres_position(source: Mapping[str, Any]) -> str:
     return f"pg:{commit:016x}:{lsn:016x}"
 
 
+def mariadb_position(source: Mapping[str, Any]) -> str:
+    """``mdb:<binlog file>:<position>:<row in event>``, fixed-width so positions sort as strings.
+
+    Snapshot reads all share the binlog position the snapshot started at.
+    """
+    file, pos, row = source.get("file"), source.get("pos"), source.get("row", 0)
+    if not isinstance(file, str) or not isinstance(pos, int) or not isinstance(row, int):
+        raise InvalidEvent("malformed_source", "mariadb source block lacks file/pos/row")
+    return f"mdb:{file}:{pos:016x}:{row:08x}"
+
+
 def _position(source: Mapping[str, Any]) -> str:
     connector = source.get("connector")
     if connector == "postgresql":
         return postgres_position(source)
+    if connector in ("mariadb", "mysql"):
+        return mariadb_position(source)
     raise InvalidEvent("unsupported_connector", f"no position rule for connector {connector!r}")
 
 
@@ -129,6 +142,13 @@ def decode(key: bytes | None, value: bytes | None) -> ChangeEvent | None:
             raise InvalidEvent("malformed_envelope", "'payload' is not an object")
         envelope = payload
     op = envelope.get("op")
+    if op == "t":
+        source = envelope.get("source") or {}
+        raise InvalidEvent(
+            "truncate",
+            f"{source.get('schema') or source.get('db')}.{source.get('table')} was truncated: no row "
+            "images to map; re-snapshot the table (hub stack) or replay after deciding what it means",
+        )
     if op not in _OPS:
         raise InvalidEvent("unsupported_op", f"op {op!r} (expected one of c, u, d, r)")
     before, after = _row(envelope, "before"), _row(envelope, "after")

@@ -13,6 +13,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import phonenumbers
 import psycopg
 
 SEED = 20261123
@@ -85,11 +86,23 @@ def people(count: int = 1200) -> list[Person]:
         local = f"{given}.{family}".lower().replace(" ", "").replace("é", "e").replace("è", "e")
         crowd.append(Person(
             given, family, f"{local}{n}@example.fr",
-            f"0{rng.choice('1234567')}{rng.randrange(10**8):08d}",
+            _french_number(rng),
             f"{rng.choice(['75', '69', '13', '59', '33', '44', '31'])}{rng.randrange(1000):03d}",
             rng.random() < 0.6,
         ))  # fmt: skip
     return crowd
+
+
+def _french_number(rng: random.Random) -> str:
+    """A valid metropolitan number, 01-06 (overseas ranges are drawn again)."""
+    while True:
+        digits = f"0{rng.choice('123456')}{rng.randrange(10**7, 9 * 10**7):08d}"
+        parsed = phonenumbers.parse(digits, "FR")
+        if (
+            phonenumbers.is_valid_number(parsed)
+            and phonenumbers.region_code_for_number(parsed) == "FR"
+        ):
+            return digits
 
 
 def _grouped(digits: str) -> str:

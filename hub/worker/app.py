@@ -1,8 +1,10 @@
-"""The Faust app: one agent per routed raw topic; it only adapts Kafka records to the core.
+"""The Faust app: one agent per source system; it only adapts Kafka records to the engine.
 
 At-least-once: Faust commits an input offset after the agent has finished with the event, and the
-agent awaits each output's delivery before that. Agent concurrency is 1 (see STACK-NOTES: higher
-concurrency can commit past an unfinished event).
+agent awaits each output's delivery before that. Agent concurrency is 1 (higher concurrency can
+commit past an unfinished event). The engine's rows live in a changelog-backed Faust table, so
+lookups and unchanged TOAST values survive a restart. The table has one partition: run one worker
+per consumer group until repartitioning by lookup key exists.
 """
 
 from __future__ import annotations
@@ -14,9 +16,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import faust
+import orjson
 
-from hub.core import pipeline
+from hub.connectors import load_definitions
 from hub.core.dlq import DeadLetterBreaker, Provenance, dead_letter_headers
+from hub.core.engine import STEP, Engine
 from hub.core.records import Output, Upsert
 from hub.errors import DeadLetterFlood, InvalidEvent, RegistryError
 from hub.settings import HubSettings
@@ -24,19 +28,40 @@ from hub.topics import TopicSpec, registry
 
 log = logging.getLogger("hub.worker")
 
-# Counters of this process, by name: in, applied (records produced), skipped, dead_lettered.
+# Counters of this process: in, applied (records produced), skipped, dead_lettered.
 COUNTS: Counter[str] = Counter()
 
 
-def routed_raw_topics() -> list[tuple[TopicSpec, str]]:
-    """The raw topics the core has a route for, each with its source system."""
-    return [
-        (spec, spec.source.system)
-        for spec in registry().topics.values()
-        if spec.kind == "raw"
-        and spec.source
-        and (spec.source.system, spec.source.table) in pipeline.ROUTES
-    ]
+class TableStore:
+    """The engine's ``Store`` on a Faust table (values are JSON)."""
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+
+    def get(self, ref: str) -> dict[str, Any] | None:
+        value = self.table.get(ref)
+        return dict(value) if value is not None else None
+
+    def put(self, ref: str, value: dict[str, Any] | None) -> None:
+        if value is None:
+            self.table.pop(ref, None)
+        else:
+            self.table[ref] = value
+
+
+def raw_topics_by_system(engine: Engine) -> dict[str, list[TopicSpec]]:
+    """The raw topics the engine routes, grouped by source system."""
+    grouped: dict[str, list[TopicSpec]] = {}
+    for spec in registry().topics.values():
+        if (
+            spec.kind == "raw"
+            and spec.source
+            and engine.routes(spec.source.system, spec.source.table)
+        ):
+            if spec.dlq is None:
+                raise RegistryError(f"raw topic {spec.id} declares no dlq in schemas/topics.yaml")
+            grouped.setdefault(spec.source.system, []).append(spec)
+    return grouped
 
 
 def create_app(settings: HubSettings) -> faust.App:
@@ -50,7 +75,6 @@ def create_app(settings: HubSettings) -> faust.App:
         web_port=settings.worker_web_port,
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
-        topic_allow_declare=False,
         topic_disable_leader=True,
         logging_config=None,
     )
@@ -62,58 +86,80 @@ def create_app(settings: HubSettings) -> faust.App:
         for spec in reg.topics.values()
         if spec.kind in ("unified", "dlq")
     }
+    # One changelog partition, keyed by our own row refs (JSON keys and values). Not a GlobalTable:
+    # a global table re-applies its own changelog asynchronously and can overwrite newer values.
+    rows = app.Table("engine-rows", default=None, partitions=1, use_partitioner=True)
+    engine = Engine(
+        [definition.engine_view() for definition in load_definitions().values()],
+        {spec.model: spec.id for spec in reg.topics.values() if spec.model},
+        TableStore(rows),
+    )
     breaker = DeadLetterBreaker(
         settings.dlq_max_consecutive, settings.dlq_max_ratio, settings.dlq_window
     )
 
-    for spec, system in routed_raw_topics():
-        if spec.dlq is None:
-            raise RegistryError(f"raw topic {spec.id} declares no dlq in schemas/topics.yaml")
-        dlq = outputs[spec.dlq]
+    for system, specs in raw_topics_by_system(engine).items():
         source = app.topic(
-            spec.name, key_serializer="raw", value_serializer="raw", allow_empty=True,
-            partitions=spec.partitions,
-        )  # fmt: skip
+            *(spec.name for spec in specs),
+            key_serializer="raw",
+            value_serializer="raw",
+            allow_empty=True,
+        )
+        dlq = outputs[specs[0].dlq or ""]
+
+        async def dead_letter(
+            dlq: Any, key: bytes | None, value: bytes | None, provenance: Provenance,
+            error: InvalidEvent, extra: list[tuple[str, bytes]],
+        ) -> None:  # fmt: skip
+            headers = dead_letter_headers(provenance, error, STEP, settings.worker_id) + extra
+            await (await dlq.send(key=key, value=value, headers=headers))
+            COUNTS["dead_lettered"] += 1
+            log.warning("dead-lettered %s[%d]@%d%s: %s", provenance.topic, provenance.partition,
+                        provenance.offset, f" ({extra[0][1].decode()})" if extra else "", error)  # fmt: skip
+            breaker.record(False)
 
         async def normalise(
             stream: faust.StreamT[Any], system: str = system, dlq: Any = dlq
         ) -> AsyncIterator[None]:
             async for event in stream.events():
                 message = event.message
+                provenance = Provenance(
+                    message.topic, message.partition, message.offset, _millis(message.timestamp)
+                )
                 COUNTS["in"] += 1
                 try:
-                    outcome = pipeline.process(
-                        system, message.key, message.value, datetime.now(UTC)
-                    )
-                    for output in outcome.outputs:
-                        await _produce(outputs, output)
-                    COUNTS["applied" if outcome.outputs else "skipped"] += len(outcome.outputs) or 1
-                    breaker.record(True)
-                except Exception as exc:
-                    error = (
-                        exc
-                        if isinstance(exc, InvalidEvent)
-                        else InvalidEvent("internal_error", repr(exc))
-                    )
-                    provenance = Provenance(
-                        message.topic, message.partition, message.offset, _millis(message.timestamp)
-                    )
-                    await (await dlq.send(
-                        key=message.key, value=message.value,
-                        headers=dead_letter_headers(provenance, error, pipeline.STEP, settings.worker_id),
-                    ))  # fmt: skip
-                    COUNTS["dead_lettered"] += 1
-                    log.warning("dead-lettered %s[%d]@%d: %s", message.topic, message.partition,
-                                message.offset, error)  # fmt: skip
                     try:
-                        breaker.record(False)
-                    except DeadLetterFlood as flood:
-                        log.critical("%s", flood)
-                        await app.crash(flood)
-                        return
+                        outcome = engine.process(
+                            system, message.key, message.value, datetime.now(UTC)
+                        )
+                        for output in outcome.outputs:
+                            await _produce(outputs, output)
+                        COUNTS["applied" if outcome.outputs else "skipped"] += (
+                            len(outcome.outputs) or 1
+                        )
+                        breaker.record(True)
+                        for failure in outcome.failures:
+                            # A stored row that failed once a row it looks up arrived.
+                            await dead_letter(
+                                dlq, failure.ref.encode(), orjson.dumps(failure.row), provenance,
+                                failure.error, [("hub.dlq.row_ref", failure.ref.encode())],
+                            )  # fmt: skip
+                    except DeadLetterFlood:
+                        raise
+                    except Exception as exc:  # the boundary: nothing escapes, nothing is lost
+                        error = (
+                            exc
+                            if isinstance(exc, InvalidEvent)
+                            else InvalidEvent("internal_error", repr(exc))
+                        )
+                        await dead_letter(dlq, message.key, message.value, provenance, error, [])
+                except DeadLetterFlood as flood:
+                    log.critical("%s", flood)
+                    await app.crash(flood)
+                    return
                 yield None
 
-        app.agent(source, name=f"{pipeline.STEP}-{spec.id}", concurrency=1)(normalise)
+        app.agent(source, name=f"{STEP}-{system}", concurrency=1)(normalise)
     return app
 
 

@@ -1,0 +1,247 @@
+"""The processing step every runner shares: raw Debezium record → canonical outputs.
+
+Step name ``normalise``. The engine keeps, in a ``Store``, the latest row of every table that a
+mapping looks up, that has mappings with lookups, or whose columns PostgreSQL may leave out
+(unchanged TOASTed values). That state makes lookups survive arrival order — an inventory row that
+arrives before its variant is parked and published when the variant arrives — and lets an
+unchanged TOASTed column take its last known value. Memory is bounded by the number of rows kept,
+not of events.
+
+Routing never drops silently: a captured table with no mapping, and no lookup needing it, is an
+``InvalidEvent``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+import orjson
+from pydantic import ValidationError
+
+from hub.core.debezium import ChangeEvent, decode
+from hub.core.mapping import CompiledMapping, MappingSpec, Pending, Row, compile_mapping
+from hub.core.records import Output, Tombstone, Upsert
+from hub.errors import InvalidEvent
+from hub.models import MODELS
+
+STEP = "normalise"
+UNAVAILABLE = "__debezium_unavailable_value"
+
+
+class Store(Protocol):
+    """Where the engine keeps rows and who depends on them. Values are JSON-able dicts/lists."""
+
+    def get(self, ref: str) -> dict[str, Any] | None: ...
+
+    def put(self, ref: str, value: dict[str, Any] | None) -> None: ...
+
+
+class MemoryStore(dict[str, dict[str, Any]]):
+    """A ``Store`` in a dict: for tests and single-process tools."""
+
+    def put(self, ref: str, value: dict[str, Any] | None) -> None:
+        if value is None:
+            self.pop(ref, None)
+        else:
+            self[ref] = value
+
+
+@dataclass(frozen=True)
+class SystemMappings:
+    """What the engine needs of one system's definition."""
+
+    system: str
+    mappings: Sequence[MappingSpec]
+    toasted: Mapping[str, Sequence[str]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class DependentFailure:
+    """A stored row that failed when a row it looks up arrived: dead-letter it on its own."""
+
+    ref: str
+    row: dict[str, Any]
+    error: InvalidEvent
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    outputs: list[Output] = field(default_factory=list)
+    skipped: str | None = None  # why an input produced nothing: debezium_tombstone, pending:…
+    failures: list[DependentFailure] = field(default_factory=list)
+
+
+def row_ref(system: str, table: str, key: Mapping[str, Any]) -> str:
+    """The store key of one row: ``row:<system>:<table>:<key JSON, sorted>``."""
+    return f"row:{system}:{table}:" + orjson.dumps(dict(key), option=orjson.OPT_SORT_KEYS).decode()
+
+
+def deps_ref(ref: str) -> str:
+    return "deps:" + ref.removeprefix("row:")
+
+
+class Engine:
+    """Pure apart from the ``Store`` it is given; ``process`` raises only ``InvalidEvent``."""
+
+    def __init__(
+        self, systems: Sequence[SystemMappings], topic_for_model: Mapping[str, str], store: Store
+    ) -> None:
+        self.store = store
+        self.topic_for_model = dict(topic_for_model)
+        self.mappings: dict[tuple[str, str], list[CompiledMapping]] = {}
+        self.keep: set[tuple[str, str]] = set()
+        self.toasted = {
+            (s.system, t): tuple(cols) for s in systems for t, cols in s.toasted.items()
+        }
+        for system in systems:
+            for spec in system.mappings:
+                compiled = compile_mapping(spec)
+                self.mappings.setdefault((system.system, spec.table), []).append(compiled)
+                if compiled.lookup_tables:
+                    self.keep.add((system.system, spec.table))
+                    self.keep |= {(system.system, t) for t in compiled.lookup_tables}
+        self.keep |= set(self.toasted)
+        missing = {m.spec.model for ms in self.mappings.values() for m in ms} - set(
+            self.topic_for_model
+        )
+        if missing:
+            raise ValueError(f"no unified topic declared for models {sorted(missing)}")
+
+    def routes(self, system: str, table: str) -> bool:
+        return (system, table) in self.mappings or (system, table) in self.keep
+
+    def process(
+        self, system: str, key: bytes | None, value: bytes | None, now: datetime
+    ) -> Outcome:
+        """Decode one raw record from ``system`` and produce its canonical outputs."""
+        event = decode(key, value)
+        if event is None:
+            return Outcome(skipped="debezium_tombstone")
+        table = event.source.table
+        if not self.routes(system, table):
+            raise InvalidEvent("no_route", f"no mapping for {system}:{table}")
+        if not event.key:
+            raise InvalidEvent("missing_key", f"{system}:{table} event without a row key")
+        ref = row_ref(system, table, event.key)
+        if event.op == "d":
+            tombstones = self._delete(system, table, ref, event)
+            return Outcome(tombstones) if tombstones else Outcome(skipped="reference_row")
+        row = self._fill_unavailable(system, table, ref, event)
+        src = {
+            "source_system": system, "source_table": table, "source_position": event.source.position,
+            "source_op": event.op, "source_committed_at": event.source.committed_at.isoformat(),
+        }  # fmt: skip
+        if (system, table) in self.keep:
+            self.store.put(ref, {"row": dict(row), "src": src})
+        outputs, pending = self._evaluate(system, table, ref, row, src, now)
+        # The rows that looked this one up are evaluated again; a failure there is theirs, not
+        # this event's: it is reported for the dead-letter topic and this event goes on.
+        failures: list[DependentFailure] = []
+        for dependent in self.store.get(deps_ref(ref)) or {}:
+            stored = self.store.get(dependent)
+            if stored is None:
+                continue
+            dep_table = dependent.split(":", 3)[2]
+            try:
+                more, _ = self._evaluate(
+                    system, dep_table, dependent, stored["row"], stored["src"], now
+                )
+            except InvalidEvent as error:
+                failures.append(DependentFailure(dependent, stored, error))
+                continue
+            outputs += more
+        if outputs:
+            return Outcome(outputs, failures=failures)
+        skipped = f"pending:{pending}" if pending else "reference_row"
+        return Outcome(skipped=skipped, failures=failures)
+
+    def _fill_unavailable(self, system: str, table: str, ref: str, event: ChangeEvent) -> Row:
+        row = event.after or {}
+        gaps = [column for column, value in row.items() if value == UNAVAILABLE]
+        if not gaps:
+            return row
+        stored = self.store.get(ref)
+        if stored is None or any(column not in stored["row"] for column in gaps):
+            raise InvalidEvent(
+                "unavailable_value",
+                f"{system}:{table} sent {gaps} as unchanged TOAST values and no earlier value is known"
+                + (
+                    ""
+                    if (system, table) in self.toasted
+                    else f"; declare them under toasted: {table}"
+                ),
+            )
+        return {**row, **{column: stored["row"][column] for column in gaps}}
+
+    def _evaluate(
+        self, system: str, table: str, ref: str, row: Row, src: Mapping[str, Any], now: datetime
+    ) -> tuple[list[Output], str | None]:
+        outputs: list[Output] = []
+        pending: str | None = None
+        for mapping in self.mappings.get((system, table), []):
+            looked_up: list[str] = []
+
+            def lookup(
+                ref_table: str, ref_key: dict[str, Any], looked_up: list[str] = looked_up
+            ) -> Row | None:
+                target = row_ref(system, ref_table, ref_key)
+                looked_up.append(target)
+                stored = self.store.get(target)
+                return None if stored is None else stored["row"]
+
+            try:
+                values = mapping.values(row, lookup)
+            except Pending as wait:
+                pending = f"{wait.table}"
+                values = None
+            for target in looked_up:
+                self._depend(target, ref)
+            if values is None:
+                continue
+            model = MODELS[mapping.spec.model]
+            try:
+                record = model.model_validate({**values, **src, "emitted_at": now})
+            except ValidationError as exc:
+                raise InvalidEvent(
+                    "invalid_record", f"{mapping.spec.model}: {exc.errors(include_url=False)}"
+                ) from None
+            outputs.append(Upsert(self.topic_for_model[mapping.spec.model], record.key, record))
+        return outputs, pending
+
+    def _depend(self, target: str, dependent: str) -> None:
+        deps = self.store.get(deps_ref(target)) or {}
+        if dependent not in deps:
+            self.store.put(deps_ref(target), {**deps, dependent: 1})
+
+    def _delete(self, system: str, table: str, ref: str, event: ChangeEvent) -> list[Output]:
+        stored = self.store.get(ref)
+        # With REPLICA IDENTITY DEFAULT only key columns are real in `before`: prefer what we kept.
+        row = {**(event.before or {}), **(stored["row"] if stored else {})}
+        outputs: list[Output] = []
+        for mapping in self.mappings.get((system, table), []):
+            model = MODELS[mapping.spec.model]
+
+            def lookup(ref_table: str, ref_key: dict[str, Any]) -> Row | None:
+                found = self.store.get(row_ref(system, ref_table, ref_key))
+                return None if found is None else found["row"]
+
+            values = {"source_system": system}
+            try:
+                values |= mapping.values(row, lookup, only=model.key_fields())
+            except Pending as wait:
+                raise InvalidEvent(
+                    "unresolved_reference", f"delete in {table}: its {wait.table} row is unknown"
+                ) from None
+            if any(values.get(name) is None for name in model.key_fields()):
+                raise InvalidEvent(
+                    "missing_key", f"delete in {table}: key fields incomplete {values}"
+                )
+            outputs.append(
+                Tombstone(self.topic_for_model[mapping.spec.model], model.key_of(values))
+            )
+        if (system, table) in self.keep:
+            self.store.put(ref, None)
+        return outputs
