@@ -123,17 +123,17 @@ def worker(loglevel: str) -> None:
 
 
 @main.command()
-@click.argument("topic_id")
+@click.argument("topic_ids", nargs=-1, required=True)
 @click.option("--from-beginning", is_flag=True, help="Start at the oldest record, not the newest.")
 @click.option(
     "--max", "limit", type=int, default=0, help="Stop after this many records (0: never)."
 )
 @click.option("--json", "as_json", is_flag=True, help="One JSON line per record.")
-def tail(topic_id: str, from_beginning: bool, limit: int, as_json: bool) -> None:
-    """Print records of a declared topic as they arrive (Ctrl-C to stop)."""
+def tail(topic_ids: tuple[str, ...], from_beginning: bool, limit: int, as_json: bool) -> None:
+    """Print records of declared topics as they arrive (Ctrl-C to stop)."""
     from hub.tail import tail as run_tail
 
-    run_tail(get_settings(), topic_id, from_beginning, limit, as_json)
+    run_tail(get_settings(), topic_ids, from_beginning, limit, as_json)
 
 
 @main.command()

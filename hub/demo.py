@@ -13,6 +13,7 @@ from hub.settings import HubSettings
 from hub.stack.manager import Stack
 from hub.stack.procs import wait_for
 from hub.tail import tail
+from hub.topics import registry
 
 
 def _spawn(args: list[str], log: Path) -> subprocess.Popen[bytes]:
@@ -50,7 +51,8 @@ def run_demo(settings: HubSettings, rate: float, keep_stack: bool) -> int:
     try:
         if wait_for(lambda: worker.poll() is not None, 3.0):
             raise StackError(f"the worker exited at start-up; see {logs / 'worker.log'}")
-        tail(settings, "unified.inventory", from_beginning=False, limit=0, as_json=False)
+        unified = [spec.id for spec in registry().topics.values() if spec.kind == "unified"]
+        tail(settings, unified, from_beginning=False, limit=0, as_json=False)
     except StackError as exc:
         console.print(f"[bold red]✗ {exc}[/]")
         code = 1

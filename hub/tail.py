@@ -1,9 +1,10 @@
-"""``hub tail``: print a declared topic's records live, for people (or as JSON lines)."""
+"""``hub tail``: print declared topics' records live, for people (or as JSON lines)."""
 
 from __future__ import annotations
 
 import signal
 import sys
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,26 +13,39 @@ from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, TopicPartiti
 from rich.console import Console
 
 from hub.settings import HubSettings
-from hub.topics import registry
+from hub.topics import TopicSpec, registry
 
 
-def _inventory_line(key: str, value: dict[str, Any] | None, appended: datetime) -> str:
+def _describe(spec: TopicSpec, value: dict[str, Any]) -> str:
+    if spec.model == "InventoryLevel":
+        reserved = f" reserved {value['reserved']}" if value.get("reserved") is not None else ""
+        return f"on_hand [bold]{value['on_hand']:>9}[/]{reserved} {value['unit']}"
+    if spec.model == "CustomerRecord":
+        name = " ".join(p for p in (value.get("given_name"), value.get("family_name")) if p)
+        return f"{name or '?'} <{value.get('email') or '-'}> {value.get('phone_e164') or ''}"
+    if spec.model == "OrderLine":
+        return f"{value['status']:<9} {value['quantity']} x {value['gtin']} @ {value['unit_price']}"
+    return str(value)
+
+
+def _line(spec: TopicSpec, key: str, value: dict[str, Any] | None, appended: datetime) -> str:
+    short = spec.name.removeprefix("unified.")
     if value is None:
-        return f"[red]{key:<32}[/] deleted"
+        return f"[magenta]{short:<16}[/] [red]{key:<34}[/] deleted"
     committed = datetime.fromisoformat(value["source_committed_at"])
     lag_ms = (appended - committed).total_seconds() * 1000
     return (
-        f"[cyan]{key:<32}[/] on_hand [bold]{value['on_hand']:>5}[/]  "
-        f"{value['source_system']}:{value['source_op']} {value['source_position']}  "
-        f"[dim]{lag_ms:7.1f} ms after commit[/]"
+        f"[magenta]{short:<16}[/] [cyan]{key:<34}[/] {_describe(spec, value)}  "
+        f"[dim]{value['source_system']}:{value['source_op']} {lag_ms:6.1f} ms after commit[/]"
     )
 
 
 def tail(
-    settings: HubSettings, topic_id: str, from_beginning: bool, limit: int, as_json: bool
+    settings: HubSettings, topic_ids: Sequence[str], from_beginning: bool, limit: int, as_json: bool
 ) -> None:
     """Blocks until Ctrl-C/SIGTERM or ``limit`` records."""
-    spec = registry()[topic_id]
+    specs = [registry()[topic_id] for topic_id in topic_ids]
+    by_name = {spec.name: spec for spec in specs}
     consumer = Consumer({
         "bootstrap.servers": settings.bootstrap,
         "group.id": "hub-tail",
@@ -39,7 +53,7 @@ def tail(
         "enable.partition.eof": False,
     })  # fmt: skip
     start = OFFSET_BEGINNING if from_beginning else OFFSET_END
-    consumer.assign([TopicPartition(spec.name, p, start) for p in range(spec.partitions)])
+    consumer.assign([TopicPartition(s.name, p, start) for s in specs for p in range(s.partitions)])
     console = Console(highlight=False, soft_wrap=True)
     stopping = False
 
@@ -49,7 +63,8 @@ def tail(
 
     signal.signal(signal.SIGTERM, stop)
     if not as_json:
-        console.print(f"[bold]Tailing {spec.name}[/] on {settings.bootstrap} (Ctrl-C to stop)")
+        names = ", ".join(by_name)
+        console.print(f"[bold]Tailing {names}[/] on {settings.bootstrap} (Ctrl-C to stop)")
     seen = 0
     try:
         while not stopping and (limit == 0 or seen < limit):
@@ -63,13 +78,16 @@ def tail(
             key = (msg.key() or b"").decode()
             raw = msg.value()
             value = orjson.loads(raw) if raw is not None else None
-            appended = datetime.fromtimestamp(msg.timestamp()[1] / 1000, UTC)
             if as_json:
-                sys.stdout.write(orjson.dumps({"partition": msg.partition(), "offset": msg.offset(),
-                                               "key": key, "value": value}).decode() + "\n")  # fmt: skip
+                line = {"topic": msg.topic(), "partition": msg.partition(), "offset": msg.offset(),
+                        "key": key, "value": value}  # fmt: skip
+                sys.stdout.write(orjson.dumps(line).decode() + "\n")
                 sys.stdout.flush()
-            elif spec.model == "InventoryLevel":
-                console.print(_inventory_line(key, value, appended))
+                continue
+            spec = by_name[msg.topic() or ""]
+            if spec.model:
+                appended = datetime.fromtimestamp(msg.timestamp()[1] / 1000, UTC)
+                console.print(_line(spec, key, value, appended))
             else:
                 console.print(f"{key}  {value}")
     except KeyboardInterrupt:

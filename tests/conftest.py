@@ -1,25 +1,66 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-FIXTURES = Path(__file__).parent / "fixtures"
+from hub.connectors import load_definitions
+from hub.core.engine import Engine, MemoryStore
+from hub.topics import registry
+
+FIXTURES = Path(__file__).parent / "fixtures" / "debezium"
+NOW = datetime(2026, 11, 23, 13, 0, tzinfo=UTC)
 
 
-def load_recorded(name: str) -> dict[str, Any]:
-    """A Debezium record captured from the real connector (tests/tools/record_pos_stock.py)."""
-    return dict(json.loads((FIXTURES / "debezium" / f"{name}.json").read_text()))
+@dataclass(frozen=True)
+class Recorded:
+    """One record captured from the real connectors (tests/tools/record_fixtures.py)."""
+
+    topic: str
+    key: bytes | None
+    value: bytes | None
+
+    @property
+    def system(self) -> str:
+        return registry().by_name(self.topic).source.system  # type: ignore[union-attr]
+
+    @property
+    def envelope(self) -> dict[str, Any] | None:
+        return json.loads(self.value) if self.value is not None else None
+
+    @property
+    def op(self) -> str | None:
+        return self.envelope["op"] if self.value is not None else None
+
+
+def recorded(scenario: str) -> list[Recorded]:
+    return [
+        Recorded(r["topic"], r["key"].encode() if r["key"] is not None else None,
+                 r["value"].encode() if r["value"] is not None else None)
+        for r in json.loads((FIXTURES / f"{scenario}.json").read_text())
+    ]  # fmt: skip
+
+
+def pick(scenario: str, table_topic_suffix: str, op: str | None, nth: int = 0) -> Recorded:
+    """The nth record of ``scenario`` on the raw topic ending in ``table_topic_suffix`` with ``op``
+    (``None``: a tombstone)."""
+    found = [r for r in recorded(scenario) if r.topic.endswith(table_topic_suffix) and r.op == op]
+    return found[nth]
+
+
+def new_engine() -> Engine:
+    reg = registry()
+    return Engine(
+        [d.engine_view() for d in load_definitions().values()],
+        {spec.model: spec.id for spec in reg.topics.values() if spec.model},
+        MemoryStore(),
+    )
 
 
 @pytest.fixture
-def recorded() -> Any:
-    def get(name: str) -> tuple[bytes | None, bytes | None]:
-        record = load_recorded(name)
-        key = record["key"].encode() if record["key"] is not None else None
-        value = record["value"].encode() if record["value"] is not None else None
-        return key, value
-
-    return get
+def engine() -> Engine:
+    return new_engine()

@@ -7,9 +7,12 @@ topic and carries no change of its own.
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any, Literal, cast
 
 import orjson
@@ -130,6 +133,15 @@ def _source_info(envelope: Mapping[str, Any]) -> SourceInfo:
         raise InvalidEvent("malformed_source", f"source block unreadable: {exc!r}") from None
 
 
+def _key(raw: bytes | None) -> dict[str, Any] | None:
+    if raw is None:
+        return None
+    key = _json_object(raw, "key")
+    if "payload" in key and "schema" in key and isinstance(key["payload"], dict):
+        return dict(key["payload"])
+    return key
+
+
 def decode(key: bytes | None, value: bytes | None) -> ChangeEvent | None:
     """Decode one raw record; ``None`` for a Debezium tombstone. Raises ``InvalidEvent``."""
     if value is None:
@@ -140,7 +152,7 @@ def decode(key: bytes | None, value: bytes | None) -> ChangeEvent | None:
         payload = envelope["payload"]
         if not isinstance(payload, dict):
             raise InvalidEvent("malformed_envelope", "'payload' is not an object")
-        envelope = payload
+        envelope = _with_decimals_as_text(payload, envelope["schema"])
     op = envelope.get("op")
     if op == "t":
         source = envelope.get("source") or {}
@@ -161,17 +173,41 @@ def decode(key: bytes | None, value: bytes | None) -> ChangeEvent | None:
         before=before,
         after=after,
         source=_source_info(envelope),
-        key=_json_object(key, "key") if key is not None else None,
+        key=_key(key),
     )
 
 
-def micro_timestamp(value: Any, column: str) -> datetime | None:
-    """A ``timestamp without time zone`` column (Debezium MicroTimestamp) as a UTC datetime."""
-    if value is None:
-        return None
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise InvalidEvent("bad_value", f"{column}={value!r} is not a microsecond timestamp")
+DECIMAL = "org.apache.kafka.connect.data.Decimal"
+VARIABLE_DECIMAL = "io.debezium.data.VariableScaleDecimal"
+
+
+def _decimal_text(encoded: str, scale: int) -> str:
+    """Kafka Connect's Decimal: base64 of a big-endian two's-complement unscaled integer."""
     try:
-        return datetime.fromtimestamp(value / 1_000_000, UTC)
-    except (OverflowError, OSError, ValueError):
-        raise InvalidEvent("bad_value", f"{column}={value!r} is out of range") from None
+        unscaled = int.from_bytes(base64.b64decode(encoded, validate=True), "big", signed=True)
+    except (binascii.Error, ValueError):
+        raise InvalidEvent("bad_value", f"{encoded!r} is not a base64 decimal") from None
+    return str(Decimal(unscaled).scaleb(-scale))
+
+
+def _with_decimals_as_text(payload: dict[str, Any], schema: Any) -> dict[str, Any]:
+    """Rewrite precise-mode decimals of ``before``/``after`` as the strings string mode would give."""
+    rows = {f.get("field"): f for f in (schema or {}).get("fields", []) if isinstance(f, dict)}
+    result = dict(payload)
+    for image in ("before", "after"):
+        row, row_schema = payload.get(image), rows.get(image)
+        if not isinstance(row, dict) or not isinstance(row_schema, dict):
+            continue
+        converted = dict(row)
+        for column in row_schema.get("fields", []):
+            name, value = column.get("field"), row.get(column.get("field"))
+            if value is None:
+                continue
+            if column.get("name") == DECIMAL:
+                converted[name] = _decimal_text(
+                    value, int(column.get("parameters", {}).get("scale", 0))
+                )
+            elif column.get("name") == VARIABLE_DECIMAL and isinstance(value, dict):
+                converted[name] = _decimal_text(value.get("value", ""), int(value.get("scale", 0)))
+        result[image] = converted
+    return result

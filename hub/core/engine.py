@@ -7,6 +7,9 @@ arrives before its variant is parked and published when the variant arrives — 
 unchanged TOASTed column take its last known value. Memory is bounded by the number of rows kept,
 not of events.
 
+A deleted row that others look up keeps its last image (flagged ``deleted``): events of the rows
+that referred to it may still arrive on other topics, and their keys are derived through it.
+
 Routing never drops silently: a captured table with no mapping, and no lookup needing it, is an
 ``InvalidEvent``.
 """
@@ -93,6 +96,7 @@ class Engine:
         self.topic_for_model = dict(topic_for_model)
         self.mappings: dict[tuple[str, str], list[CompiledMapping]] = {}
         self.keep: set[tuple[str, str]] = set()
+        self.targets: set[tuple[str, str]] = set()  # tables other mappings look up
         self.toasted = {
             (s.system, t): tuple(cols) for s in systems for t, cols in s.toasted.items()
         }
@@ -102,7 +106,8 @@ class Engine:
                 self.mappings.setdefault((system.system, spec.table), []).append(compiled)
                 if compiled.lookup_tables:
                     self.keep.add((system.system, spec.table))
-                    self.keep |= {(system.system, t) for t in compiled.lookup_tables}
+                    self.targets |= {(system.system, t) for t in compiled.lookup_tables}
+        self.keep |= self.targets
         self.keep |= set(self.toasted)
         missing = {m.spec.model for ms in self.mappings.values() for m in ms} - set(
             self.topic_for_model
@@ -242,6 +247,10 @@ class Engine:
             outputs.append(
                 Tombstone(self.topic_for_model[mapping.spec.model], model.key_of(values))
             )
-        if (system, table) in self.keep:
+        if (system, table) in self.targets and stored is not None:
+            # Keep a looked-up row's last image: events of rows that referred to it may still be on
+            # their way (other topics), and their keys are derived through it.
+            self.store.put(ref, {**stored, "deleted": True})
+        elif (system, table) in self.keep:
             self.store.put(ref, None)
         return outputs

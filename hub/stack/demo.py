@@ -192,12 +192,13 @@ def load_erp(conn: Any) -> dict[str, int]:
 
 
 def _note(rng: random.Random) -> str:
-    """A long customer-service note (several kB), as support teams write them."""
+    """A long customer-service note (several kB, with ticket references): stored out of line."""
     lines = ("Client fidèle, préfère la livraison en point relais.",
              "Retour accepté à titre exceptionnel.", "Demande de facture au nom de la société.",
              "A signalé un colis endommagé, geste commercial de 10 %.")  # fmt: skip
     return "\n".join(
-        f"{2020 + i % 6}-0{1 + i % 9}-1{i % 10} {rng.choice(lines)}" for i in range(120)
+        f"{2020 + i % 6}-0{1 + i % 9}-1{i % 10} #{rng.getrandbits(64):016x} {rng.choice(lines)}"
+        for i in range(120)
     )
 
 

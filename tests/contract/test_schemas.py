@@ -35,7 +35,7 @@ def test_schema_rejects_what_the_model_rejects():
     schema = json.loads((SCHEMAS_DIR / "inventory_level/v1.json").read_text())
     example = json.loads((SCHEMAS_DIR / "examples/inventory_level.v1.json").read_text())["value"]
     with pytest.raises(jsonschema.ValidationError):
-        jsonschema.validate({**example, "sku": "12345"}, schema)
+        jsonschema.validate({**example, "gtin": "12345"}, schema)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({**example, "unexpected": 1}, schema)
 

@@ -5,43 +5,59 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
-from hub.core.debezium import decode, micro_timestamp, postgres_position
+from hub.core.debezium import decode, postgres_position
 from hub.errors import InvalidEvent
+from tests.conftest import pick, recorded
 
 
-def test_decodes_a_recorded_update(recorded):
-    event = decode(*recorded("pos_stock_update"))
+def test_decodes_a_recorded_postgres_update():
+    record = pick("pos_stock", "pos.stock", "u")
+    event = decode(record.key, record.value)
     assert event is not None
     assert event.op == "u"
-    assert event.after == {
-        "store_code": "LYO01",
-        "ean": "3769999999996",
-        "qty": 9,
-        "last_count_at": 1795163400000000,
-    }
+    assert event.after["store_code"] == "LYO01" and event.after["ean"] == "3769999999996"
+    assert event.after["qty"] == 9
     assert event.source.table == "pos.stock"
     assert event.source.connector == "postgresql"
     assert event.source.snapshot is False
-    assert event.source.committed_at == datetime(2026, 11, 23, 13, 13, 27, 626891, tzinfo=UTC)
+    micros = record.envelope["source"]["ts_us"]
+    assert event.source.committed_at == datetime.fromtimestamp(micros / 1e6, UTC)
     assert event.key == {"store_code": "LYO01", "ean": "3769999999996"}
 
 
-def test_snapshot_read_is_flagged(recorded):
-    event = decode(*recorded("pos_stock_read"))
-    assert event is not None and event.op == "r" and event.source.snapshot is True
+def test_decodes_a_recorded_mariadb_update():
+    record = pick("erp_stock", "erp.STK_BAL", "u")
+    event = decode(record.key, record.value)
+    assert event is not None and event.source.connector == "mariadb"
+    assert event.source.table == "erp.STK_BAL"
+    assert event.after["QTY_OH"] == "12.375"  # decimal.handling.mode=string
+    assert event.source.position.startswith("mdb:binlog.")
 
 
-def test_tombstone_decodes_to_none(recorded):
-    assert decode(*recorded("pos_stock_tombstone")) is None
+def test_snapshot_reads_are_flagged():
+    snapshot = [r for r in recorded("snapshot") if r.op == "r"]
+    assert len(snapshot) >= 8
+    for record in snapshot:
+        event = decode(record.key, record.value)
+        assert event is not None and event.source.snapshot is True, record.topic
 
 
-def test_positions_sort_in_log_order(recorded):
-    positions = [
-        decode(*recorded(f"pos_stock_{op}")).source.position
-        for op in ("create", "update", "delete")
-    ]
-    assert positions == sorted(positions)
-    assert len(set(positions)) == 3
+def test_tombstone_decodes_to_none():
+    record = pick("pos_stock", "pos.stock", None)
+    assert record.key is not None
+    assert decode(record.key, record.value) is None
+
+
+@pytest.mark.parametrize("scenario", ["pos_stock", "erp_stock", "shop_web_stock"])
+def test_positions_sort_in_log_order_within_a_topic(scenario):
+    by_topic: dict[str, list[str]] = {}
+    for record in recorded(scenario):
+        event = decode(record.key, record.value)
+        if event is not None:
+            by_topic.setdefault(record.topic, []).append(event.source.position)
+    for positions in by_topic.values():
+        assert positions == sorted(positions)
+        assert len(set(positions)) == len(positions)
 
 
 def test_position_format():
@@ -55,41 +71,49 @@ def test_position_format():
     )
 
 
+def test_truncate_is_an_invalid_event_with_its_own_reason():
+    record = pick("pos_truncate", "pos.ticket_line", "t")
+    with pytest.raises(InvalidEvent) as info:
+        decode(record.key, record.value)
+    assert info.value.reason == "truncate"
+    assert "pos.ticket_line" in info.value.detail
+
+
+def test_precise_decimals_with_schema_are_decoded_exactly():
+    (record,) = recorded("erp_stock_precise")
+    assert set(record.envelope) == {"schema", "payload"}
+    assert isinstance(record.envelope["payload"]["after"]["QTY_OH"], str)  # base64 bytes
+    event = decode(record.key, record.value)
+    assert event is not None
+    assert event.key == {"WHS_CODE": "W001", "ART_NO": "A000000001"}
+    assert event.after["QTY_OH"] == "4693.125"
+    assert event.after["QTY_ALLOC"] == "31.000"
+
+
 @pytest.mark.parametrize(
     ("value", "reason"),
     [
         (b"not json", "malformed_json"),
         (b"[1, 2]", "malformed_envelope"),
-        (b'{"op": "t", "source": {}}', "unsupported_op"),
+        (b'{"op": "x", "source": {}}', "unsupported_op"),
         (b'{"op": "u", "before": null, "after": null, "source": {}}', "malformed_envelope"),
         (b'{"op": "d", "before": null, "after": null, "source": {}}', "malformed_envelope"),
         (b'{"op": "c", "after": {"a": 1}}', "malformed_envelope"),
-        (
-            b'{"op": "c", "after": {"a": 1}, "source": {"connector": "postgresql"}}',
-            "malformed_source",
-        ),
-        (
-            b'{"op": "c", "after": {"a": 1}, "source": {"connector": "oracle", "ts_ms": 1, "db": "x",'
-            b' "table": "t", "name": "n"}}',
-            "unsupported_connector",
-        ),
+        (b'{"op": "c", "after": {"a": 1}, "source": {"connector": "postgresql"}}', "malformed_source"),
+        (b'{"op": "c", "after": {"a": 1}, "source": {"connector": "oracle", "ts_ms": 1, "db": "x",'
+         b' "table": "t", "name": "n"}}', "unsupported_connector"),
+        (b'{"op": "c", "after": {"a": 1}, "source": {"connector": "mariadb", "ts_ms": 1, "db": "x",'
+         b' "table": "t", "name": "n"}}', "malformed_source"),
     ],
-)
+)  # fmt: skip
 def test_bad_envelopes_raise_invalid_event(value, reason):
     with pytest.raises(InvalidEvent) as info:
         decode(None, value)
     assert info.value.reason == reason
 
 
-def test_schema_wrapped_envelope_is_accepted(recorded):
-    key, value = recorded("pos_stock_create")
-    wrapped = orjson.dumps({"schema": {}, "payload": orjson.loads(value)})
-    event = decode(key, wrapped)
+def test_schema_wrapped_envelope_is_accepted():
+    record = pick("pos_stock", "pos.stock", "c")
+    wrapped = orjson.dumps({"schema": {}, "payload": record.envelope})
+    event = decode(record.key, wrapped)
     assert event is not None and event.op == "c" and event.after["qty"] == 12
-
-
-def test_micro_timestamp():
-    assert micro_timestamp(1795163400000000, "c") == datetime(2026, 11, 20, 8, 30, tzinfo=UTC)
-    assert micro_timestamp(None, "c") is None
-    with pytest.raises(InvalidEvent):
-        micro_timestamp("2026-11-20", "c")

@@ -1,4 +1,4 @@
-"""The Faust adapter around the core, without a broker (agent test context, sends mocked)."""
+"""The Faust adapter around the engine, without a broker (agent test context, sends recorded)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,10 @@ from faust.topics import Topic
 from hub.errors import DeadLetterFlood
 from hub.settings import HubSettings
 from hub.worker import app as worker_app
+from tests.conftest import pick
 
 Sent = list[tuple[str, bytes, bytes | None, dict[str, bytes]]]
+RAW_STOCK = "raw.pos.pos.stock"
 
 
 @pytest.fixture
@@ -40,51 +42,61 @@ async def agent():
     app.finalize()
     app.flow_control.resume()
     app.crash = AsyncMock()
-    (agent,) = app.agents.values()
+    agent = app.agents["normalise-pos"]
     async with agent.test_context() as ctx:
         ctx.app = app
+        # The agent reads several raw topics: say which one each test record comes from.
+        ctx._get_strtopic = lambda channel: RAW_STOCK
         yield ctx
 
 
-async def test_change_is_produced_to_unified_inventory(agent, sent, recorded):
-    key, value = recorded("pos_stock_update")
-    await agent.put(value, key=key)
+def test_one_agent_per_system_reading_its_routed_raw_topics():
+    app = worker_app.create_app(HubSettings(kafka_bootstrap="127.0.0.1:1"))
+    assert set(app.agents) == {"normalise-pos", "normalise-shop", "normalise-erp"}
+    topics = app.agents["normalise-shop"].channel.topics
+    assert set(topics) == {f"raw.shop.shop.{t}" for t in ("variant", "inventory_level", "customer",
+                                                         "orders", "order_line")}  # fmt: skip
+
+
+async def test_change_is_produced_to_unified_inventory(agent, sent):
+    record = pick("pos_stock", "pos.stock", "u")
+    await agent.put(record.value, key=record.key)
     ((topic, out_key, out_value, _),) = sent
     assert topic == "unified.inventory"
     assert out_key == b"3769999999996@store:LYO01"
-    assert orjson.loads(out_value)["on_hand"] == 9
+    assert orjson.loads(out_value)["on_hand"] == "9"
     assert worker_app.COUNTS == {"in": 1, "applied": 1}
 
 
-async def test_delete_is_produced_as_tombstone(agent, sent, recorded):
-    key, value = recorded("pos_stock_delete")
-    await agent.put(value, key=key)
+async def test_delete_is_produced_as_tombstone(agent, sent):
+    record = pick("pos_stock", "pos.stock", "d")
+    await agent.put(record.value, key=record.key)
     assert sent == [("unified.inventory", b"3769999999996@store:LYO01", None, {})]
 
 
-async def test_debezium_tombstone_produces_nothing(agent, sent, recorded):
-    key, _ = recorded("pos_stock_tombstone")
-    await agent.put(None, key=key)
+async def test_debezium_tombstone_produces_nothing(agent, sent):
+    record = pick("pos_stock", "pos.stock", None)
+    await agent.put(None, key=record.key)
     assert sent == []
     assert worker_app.COUNTS == {"in": 1, "skipped": 1}
 
 
-async def test_bad_event_goes_to_dlq_unchanged_with_provenance(agent, sent, recorded):
-    key, _ = recorded("pos_stock_update")
+async def test_bad_event_goes_to_dlq_unchanged_with_provenance(agent, sent):
+    key = pick("pos_stock", "pos.stock", "u").key
     await agent.put(b"{not json", key=key)
     ((topic, out_key, out_value, headers),) = sent
     assert (topic, out_key, out_value) == ("hub.dlq", key, b"{not json")
-    assert headers["hub.dlq.topic"] == b"raw.pos.pos.stock"
+    assert headers["hub.dlq.topic"] == RAW_STOCK.encode()
     assert headers["hub.dlq.reason"] == b"malformed_json"
     assert headers["hub.dlq.step"] == b"normalise"
     assert "hub.dlq.offset" in headers and "hub.dlq.partition" in headers
     assert worker_app.COUNTS["dead_lettered"] == 1
 
 
-async def test_pipeline_goes_on_after_a_bad_event(agent, sent, recorded):
+async def test_pipeline_goes_on_after_a_bad_event(agent, sent):
     await agent.put(b"[]", key=b"{}")
-    key, value = recorded("pos_stock_create")
-    await agent.put(value, key=key)
+    record = pick("pos_stock", "pos.stock", "c")
+    await agent.put(record.value, key=record.key)
     assert [s[0] for s in sent] == ["hub.dlq", "unified.inventory"]
 
 
