@@ -1,7 +1,8 @@
-"""A small sales simulator for the POS database: each sale is one transaction, as a till does it.
+"""A small simulator of the three systems: till sales, web orders, warehouse moves.
 
-Insert the ticket and its lines, decrement ``pos.stock.qty`` for each line; now and then a store
-receives a delivery (stock count goes up, ``last_count_at`` moves).
+A till sale is one transaction, as a till does it: insert the ticket and its lines, decrement
+``pos.stock.qty`` for each line; now and then a store receives a delivery. A web order moves stock
+from available to committed; its fulfilment releases it. The ERP picks and receives in decimals.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 import psycopg
 from rich.console import Console
@@ -106,12 +108,109 @@ class SalesSimulator:
         return store, ean, qty
 
 
+class WebShopSimulator:
+    """Web orders: an order and its lines, stock moved from available to committed; fulfilments."""
+
+    def __init__(self, conn: psycopg.Connection[tuple[object, ...]], seed: int) -> None:
+        self.conn = conn
+        self.rng = random.Random(seed + 1)
+        self.variants = [
+            int(str(r[0])) for r in conn.execute("SELECT id FROM shop.variant ORDER BY id")
+        ]
+        self.customers = [
+            int(str(r[0])) for r in conn.execute("SELECT id FROM shop.customer ORDER BY id")
+        ]
+        conn.commit()
+
+    def order(self) -> str:
+        now = datetime.now(UTC)
+        lines = [
+            (self.rng.choice(self.variants), self.rng.randint(1, 2))
+            for _ in range(self.rng.randint(1, 3))
+        ]
+        with self.conn.transaction(), self.conn.cursor() as cur:
+            cur.execute(
+                "INSERT INTO shop.orders (customer_id, status, created_at, updated_at, total)"
+                " VALUES (%s, 'paid', %s, %s, 0) RETURNING id",
+                (self.rng.choice(self.customers), now, now),
+            )
+            row = cur.fetchone()
+            if row is None:
+                raise RuntimeError("INSERT ... RETURNING id returned no row")
+            order_id = int(str(row[0]))
+            for line_no, (variant, qty) in enumerate(lines, 1):
+                cur.execute(
+                    "INSERT INTO shop.order_line (order_id, line_no, variant_id, quantity, price)"
+                    " SELECT %s, %s, id, %s, price FROM shop.variant WHERE id = %s",
+                    (order_id, line_no, qty, variant),
+                )
+                cur.execute(
+                    "UPDATE shop.inventory_level SET available = available - %s, committed = committed + %s,"
+                    " updated_at = %s WHERE variant_id = %s",
+                    (qty, qty, now, variant),
+                )
+            cur.execute(
+                "UPDATE shop.orders SET total = (SELECT sum(quantity * price) FROM shop.order_line"
+                " WHERE order_id = %s) WHERE id = %s",
+                (order_id, order_id),
+            )
+        return f"web order #{order_id}: " + ", ".join(f"variant {v} x{q}" for v, q in lines)
+
+    def fulfil(self) -> str | None:
+        """Ship the oldest paid order: committed stock leaves the warehouse."""
+        now = datetime.now(UTC)
+        with self.conn.transaction(), self.conn.cursor() as cur:
+            cur.execute(
+                "SELECT id FROM shop.orders WHERE status = 'paid' ORDER BY id LIMIT 1 FOR UPDATE"
+            )
+            row = cur.fetchone()
+            if row is None:
+                return None
+            order_id = int(str(row[0]))
+            cur.execute("UPDATE shop.orders SET status = 'fulfilled', updated_at = %s WHERE id = %s",
+                        (now, order_id))  # fmt: skip
+            cur.execute(
+                "UPDATE shop.inventory_level il SET committed = greatest(il.committed - ol.quantity, 0),"
+                " updated_at = %s FROM shop.order_line ol"
+                " WHERE ol.order_id = %s AND ol.variant_id = il.variant_id",
+                (now, order_id),
+            )
+        return f"web order #{order_id} fulfilled"
+
+
+class ErpSimulator:
+    """Warehouse movements in the ERP: picking for stores, receipts from suppliers."""
+
+    def __init__(self, conn: Any, seed: int) -> None:
+        self.conn = conn
+        self.rng = random.Random(seed + 2)
+        with conn.cursor() as cur:
+            cur.execute("SELECT WHS_CODE, ART_NO FROM STK_BAL ORDER BY 1, 2")
+            self.rows = [(str(w), str(a)) for w, a in cur.fetchall()]
+        conn.commit()
+
+    def move(self) -> str:
+        whs, art = self.rng.choice(self.rows)
+        qty = (
+            Decimal(self.rng.randint(-240, 120)) / 4
+        )  # picking (negative) or receipt, in 0.25 steps
+        with self.conn.cursor() as cur:
+            cur.execute(
+                "UPDATE STK_BAL SET QTY_OH = GREATEST(QTY_OH + %s, 0), LAST_UPD = %s"
+                " WHERE WHS_CODE = %s AND ART_NO = %s",
+                (qty, datetime.now(UTC).replace(tzinfo=None, microsecond=0), whs, art),
+            )
+        self.conn.commit()
+        return f"erp {whs} {art} {qty:+}"
+
+
 def run_sales(settings: HubSettings, rate: float, count: int, seed: int) -> None:
-    """Sell at ``rate`` sales/s until ``count`` sales (0: until SIGINT/SIGTERM)."""
+    """Till sales, web orders and warehouse moves at ``rate`` actions/s, until ``count`` actions
+    (0: until SIGINT/SIGTERM)."""
     from hub.stack.manager import Stack
 
     console = Console(stderr=True, highlight=False)
-    dsn = Stack(settings, console).env()["sources"]["pos"]
+    stack = Stack(settings, console)
     stopping = False
 
     def stop(*_: object) -> None:
@@ -120,17 +219,29 @@ def run_sales(settings: HubSettings, rate: float, count: int, seed: int) -> None
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    with psycopg.connect(dsn) as conn:
-        sim = SalesSimulator(conn, seed)
-        sold, next_at = 0, time.monotonic()
-        while not stopping and (count == 0 or sold < count):
-            if sim.rng.random() < 0.25:
-                store, ean, qty = sim.deliver()
+    with stack.open("pos") as pos, stack.open("shop") as shop, stack.open("erp") as erp:
+        tills, web, warehouses = (
+            SalesSimulator(pos, seed),
+            WebShopSimulator(shop, seed),
+            ErpSimulator(erp, seed),
+        )
+        done, next_at = 0, time.monotonic()
+        while not stopping and (count == 0 or done < count):
+            roll = tills.rng.random()
+            if roll < 0.5:
+                sale = tills.sell()
+                items = ", ".join(f"{ean} x{qty}" for ean, qty, _ in sale.lines)
+                console.print(f"sale #{sale.ticket_id:<6} {sale.store_code}  {items}")
+            elif roll < 0.6:
+                store, ean, qty = tills.deliver()
                 console.print(f"delivery  {store} {ean} +{qty}")
-            sale = sim.sell()
-            sold += 1
-            items = ", ".join(f"{ean} x{qty}" for ean, qty, _ in sale.lines)
-            console.print(f"sale #{sale.ticket_id:<6} {sale.store_code}  {items}")
+            elif roll < 0.75:
+                console.print(web.order())
+            elif roll < 0.85:
+                console.print(web.fulfil() or "no paid web order to fulfil")
+            else:
+                console.print(warehouses.move())
+            done += 1
             next_at += 1 / rate
             time.sleep(max(0.0, next_at - time.monotonic()))
-    console.print(f"simulator stopped after {sold} sales")
+    console.print(f"simulator stopped after {done} actions")

@@ -132,8 +132,7 @@ class Engine:
             raise InvalidEvent("missing_key", f"{system}:{table} event without a row key")
         ref = row_ref(system, table, event.key)
         if event.op == "d":
-            tombstones = self._delete(system, table, ref, event)
-            return Outcome(tombstones) if tombstones else Outcome(skipped="reference_row")
+            return self._delete(system, table, ref, event, now)
         row = self._fill_unavailable(system, table, ref, event)
         src = {
             "source_system": system, "source_table": table, "source_position": event.source.position,
@@ -150,13 +149,16 @@ class Engine:
             if stored is None:
                 continue
             dep_table = dependent.split(":", 3)[2]
+            deleted = bool(stored.get("deleted"))
             try:
-                more, _ = self._evaluate(
-                    system, dep_table, dependent, stored["row"], stored["src"], now
+                more, still = self._evaluate(
+                    system, dep_table, dependent, stored["row"], stored["src"], now, deleted
                 )
             except InvalidEvent as error:
                 failures.append(DependentFailure(dependent, stored, error))
                 continue
+            if deleted and not still and (system, dep_table) not in self.targets:
+                self.store.put(dependent, None)  # the parked delete is done
             outputs += more
         if outputs:
             return Outcome(outputs, failures=failures)
@@ -182,11 +184,18 @@ class Engine:
         return {**row, **{column: stored["row"][column] for column in gaps}}
 
     def _evaluate(
-        self, system: str, table: str, ref: str, row: Row, src: Mapping[str, Any], now: datetime
-    ) -> tuple[list[Output], str | None]:
+        self, system: str, table: str, ref: str, row: Row, src: Mapping[str, Any], now: datetime,
+        deleted: bool = False,
+    ) -> tuple[list[Output], str | None]:  # fmt: skip
+        """Every mapping of ``table`` on ``row``: upserts, or tombstones when ``deleted``.
+
+        Registers the row as a dependent of every row it looked up; returns the table it waits
+        for when a lookup found nothing.
+        """
         outputs: list[Output] = []
         pending: str | None = None
         for mapping in self.mappings.get((system, table), []):
+            model = MODELS[mapping.spec.model]
             looked_up: list[str] = []
 
             def lookup(
@@ -198,22 +207,33 @@ class Engine:
                 return None if stored is None else stored["row"]
 
             try:
-                values = mapping.values(row, lookup)
+                if deleted:
+                    values = {"source_system": system}
+                    values |= mapping.values(row, lookup, only=model.key_fields())
+                else:
+                    values = mapping.values(row, lookup)
             except Pending as wait:
-                pending = f"{wait.table}"
+                pending = wait.table
                 values = None
             for target in looked_up:
                 self._depend(target, ref)
             if values is None:
                 continue
-            model = MODELS[mapping.spec.model]
+            topic = self.topic_for_model[mapping.spec.model]
+            if deleted:
+                if any(values.get(name) is None for name in model.key_fields()):
+                    raise InvalidEvent(
+                        "missing_key", f"delete in {table}: key fields incomplete {values}"
+                    )
+                outputs.append(Tombstone(topic, model.key_of(values)))
+                continue
             try:
                 record = model.model_validate({**values, **src, "emitted_at": now})
             except ValidationError as exc:
                 raise InvalidEvent(
                     "invalid_record", f"{mapping.spec.model}: {exc.errors(include_url=False)}"
                 ) from None
-            outputs.append(Upsert(self.topic_for_model[mapping.spec.model], record.key, record))
+            outputs.append(Upsert(topic, record.key, record))
         return outputs, pending
 
     def _depend(self, target: str, dependent: str) -> None:
@@ -221,36 +241,24 @@ class Engine:
         if dependent not in deps:
             self.store.put(deps_ref(target), {**deps, dependent: 1})
 
-    def _delete(self, system: str, table: str, ref: str, event: ChangeEvent) -> list[Output]:
+    def _delete(
+        self, system: str, table: str, ref: str, event: ChangeEvent, now: datetime
+    ) -> Outcome:
         stored = self.store.get(ref)
         # With REPLICA IDENTITY DEFAULT only key columns are real in `before`: prefer what we kept.
         row = {**(event.before or {}), **(stored["row"] if stored else {})}
-        outputs: list[Output] = []
-        for mapping in self.mappings.get((system, table), []):
-            model = MODELS[mapping.spec.model]
-
-            def lookup(ref_table: str, ref_key: dict[str, Any]) -> Row | None:
-                found = self.store.get(row_ref(system, ref_table, ref_key))
-                return None if found is None else found["row"]
-
-            values = {"source_system": system}
-            try:
-                values |= mapping.values(row, lookup, only=model.key_fields())
-            except Pending as wait:
-                raise InvalidEvent(
-                    "unresolved_reference", f"delete in {table}: its {wait.table} row is unknown"
-                ) from None
-            if any(values.get(name) is None for name in model.key_fields()):
-                raise InvalidEvent(
-                    "missing_key", f"delete in {table}: key fields incomplete {values}"
-                )
-            outputs.append(
-                Tombstone(self.topic_for_model[mapping.spec.model], model.key_of(values))
+        outputs, pending = self._evaluate(system, table, ref, row, {}, now, deleted=True)
+        if pending:
+            # The key needs a row that has not arrived (its topic lags): park the delete; it
+            # becomes a tombstone when that row arrives.
+            self.store.put(
+                ref, {"row": row, "src": stored["src"] if stored else {}, "deleted": True}
             )
+            return Outcome(outputs, skipped=f"pending:{pending}")
         if (system, table) in self.targets and stored is not None:
             # Keep a looked-up row's last image: events of rows that referred to it may still be on
             # their way (other topics), and their keys are derived through it.
             self.store.put(ref, {**stored, "deleted": True})
         elif (system, table) in self.keep:
             self.store.put(ref, None)
-        return outputs
+        return Outcome(outputs) if outputs else Outcome(skipped="reference_row")

@@ -200,3 +200,14 @@ def test_an_article_deleted_before_its_stock_events_arrive_still_keys_them():
         ("Upsert", "3769999999972@warehouse:W001"),
         ("Tombstone", "3769999999972@warehouse:W001"),
     ]
+
+
+def test_a_level_created_and_deleted_before_its_variant_arrives_ends_as_a_tombstone():
+    events = recorded("shop_web_stock")
+    levels = [r for r in events if r.topic.endswith("inventory_level")]
+    variants = [r for r in events if r.topic.endswith("shop.variant")]
+    assert [r.op for r in levels] == ["c", "u", "d", None]
+    engine = new_engine()
+    assert feed(engine, levels) == []  # all parked: the variant's topic lags behind
+    outputs = feed(engine, variants)
+    assert outputs == [Tombstone("unified.inventory", "3769999999989@web:1")]
