@@ -158,6 +158,32 @@ def demo(rate: float, keep_stack: bool) -> None:
 
 
 @main.group()
+def dlq() -> None:
+    """The dead-letter topic: what failed, why, and replay after a fix."""
+
+
+@dlq.command("list")
+@click.option("--limit", type=int, default=50, show_default=True, help="Newest N (0: all).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON line per dead letter.")
+def dlq_list(limit: int, as_json: bool) -> None:
+    """Dead letters with their source topic, partition, offset and reason."""
+    from hub.dlq import show
+
+    show(get_settings(), limit, as_json)
+
+
+@dlq.command("replay")
+@click.option("--reason", help="Only dead letters with this reason (e.g. bad_value).")
+@click.option("--topic", help="Only dead letters from this raw topic.")
+@click.option("--dry-run", is_flag=True, help="Count what would be replayed.")
+def dlq_replay(reason: str | None, topic: str | None, dry_run: bool) -> None:
+    """Send dead letters back to their original topic, each once (progress kept in Kafka)."""
+    from hub.dlq import replay
+
+    replay(get_settings(), reason, topic, dry_run, err)
+
+
+@main.group()
 def schemas() -> None:
     """The JSON Schemas under schemas/, generated from the canonical models."""
 
