@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from rich.console import Console
@@ -49,6 +50,11 @@ def _text(value: str | bytes | None) -> str:
     return value.decode(errors="replace") if isinstance(value, bytes) else (value or "")
 
 
+def _headers(raw: Any) -> dict[str, str]:
+    pairs = raw.items() if isinstance(raw, dict) else (raw or [])
+    return {str(k): _text(v) for k, v in pairs}
+
+
 def _raw_names() -> set[str]:
     return {spec.name for spec in registry().topics.values() if spec.kind == "raw"}
 
@@ -80,7 +86,7 @@ def read(settings: HubSettings, group: str | None = None) -> Iterator[DeadLetter
                 datetime.fromtimestamp(msg.timestamp()[1] / 1000, UTC),
                 msg.key(),
                 msg.value(),
-                {k: _text(v) for k, v in (msg.headers() or [])},
+                _headers(msg.headers()),
             )
             if offset + 1 >= ends[partition]:
                 remaining.discard(partition)
