@@ -44,6 +44,28 @@ class StackHandle:
     def pos_dsn(self) -> str:
         return str(self.endpoints["sources"]["pos"])
 
+    def sql(
+        self, system: str, statement: str, params: tuple[Any, ...] = ()
+    ) -> list[tuple[Any, ...]]:
+        """Run one statement in a source database as its application and commit."""
+        dsn = str(self.endpoints["sources"][system])
+        if dsn.startswith("mariadb://"):
+            from hub.stack.mariadb import connect
+
+            conn: Any = connect(dsn)
+        else:
+            import psycopg
+
+            conn = psycopg.connect(dsn)
+        try:
+            with conn.cursor() as cur:
+                cur.execute(statement, params)
+                rows = list(cur.fetchall()) if cur.description else []
+            conn.commit()
+            return rows
+        finally:
+            conn.close()
+
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # Tests that stop the stack run after everything that needs it.
@@ -144,8 +166,22 @@ class TopicReader:
         self.consumer.close()
 
 
-@pytest.fixture
-def inventory(stack: StackHandle) -> Iterator[TopicReader]:
-    reader = TopicReader(stack.endpoints["kafka_bootstrap"], "unified.inventory")
+def _reader(stack: StackHandle, topic_id: str) -> Iterator[TopicReader]:
+    reader = TopicReader(stack.endpoints["kafka_bootstrap"], topic_id)
     yield reader
     reader.close()
+
+
+@pytest.fixture
+def inventory(stack: StackHandle) -> Iterator[TopicReader]:
+    yield from _reader(stack, "unified.inventory")
+
+
+@pytest.fixture
+def customers(stack: StackHandle) -> Iterator[TopicReader]:
+    yield from _reader(stack, "unified.customer.records")
+
+
+@pytest.fixture
+def order_lines(stack: StackHandle) -> Iterator[TopicReader]:
+    yield from _reader(stack, "unified.order_lines")
