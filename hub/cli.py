@@ -176,11 +176,12 @@ def dlq_list(limit: int, as_json: bool) -> None:
 @click.option("--reason", help="Only dead letters with this reason (e.g. bad_value).")
 @click.option("--topic", help="Only dead letters from this raw topic.")
 @click.option("--dry-run", is_flag=True, help="Count what would be replayed.")
-def dlq_replay(reason: str | None, topic: str | None, dry_run: bool) -> None:
+@click.option("--again", is_flag=True, help="Also letters that failed again after a replay.")
+def dlq_replay(reason: str | None, topic: str | None, dry_run: bool, again: bool) -> None:
     """Send dead letters back to their original topic, each once (progress kept in Kafka)."""
     from hub.dlq import replay
 
-    replay(get_settings(), reason, topic, dry_run, err)
+    replay(get_settings(), reason, topic, dry_run, err, again)
 
 
 @main.group()

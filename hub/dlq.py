@@ -45,6 +45,11 @@ class DeadLetter:
         """Rows dead-lettered from the engine's state have no original record to replay."""
         return "hub.dlq.row_ref" not in self.headers and self.source in _raw_names()
 
+    @property
+    def failed_replay(self) -> bool:
+        """It had been replayed once already and failed again: a person should look first."""
+        return "hub.dlq.replayed_from" in self.headers
+
 
 def _text(value: str | bytes | None) -> str:
     return value.decode(errors="replace") if isinstance(value, bytes) else (value or "")
@@ -123,9 +128,13 @@ def show(settings: HubSettings, limit: int, as_json: bool) -> int:
 
 
 def replay(
-    settings: HubSettings, reason: str | None, topic: str | None, dry_run: bool, console: Console
-) -> int:
-    """Re-produce the selected dead letters not replayed yet; returns how many were replayed."""
+    settings: HubSettings, reason: str | None, topic: str | None, dry_run: bool, console: Console,
+    again: bool = False,
+) -> int:  # fmt: skip
+    """Re-produce the selected dead letters not replayed yet; returns how many were replayed.
+
+    Letters that failed again after an earlier replay are left alone unless ``again``.
+    """
     producer = Producer({"bootstrap.servers": settings.bootstrap, "enable.idempotence": True,
                          "partitioner": "murmur2_random"})  # fmt: skip
     chosen, skipped, last = 0, 0, {}
@@ -133,7 +142,7 @@ def replay(
         last[letter.partition] = letter.offset
         if (reason and letter.reason != reason) or (topic and letter.source != topic):
             continue
-        if not letter.replayable:
+        if not letter.replayable or (letter.failed_replay and not again):
             skipped += 1
             continue
         chosen += 1
@@ -143,7 +152,7 @@ def replay(
             ]
             producer.produce(letter.source, key=letter.key, value=letter.value, headers=headers)
     if dry_run:
-        console.print(f"would replay {chosen} dead letters ({skipped} not replayable)")
+        console.print(f"would replay {chosen} dead letters ({skipped} left alone)")
         return chosen
     if producer.flush(30) != 0:
         raise RuntimeError(
@@ -155,6 +164,9 @@ def replay(
         committer.commit(offsets=[TopicPartition(spec.name, p, o + 1) for p, o in last.items()],
                          asynchronous=False)  # fmt: skip
         committer.close()
-    console.print(f"replayed {chosen} dead letters to their topics ({skipped} not replayable: rows "
-                  "from the engine's state; fix their source row and they are evaluated again)")  # fmt: skip
+    console.print(
+        f"replayed {chosen} dead letters to their topics; {skipped} left alone (rows from the "
+        "engine's state, re-evaluated when their source row changes; or failed again after a replay: "
+        "use --again once fixed)"
+    )
     return chosen

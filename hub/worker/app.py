@@ -152,7 +152,14 @@ def create_app(settings: HubSettings) -> faust.App:
                             if isinstance(exc, InvalidEvent)
                             else InvalidEvent("internal_error", repr(exc))
                         )
-                        await dead_letter(dlq, message.key, message.value, provenance, error, [])
+                        await dead_letter(
+                            dlq,
+                            message.key,
+                            message.value,
+                            provenance,
+                            error,
+                            _replay_headers(message),
+                        )
                 except DeadLetterFlood as flood:
                     log.critical("%s", flood)
                     await app.crash(flood)
@@ -161,6 +168,13 @@ def create_app(settings: HubSettings) -> faust.App:
 
         app.agent(source, name=f"{STEP}-{system}", concurrency=1)(normalise)
     return app
+
+
+def _replay_headers(message: Any) -> list[tuple[str, bytes]]:
+    """A record replayed from the DLQ that fails again says so (``hub dlq replay`` skips it)."""
+    headers = message.headers or []
+    pairs = headers.items() if isinstance(headers, dict) else headers
+    return [("hub.dlq.replayed_from", bytes(v)) for k, v in pairs if k == "hub.replayed_from"]
 
 
 def _millis(timestamp: float | None) -> int | None:

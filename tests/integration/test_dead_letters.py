@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -113,3 +114,54 @@ def test_a_flood_of_bad_records_stops_the_worker_loudly(stack):
     assert "5 invalid events in a row" in text
     # Nothing was swallowed: the five it judged are in the DLQ; the rest wait for a restart.
     assert len(dead_letters(bootstrap, marker, 8, timeout=15)) >= 5
+
+
+def test_dlq_lists_and_replays_each_dead_letter_once(stack, worker):
+    bootstrap = stack.endpoints["kafka_bootstrap"]
+    marker = f"replay-{uuid.uuid4()}".encode()
+    produce_garbage(bootstrap, 2, marker)
+    dead_letters(bootstrap, marker, 2)
+    listed = stack.hub("dlq", "list", "--json", "--limit", "0")
+    assert listed.returncode == 0, listed.stderr
+    mine = [json.loads(line) for line in listed.stdout.splitlines() if marker.decode() in line]
+    assert len(mine) == 2 and {m["reason"] for m in mine} == {"malformed_json"}
+
+    dry = stack.hub("dlq", "replay", "--reason", "malformed_json", "--dry-run")
+    assert "would replay" in dry.stderr, dry.stderr
+    raw = registry()["raw.pos.stock"]
+    ends = {p: _end(bootstrap, raw.name, p) for p in range(raw.partitions)}
+    first = stack.hub("dlq", "replay", "--reason", "malformed_json")
+    assert first.returncode == 0, first.stderr
+    replayed = _read_from(bootstrap, raw.name, ends)
+    again = [m for m in replayed if m.key() == marker]
+    assert sorted(m.value() for m in again) == [b"not json 0", b"not json 1"]
+    assert all(dict(m.headers())["hub.replayed_from"].startswith(b"hub.dlq:") for m in again)
+    # Still garbage: dead-lettered again, marked as a failed replay; progress is kept, so a second
+    # replay sends nothing of these.
+    failed_again = dead_letters(bootstrap, marker, 4)[2:]
+    assert all("hub.dlq.replayed_from" in dict(m.headers()) for m in failed_again)
+    ends = {p: _end(bootstrap, raw.name, p) for p in range(raw.partitions)}
+    second = stack.hub("dlq", "replay", "--reason", "malformed_json")
+    assert "left alone" in second.stderr
+    assert [m for m in _read_from(bootstrap, raw.name, ends) if m.key() == marker] == []
+
+
+def _end(bootstrap: str, topic: str, partition: int) -> int:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"it-{uuid.uuid4()}"})
+    try:
+        return int(consumer.get_watermark_offsets(TopicPartition(topic, partition), 10)[1])
+    finally:
+        consumer.close()
+
+
+def _read_from(bootstrap: str, topic: str, starts: dict[int, int], quiet: float = 3.0) -> list:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"it-{uuid.uuid4()}"})
+    consumer.assign([TopicPartition(topic, p, o) for p, o in starts.items()])
+    found, last = [], time.monotonic()
+    while time.monotonic() - last < quiet:
+        msg = consumer.poll(0.2)
+        if msg is not None and not msg.error():
+            found.append(msg)
+            last = time.monotonic()
+    consumer.close()
+    return found
