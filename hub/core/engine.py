@@ -16,6 +16,8 @@ Routing never drops silently: a captured table with no mapping, and no lookup ne
 
 from __future__ import annotations
 
+import hashlib
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -75,6 +77,10 @@ class Outcome:
     outputs: list[Output] = field(default_factory=list)
     skipped: str | None = None  # why an input produced nothing: debezium_tombstone, pending:…
     failures: list[DependentFailure] = field(default_factory=list)
+    duplicates: int = (
+        0  # outputs dropped: their key already had this source position or a newer one
+    )
+    noops: int = 0  # outputs dropped: nothing canonical changed since the last one published
 
 
 def row_ref(system: str, table: str, key: Mapping[str, Any]) -> str:
@@ -84,6 +90,24 @@ def row_ref(system: str, table: str, key: Mapping[str, Any]) -> str:
 
 def deps_ref(ref: str) -> str:
     return "deps:" + ref.removeprefix("row:")
+
+
+def out_ref(topic_id: str, key: str) -> str:
+    return f"out:{topic_id}:{key}"
+
+
+# Fields that say when and where, not what: they do not make a record different.
+PROVENANCE = frozenset({"emitted_at", "source_position", "source_committed_at", "source_op"})
+
+
+def digest(output: Output) -> str:
+    """What a consumer would see of ``output``, minus provenance: equal digests, no news."""
+    if isinstance(output, Tombstone):
+        return "tombstone"
+    content = output.record.model_dump(mode="json", exclude=set(PROVENANCE))
+    return hashlib.blake2b(
+        orjson.dumps(content, option=orjson.OPT_SORT_KEYS), digest_size=16
+    ).hexdigest()
 
 
 class Engine:
@@ -122,6 +146,7 @@ class Engine:
         self, system: str, key: bytes | None, value: bytes | None, now: datetime
     ) -> Outcome:
         """Decode one raw record from ``system`` and produce its canonical outputs."""
+        self._tally: Counter[str] = Counter()
         event = decode(key, value)
         if event is None:
             return Outcome(skipped="debezium_tombstone")
@@ -131,13 +156,13 @@ class Engine:
         if not event.key:
             raise InvalidEvent("missing_key", f"{system}:{table} event without a row key")
         ref = row_ref(system, table, event.key)
-        if event.op == "d":
-            return self._delete(system, table, ref, event, now)
-        row = self._fill_unavailable(system, table, ref, event)
         src = {
             "source_system": system, "source_table": table, "source_position": event.source.position,
             "source_op": event.op, "source_committed_at": event.source.committed_at.isoformat(),
         }  # fmt: skip
+        if event.op == "d":
+            return self._finish(self._delete(system, table, ref, event, src, now))
+        row = self._fill_unavailable(system, table, ref, event)
         if (system, table) in self.keep:
             self.store.put(ref, {"row": dict(row), "src": src})
         outputs, pending = self._evaluate(system, table, ref, row, src, now)
@@ -161,9 +186,39 @@ class Engine:
                 self.store.put(dependent, None)  # the parked delete is done
             outputs += more
         if outputs:
-            return Outcome(outputs, failures=failures)
+            return self._finish(Outcome(outputs, failures=failures))
         skipped = f"pending:{pending}" if pending else "reference_row"
-        return Outcome(skipped=skipped, failures=failures)
+        return self._finish(Outcome(skipped=skipped, failures=failures))
+
+    def _finish(self, outcome: Outcome) -> Outcome:
+        duplicates, noops = self._tally["duplicate"], self._tally["noop"]
+        skipped = outcome.skipped
+        if (
+            not outcome.outputs
+            and (duplicates or noops)
+            and (skipped is None or skipped == "reference_row")
+        ):
+            skipped = "duplicate" if duplicates else "noop"
+        return Outcome(outcome.outputs, skipped, outcome.failures, duplicates, noops)
+
+    def _admit(self, output: Output, position: str) -> bool:
+        """Whether to publish ``output``, produced by the change at ``position``.
+
+        Per key, the last published source position and content digest are kept: an output at
+        the same or an older position is a duplicate (a replay); one whose content did not change
+        is a no-op. Positions compare within one source, and each key has one source system.
+        """
+        ref = out_ref(output.topic_id, output.key)
+        last = self.store.get(ref)
+        if last is not None and last["pos"] >= position:
+            self._tally["duplicate"] += 1
+            return False
+        fingerprint = digest(output)
+        self.store.put(ref, {"pos": position, "hash": fingerprint})
+        if last is not None and last["hash"] == fingerprint:
+            self._tally["noop"] += 1
+            return False
+        return True
 
     def _fill_unavailable(self, system: str, table: str, ref: str, event: ChangeEvent) -> Row:
         row = event.after or {}
@@ -197,14 +252,22 @@ class Engine:
         for mapping in self.mappings.get((system, table), []):
             model = MODELS[mapping.spec.model]
             looked_up: list[str] = []
+            newest = dict(src)
 
             def lookup(
-                ref_table: str, ref_key: dict[str, Any], looked_up: list[str] = looked_up
-            ) -> Row | None:
+                ref_table: str, ref_key: dict[str, Any], looked_up: list[str] = looked_up,
+                newest: dict[str, Any] = newest,
+            ) -> Row | None:  # fmt: skip
                 target = row_ref(system, ref_table, ref_key)
                 looked_up.append(target)
                 stored = self.store.get(target)
-                return None if stored is None else stored["row"]
+                if stored is None:
+                    return None
+                # A record is as new as the newest row it was made of (an order's status change
+                # makes its lines new again).
+                if stored["src"].get("source_position", "") > newest.get("source_position", ""):
+                    newest.update(stored["src"], source_op="u", source_table=src["source_table"])
+                return dict(stored["row"])
 
             try:
                 if deleted:
@@ -225,15 +288,19 @@ class Engine:
                     raise InvalidEvent(
                         "missing_key", f"delete in {table}: key fields incomplete {values}"
                     )
-                outputs.append(Tombstone(topic, model.key_of(values)))
+                tombstone = Tombstone(topic, model.key_of(values))
+                if self._admit(tombstone, str(src.get("source_position", ""))):
+                    outputs.append(tombstone)
                 continue
             try:
-                record = model.model_validate({**values, **src, "emitted_at": now})
+                record = model.model_validate({**values, **newest, "emitted_at": now})
             except ValidationError as exc:
                 raise InvalidEvent(
                     "invalid_record", f"{mapping.spec.model}: {exc.errors(include_url=False)}"
                 ) from None
-            outputs.append(Upsert(topic, record.key, record))
+            upsert = Upsert(topic, record.key, record)
+            if self._admit(upsert, record.source_position):
+                outputs.append(upsert)
         return outputs, pending
 
     def _depend(self, target: str, dependent: str) -> None:
@@ -242,18 +309,22 @@ class Engine:
             self.store.put(deps_ref(target), {**deps, dependent: 1})
 
     def _delete(
-        self, system: str, table: str, ref: str, event: ChangeEvent, now: datetime
+        self,
+        system: str,
+        table: str,
+        ref: str,
+        event: ChangeEvent,
+        src: dict[str, Any],
+        now: datetime,
     ) -> Outcome:
         stored = self.store.get(ref)
         # With REPLICA IDENTITY DEFAULT only key columns are real in `before`: prefer what we kept.
         row = {**(event.before or {}), **(stored["row"] if stored else {})}
-        outputs, pending = self._evaluate(system, table, ref, row, {}, now, deleted=True)
+        outputs, pending = self._evaluate(system, table, ref, row, src, now, deleted=True)
         if pending:
             # The key needs a row that has not arrived (its topic lags): park the delete; it
             # becomes a tombstone when that row arrives.
-            self.store.put(
-                ref, {"row": row, "src": stored["src"] if stored else {}, "deleted": True}
-            )
+            self.store.put(ref, {"row": row, "src": src, "deleted": True})
             return Outcome(outputs, skipped=f"pending:{pending}")
         if (system, table) in self.targets and stored is not None:
             # Keep a looked-up row's last image: events of rows that referred to it may still be on

@@ -17,6 +17,7 @@ from typing import Any
 
 import faust
 import orjson
+from prometheus_client import generate_latest
 
 from hub.connectors import load_definitions
 from hub.core.dlq import DeadLetterBreaker, Provenance, dead_letter_headers
@@ -25,11 +26,23 @@ from hub.core.records import Output, Upsert
 from hub.errors import DeadLetterFlood, InvalidEvent, RegistryError
 from hub.settings import HubSettings
 from hub.topics import TopicSpec, registry
+from hub.worker import metrics
 
 log = logging.getLogger("hub.worker")
 
-# Counters of this process: in, applied (records produced), skipped, dead_lettered.
+# Counters of this process (also exported as Prometheus metrics, see hub/worker/metrics.py):
+# in, applied (records produced), skipped, duplicate, noop, dead_lettered.
 COUNTS: Counter[str] = Counter()
+
+
+def tally(system: str, what: str, amount: int = 1) -> None:
+    if not amount:
+        return
+    COUNTS[what] += amount
+    if what == "in":
+        metrics.EVENTS_IN.labels(system).inc(amount)
+    else:
+        metrics.OUTCOMES.labels(system, what).inc(amount)
 
 
 class TableStore:
@@ -108,12 +121,13 @@ def create_app(settings: HubSettings) -> faust.App:
         dlq = outputs[specs[0].dlq or ""]
 
         async def dead_letter(
-            dlq: Any, key: bytes | None, value: bytes | None, provenance: Provenance,
+            system: str, dlq: Any, key: bytes | None, value: bytes | None, provenance: Provenance,
             error: InvalidEvent, extra: list[tuple[str, bytes]],
         ) -> None:  # fmt: skip
             headers = dead_letter_headers(provenance, error, STEP, settings.worker_id) + extra
             await (await dlq.send(key=key, value=value, headers=headers))
-            COUNTS["dead_lettered"] += 1
+            tally(system, "dead_lettered")
+            metrics.DEAD_LETTERS.labels(system, error.reason).inc()
             log.warning("dead-lettered %s[%d]@%d%s: %s", provenance.topic, provenance.partition,
                         provenance.offset, f" ({extra[0][1].decode()})" if extra else "", error)  # fmt: skip
             breaker.record(False)
@@ -126,7 +140,7 @@ def create_app(settings: HubSettings) -> faust.App:
                 provenance = Provenance(
                     message.topic, message.partition, message.offset, _millis(message.timestamp)
                 )
-                COUNTS["in"] += 1
+                tally(system, "in")
                 try:
                     try:
                         outcome = engine.process(
@@ -134,15 +148,17 @@ def create_app(settings: HubSettings) -> faust.App:
                         )
                         for output in outcome.outputs:
                             await _produce(outputs, output)
-                        COUNTS["applied" if outcome.outputs else "skipped"] += (
-                            len(outcome.outputs) or 1
-                        )
+                        tally(system, "applied", len(outcome.outputs))
+                        tally(system, "duplicate", outcome.duplicates)
+                        tally(system, "noop", outcome.noops)
+                        if outcome.skipped and outcome.skipped not in ("duplicate", "noop"):
+                            tally(system, "skipped")
                         breaker.record(True)
                         for failure in outcome.failures:
                             # A stored row that failed once a row it looks up arrived.
                             await dead_letter(
-                                dlq, failure.ref.encode(), orjson.dumps(failure.row), provenance,
-                                failure.error, [("hub.dlq.row_ref", failure.ref.encode())],
+                                system, dlq, failure.ref.encode(), orjson.dumps(failure.row),
+                                provenance, failure.error, [("hub.dlq.row_ref", failure.ref.encode())],
                             )  # fmt: skip
                     except DeadLetterFlood:
                         raise
@@ -152,14 +168,8 @@ def create_app(settings: HubSettings) -> faust.App:
                             if isinstance(exc, InvalidEvent)
                             else InvalidEvent("internal_error", repr(exc))
                         )
-                        await dead_letter(
-                            dlq,
-                            message.key,
-                            message.value,
-                            provenance,
-                            error,
-                            _replay_headers(message),
-                        )
+                        await dead_letter(system, dlq, message.key, message.value, provenance, error,
+                                          _replay_headers(message))  # fmt: skip
                 except DeadLetterFlood as flood:
                     log.critical("%s", flood)
                     await app.crash(flood)
@@ -167,6 +177,12 @@ def create_app(settings: HubSettings) -> faust.App:
                 yield None
 
         app.agent(source, name=f"{STEP}-{system}", concurrency=1)(normalise)
+
+    @app.page("/metrics")
+    async def prometheus(web: Any, request: Any) -> Any:
+        # aiohttp takes the charset apart from the content type.
+        return web.bytes(generate_latest(metrics.REGISTRY), content_type=metrics.CONTENT_TYPE)
+
     return app
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -211,3 +212,35 @@ def test_a_level_created_and_deleted_before_its_variant_arrives_ends_as_a_tombst
     assert feed(engine, levels) == []  # all parked: the variant's topic lags behind
     outputs = feed(engine, variants)
     assert outputs == [Tombstone("unified.inventory", "3769999999989@web:1")]
+
+
+@pytest.mark.parametrize(
+    "scenario", ["pos_stock", "pos_sale", "shop_web_stock", "shop_order", "erp_stock"]
+)
+def test_replaying_recorded_events_publishes_nothing_new(scenario):
+    engine = new_engine()
+    events = recorded(scenario)
+    if scenario == "shop_order":
+        events = [pick("snapshot", "shop.variant", "r"), *events]
+    published = feed(engine, events)
+    assert published
+    again = [engine.process(r.system, r.key, r.value, NOW) for r in events]  # Debezium's redelivery
+    assert [o for outcome in again for o in outcome.outputs] == []
+    assert sum(outcome.duplicates for outcome in again) == len(published)
+
+
+def test_an_update_that_changes_nothing_canonical_publishes_nothing(engine):
+    feed(engine, [pick("pos_stock", "pos.stock", "c")])
+    update = pick("pos_stock", "pos.stock", "u").envelope
+    update["after"]["qty"] = 12  # same quantity as created: only the log position moved
+    outcome = engine.process(
+        "pos", pick("pos_stock", "pos.stock", "u").key, json.dumps(update).encode(), NOW
+    )
+    assert (outcome.outputs, outcome.noops, outcome.skipped) == ([], 1, "noop")
+
+
+def test_an_older_position_never_overwrites_a_newer_one(engine):
+    create, update = pick("pos_stock", "pos.stock", "c"), pick("pos_stock", "pos.stock", "u")
+    feed(engine, [update])
+    outcome = engine.process("pos", create.key, create.value, NOW)  # arrives late
+    assert (outcome.outputs, outcome.duplicates) == ([], 1)

@@ -7,6 +7,7 @@ from unittest.mock import AsyncMock
 
 import orjson
 import pytest
+from faust.tables.table import Table
 from faust.topics import Topic
 
 from hub.errors import DeadLetterFlood
@@ -30,6 +31,9 @@ def sent(monkeypatch) -> Sent:
         return done
 
     monkeypatch.setattr(Topic, "send", fake_send)
+    # The engine's table keeps its data in memory here; its changelog would need a broker.
+    monkeypatch.setattr(Table, "on_key_set", lambda self, key, value: None)
+    monkeypatch.setattr(Table, "on_key_del", lambda self, key: None)
     worker_app.COUNTS.clear()
     return records
 
