@@ -157,6 +157,23 @@ def demo(rate: float, keep_stack: bool) -> None:
     sys.exit(run_demo(get_settings(), rate, keep_stack))
 
 
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="The report as one JSON object.")
+@click.option("--wait", type=float, default=30.0, show_default=True,
+              help="Seconds to let in-flight changes arrive before reporting differences.")  # fmt: skip
+def reconcile(as_json: bool, wait: float) -> None:
+    """Compare the source databases with the unified topics; exit 0 only when they agree."""
+    from hub.reconcile import print_report
+    from hub.reconcile import reconcile as run
+
+    report = run(get_settings(), wait)
+    if as_json:
+        click.echo(json.dumps(report.as_json(), default=str))
+    else:
+        print_report(report, Console())
+    sys.exit(0 if report.agree else 1)
+
+
 @main.group()
 def dlq() -> None:
     """The dead-letter topic: what failed, why, and replay after a fix."""

@@ -146,10 +146,14 @@ class Engine:
         self, system: str, key: bytes | None, value: bytes | None, now: datetime
     ) -> Outcome:
         """Decode one raw record from ``system`` and produce its canonical outputs."""
-        self._tally: Counter[str] = Counter()
         event = decode(key, value)
         if event is None:
             return Outcome(skipped="debezium_tombstone")
+        return self.apply(system, event, now)
+
+    def apply(self, system: str, event: ChangeEvent, now: datetime) -> Outcome:
+        """Produce the canonical outputs of one decoded change (``process`` without decoding)."""
+        self._tally: Counter[str] = Counter()
         table = event.source.table
         if not self.routes(system, table):
             raise InvalidEvent("no_route", f"no mapping for {system}:{table}")
