@@ -10,7 +10,6 @@ differs (provenance fields — positions, times — are not compared).
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -18,7 +17,6 @@ from decimal import Decimal
 from typing import Any
 
 import orjson
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from rich.console import Console
 from rich.table import Table
 
@@ -27,6 +25,7 @@ from hub.core.debezium import ChangeEvent, SourceInfo
 from hub.core.engine import PROVENANCE, Engine, MemoryStore
 from hub.core.records import Upsert
 from hub.errors import InvalidEvent
+from hub.kafka_io import read_to_end
 from hub.settings import HubSettings
 from hub.topics import registry
 
@@ -167,34 +166,13 @@ def truth(
 def topic_state(settings: HubSettings) -> dict[str, dict[str, dict[str, Any]]]:
     """The latest value of every key on every unified topic, read to the current end."""
     specs = [spec for spec in registry().topics.values() if spec.kind == "unified"]
-    consumer = Consumer({"bootstrap.servers": settings.bootstrap, "group.id": f"hub-reconcile-{uuid.uuid4()}",
-                         "enable.auto.commit": False})  # fmt: skip
     state: dict[str, dict[str, dict[str, Any]]] = {spec.name: {} for spec in specs}
-    try:
-        partitions = [TopicPartition(s.name, p) for s in specs for p in range(s.partitions)]
-        ends = {
-            (tp.topic, tp.partition): consumer.get_watermark_offsets(tp, 10)[1] for tp in partitions
-        }
-        todo = {k for k, end in ends.items() if end > 0}
-        consumer.assign([TopicPartition(t, p, OFFSET_BEGINNING) for t, p in todo])
-        while todo:
-            msg = consumer.poll(10)
-            if msg is None:
-                raise RuntimeError(
-                    f"Kafka stopped answering with {len(todo)} partitions still unread"
-                )
-            if msg.error():
-                continue
-            topic, partition, offset = msg.topic() or "", msg.partition() or 0, msg.offset() or 0
-            key, value = (msg.key() or b"").decode(), msg.value()
-            if value is None:
-                state[topic].pop(key, None)
-            else:
-                state[topic][key] = orjson.loads(value)
-            if offset + 1 >= ends[(topic, partition)]:
-                todo.discard((topic, partition))
-    finally:
-        consumer.close()
+    for msg in read_to_end(settings.bootstrap, specs):
+        topic, key, value = msg.topic() or "", (msg.key() or b"").decode(), msg.value()
+        if value is None:
+            state[topic].pop(key, None)
+        else:
+            state[topic][key] = orjson.loads(value)
     return state
 
 

@@ -100,6 +100,17 @@ def out_ref(topic_id: str, key: str) -> str:
 PROVENANCE = frozenset({"emitted_at", "source_position", "source_committed_at", "source_op"})
 
 
+def seed_entry(value: Mapping[str, Any] | None, position: str) -> dict[str, Any]:
+    """The ``published`` entry of a record read back from a unified topic (None: a tombstone)."""
+    if value is None:
+        return {"pos": position, "hash": "tombstone"}
+    content = {k: v for k, v in value.items() if k not in PROVENANCE}
+    fingerprint = hashlib.blake2b(
+        orjson.dumps(content, option=orjson.OPT_SORT_KEYS), digest_size=16
+    )
+    return {"pos": position, "hash": fingerprint.hexdigest()}
+
+
 def digest(output: Output) -> str:
     """What a consumer would see of ``output``, minus provenance: equal digests, no news."""
     if isinstance(output, Tombstone):
@@ -114,9 +125,17 @@ class Engine:
     """Pure apart from the ``Store`` it is given; ``process`` raises only ``InvalidEvent``."""
 
     def __init__(
-        self, systems: Sequence[SystemMappings], topic_for_model: Mapping[str, str], store: Store
+        self,
+        systems: Sequence[SystemMappings],
+        topic_for_model: Mapping[str, str],
+        store: Store,
+        published: Store | None = None,
     ) -> None:
+        """``store`` keeps rows and dependencies; ``published`` the last source position and
+        content digest per output key (by default the same store). A runner that can lose state
+        on a crash seeds ``published`` from the unified topics themselves (``seed_entry``)."""
         self.store = store
+        self.published = published if published is not None else store
         self.topic_for_model = dict(topic_for_model)
         self.mappings: dict[tuple[str, str], list[CompiledMapping]] = {}
         self.keep: set[tuple[str, str]] = set()
@@ -213,12 +232,12 @@ class Engine:
         is a no-op. Positions compare within one source, and each key has one source system.
         """
         ref = out_ref(output.topic_id, output.key)
-        last = self.store.get(ref)
+        last = self.published.get(ref)
         if last is not None and last["pos"] >= position:
             self._tally["duplicate"] += 1
             return False
         fingerprint = digest(output)
-        self.store.put(ref, {"pos": position, "hash": fingerprint})
+        self.published.put(ref, {"pos": position, "hash": fingerprint})
         if last is not None and last["hash"] == fingerprint:
             self._tally["noop"] += 1
             return False
@@ -292,8 +311,10 @@ class Engine:
                     raise InvalidEvent(
                         "missing_key", f"delete in {table}: key fields incomplete {values}"
                     )
-                tombstone = Tombstone(topic, model.key_of(values))
-                if self._admit(tombstone, str(src.get("source_position", ""))):
+                tombstone = Tombstone(
+                    topic, model.key_of(values), str(src.get("source_position", ""))
+                )
+                if self._admit(tombstone, tombstone.position):
                     outputs.append(tombstone)
                 continue
             try:
@@ -302,8 +323,8 @@ class Engine:
                 raise InvalidEvent(
                     "invalid_record", f"{mapping.spec.model}: {exc.errors(include_url=False)}"
                 ) from None
-            upsert = Upsert(topic, record.key, record)
-            if self._admit(upsert, record.source_position):
+            upsert = Upsert(topic, record.key, record, record.source_position)
+            if self._admit(upsert, upsert.position):
                 outputs.append(upsert)
         return outputs, pending
 

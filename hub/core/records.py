@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pydantic import BaseModel
 
@@ -14,6 +14,8 @@ class Upsert:
     topic_id: str
     key: str
     record: BaseModel
+    # The source position this output stands for; travels as the header hub.source_position.
+    position: str = field(default="", compare=False)
 
     def value_bytes(self) -> bytes:
         return self.record.model_dump_json().encode()
@@ -25,6 +27,7 @@ class Tombstone:
 
     topic_id: str
     key: str
+    position: str = field(default="", compare=False)
 
 
 Output = Upsert | Tombstone

@@ -21,9 +21,10 @@ from prometheus_client import generate_latest
 
 from hub.connectors import load_definitions
 from hub.core.dlq import DeadLetterBreaker, Provenance, dead_letter_headers
-from hub.core.engine import STEP, Engine
+from hub.core.engine import STEP, Engine, MemoryStore, Store, out_ref, seed_entry
 from hub.core.records import Output, Upsert
 from hub.errors import DeadLetterFlood, InvalidEvent, RegistryError
+from hub.kafka_io import header, read_to_end
 from hub.settings import HubSettings
 from hub.topics import TopicSpec, registry
 from hub.worker import metrics
@@ -77,7 +78,25 @@ def raw_topics_by_system(engine: Engine) -> dict[str, list[TopicSpec]]:
     return grouped
 
 
-def create_app(settings: HubSettings) -> faust.App:
+POSITION_HEADER = "hub.source_position"
+
+
+def seed_published(settings: HubSettings, published: Store) -> int:
+    """Fill ``published`` from what the unified topics hold: after a crash, what was produced is
+    exactly what is there, whatever the engine's own state had time to save. Returns the keys."""
+    specs = [spec for spec in registry().topics.values() if spec.kind == "unified"]
+    keys = 0
+    for msg in read_to_end(settings.bootstrap, specs):
+        raw = msg.value()
+        value = orjson.loads(raw) if raw is not None else None
+        position = header(msg, POSITION_HEADER) or (value or {}).get("source_position", "")
+        spec_id = registry().by_name(msg.topic() or "").id
+        published.put(out_ref(spec_id, (msg.key() or b"").decode()), seed_entry(value, position))
+        keys += 1
+    return keys
+
+
+def create_app(settings: HubSettings, published: Store | None = None) -> faust.App:
     app = faust.App(
         settings.worker_id,
         broker=f"kafka://{settings.bootstrap}",
@@ -106,6 +125,7 @@ def create_app(settings: HubSettings) -> faust.App:
         [definition.engine_view() for definition in load_definitions().values()],
         {spec.model: spec.id for spec in reg.topics.values() if spec.model},
         TableStore(rows),
+        published,
     )
     breaker = DeadLetterBreaker(
         settings.dlq_max_consecutive, settings.dlq_max_ratio, settings.dlq_window
@@ -200,7 +220,10 @@ def _millis(timestamp: float | None) -> int | None:
 async def _produce(outputs: dict[str, Any], output: Output) -> None:
     """Send one output and wait for the broker's acknowledgement."""
     value = output.value_bytes() if isinstance(output, Upsert) else None
-    pending = await outputs[output.topic_id].send(key=output.key.encode(), value=value)
+    headers = [(POSITION_HEADER, output.position.encode())]
+    pending = await outputs[output.topic_id].send(
+        key=output.key.encode(), value=value, headers=headers
+    )
     await pending
 
 
@@ -208,5 +231,8 @@ def run_worker(settings: HubSettings, loglevel: str) -> None:
     """Run until interrupted (blocks). Exits non-zero when the worker crashes."""
     from faust.worker import Worker
 
-    app = create_app(settings)
+    published = MemoryStore()
+    keys = seed_published(settings, published)
+    log.info("read %d published keys back from the unified topics", keys)
+    app = create_app(settings, published)
     Worker(app, loglevel=loglevel).execute_from_commandline()

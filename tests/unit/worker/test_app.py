@@ -75,7 +75,10 @@ async def test_change_is_produced_to_unified_inventory(agent, sent):
 async def test_delete_is_produced_as_tombstone(agent, sent):
     record = pick("pos_stock", "pos.stock", "d")
     await agent.put(record.value, key=record.key)
-    assert sent == [("unified.inventory", b"3769999999996@store:LYO01", None, {})]
+    ((topic, key, value, headers),) = sent
+    assert (topic, key, value) == ("unified.inventory", b"3769999999996@store:LYO01", None)
+    # Even a tombstone says which source position it stands for (read back after a crash).
+    assert headers["hub.source_position"].startswith(b"pg:")
 
 
 async def test_debezium_tombstone_produces_nothing(agent, sent):

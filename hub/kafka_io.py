@@ -1,0 +1,54 @@
+"""Reading topics to their current end (for tools and start-up), with confluent-kafka."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
+
+from hub.topics import TopicSpec
+
+
+def read_to_end(
+    bootstrap: str, specs: Sequence[TopicSpec], idle_timeout: float = 10.0
+) -> Iterator[Message]:
+    """Every record of ``specs`` from the beginning up to the end offsets seen at the start.
+
+    Blocks; raises ``RuntimeError`` when Kafka gives nothing for ``idle_timeout`` seconds while
+    records are still due.
+    """
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"hub-read-{uuid.uuid4()}",
+                         "enable.auto.commit": False})  # fmt: skip
+    try:
+        partitions = [TopicPartition(s.name, p) for s in specs for p in range(s.partitions)]
+        ends = {
+            (tp.topic, tp.partition): consumer.get_watermark_offsets(tp, 10)[1] for tp in partitions
+        }
+        todo = {key for key, end in ends.items() if end > 0}
+        consumer.assign([TopicPartition(t, p, OFFSET_BEGINNING) for t, p in todo])
+        while todo:
+            msg = consumer.poll(idle_timeout)
+            if msg is None:
+                raise RuntimeError(
+                    f"Kafka stopped answering with {len(todo)} partitions still unread"
+                )
+            if msg.error():
+                continue
+            topic, partition, offset = msg.topic() or "", msg.partition() or 0, msg.offset() or 0
+            if offset < ends[(topic, partition)]:
+                yield msg
+            if offset + 1 >= ends[(topic, partition)]:
+                todo.discard((topic, partition))
+    finally:
+        consumer.close()
+
+
+def header(msg: Message, name: str) -> str | None:
+    """One header's value as text, or None."""
+    raw: Any = msg.headers() or []
+    for key, value in raw.items() if isinstance(raw, dict) else raw:
+        if key == name:
+            return value.decode() if isinstance(value, bytes) else str(value)
+    return None
