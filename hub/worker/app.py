@@ -9,6 +9,7 @@ per consumer group until repartitioning by lookup key exists.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -163,9 +164,14 @@ def create_app(settings: HubSettings, published: Store | None = None) -> faust.A
                 tally(system, "in")
                 try:
                     try:
-                        outcome = engine.process(
-                            system, message.key, message.value, datetime.now(UTC)
-                        )
+                        try:
+                            outcome = engine.process(
+                                system, message.key, message.value, datetime.now(UTC)
+                            )
+                        except InvalidEvent:
+                            raise
+                        except Exception as exc:  # a bug met by this input: dead-letter it, go on
+                            raise InvalidEvent("internal_error", repr(exc)) from exc
                         for output in outcome.outputs:
                             await _produce(outputs, output)
                         tally(system, "applied", len(outcome.outputs))
@@ -180,19 +186,19 @@ def create_app(settings: HubSettings, published: Store | None = None) -> faust.A
                                 system, dlq, failure.ref.encode(), orjson.dumps(failure.row),
                                 provenance, failure.error, [("hub.dlq.row_ref", failure.ref.encode())],
                             )  # fmt: skip
-                    except DeadLetterFlood:
-                        raise
-                    except Exception as exc:  # the boundary: nothing escapes, nothing is lost
-                        error = (
-                            exc
-                            if isinstance(exc, InvalidEvent)
-                            else InvalidEvent("internal_error", repr(exc))
-                        )
+                    except InvalidEvent as error:  # bad input: to the DLQ, and on with the next
                         await dead_letter(system, dlq, message.key, message.value, provenance, error,
                                           _replay_headers(message))  # fmt: skip
                 except DeadLetterFlood as flood:
                     log.critical("%s", flood)
                     await app.crash(flood)
+                    return
+                except Exception as exc:  # Kafka would not take our output: stop
+                    # Not the input's fault, so not for the DLQ: stop before this offset is
+                    # committed; a restarted worker processes the event again (nothing is lost).
+                    log.critical("cannot produce for %s[%d]@%d, stopping: %r", message.topic,
+                                 message.partition, message.offset, exc)  # fmt: skip
+                    await app.crash(exc)
                     return
                 yield None
 
@@ -217,14 +223,24 @@ def _millis(timestamp: float | None) -> int | None:
     return int(timestamp * 1000) if timestamp else None
 
 
-async def _produce(outputs: dict[str, Any], output: Output) -> None:
-    """Send one output and wait for the broker's acknowledgement."""
+async def _produce(outputs: dict[str, Any], output: Output, attempts: int = 5) -> None:
+    """Send one output and wait for the broker's acknowledgement; retries with backoff, then raises."""
     value = output.value_bytes() if isinstance(output, Upsert) else None
     headers = [(POSITION_HEADER, output.position.encode())]
-    pending = await outputs[output.topic_id].send(
-        key=output.key.encode(), value=value, headers=headers
-    )
-    await pending
+    for attempt in range(1, attempts + 1):
+        try:
+            pending = await outputs[output.topic_id].send(
+                key=output.key.encode(), value=value, headers=headers
+            )
+            await pending
+            return
+        except Exception as exc:  # retried, then re-raised
+            if attempt == attempts:
+                raise
+            log.warning(
+                "producing %s failed (attempt %d of %d): %r", output.key, attempt, attempts, exc
+            )
+            await asyncio.sleep(0.25 * 2**attempt)
 
 
 def run_worker(settings: HubSettings, loglevel: str) -> None:

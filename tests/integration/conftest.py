@@ -68,8 +68,10 @@ class StackHandle:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    # Tests that stop the stack run after everything that needs it.
-    items.sort(key=lambda item: item.get_closest_marker("stops_stack") is not None)
+    # Fault tests (they replace the session's worker) run after the others; tests that stop the
+    # stack run last.
+    items.sort(key=lambda item: (item.get_closest_marker("stops_stack") is not None,
+                                 item.get_closest_marker("faults") is not None))  # fmt: skip
 
 
 @pytest.fixture(scope="session")
@@ -107,8 +109,11 @@ def stack() -> Iterator[StackHandle]:
         handle.endpoints = json.loads(handle.hub("stack", "env", "--json").stdout)
         yield handle
     finally:
-        handle.hub("stack", "down", "--purge", timeout=300)
-        shutil.rmtree(state_dir, ignore_errors=True)
+        if os.environ.get("HUB_IT_KEEP"):  # keep the stack and its data to look into a failure
+            sys.stderr.write(f"[integration] stack kept in {state_dir}\n")
+        else:
+            handle.hub("stack", "down", "--purge", timeout=300)
+            shutil.rmtree(state_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -120,3 +120,29 @@ async def test_flood_of_bad_events_crashes_the_worker(agent, sent):
     (reason,) = agent.app.crash.await_args.args
     assert isinstance(reason, DeadLetterFlood)
     assert len(sent) == 3  # every bad event reached the DLQ before the stop
+
+
+async def test_an_output_kafka_refuses_stops_the_worker_instead_of_dead_lettering(
+    agent, sent, monkeypatch
+):
+    async def refuse(self, **_):
+        raise ConnectionError("broker gone")
+
+    real_sleep = asyncio.sleep
+
+    async def short_backoff(seconds):
+        await real_sleep(0)
+
+    monkeypatch.setattr(Topic, "send", refuse)
+    monkeypatch.setattr(worker_app.asyncio, "sleep", short_backoff)
+    record = pick("pos_stock", "pos.stock", "u")
+    await agent.put(record.value, key=record.key, wait=False)
+    for _ in range(100):
+        if agent.app.crash.await_count:
+            break
+        await real_sleep(0.02)
+    (reason,) = agent.app.crash.await_args.args
+    assert isinstance(reason, ConnectionError)
+    assert (
+        worker_app.COUNTS["dead_lettered"] == 0
+    )  # not the input's fault: it will be processed again
