@@ -7,7 +7,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
 
-.PHONY: help install jars run test lint format typecheck unit contract integration up down status env clean
+.PHONY: help install jars run test chaos lint format typecheck unit contract integration up down status env clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -28,13 +28,16 @@ run: install ## Stack up, demo data, worker, sales simulator, live unified inven
 	@$(BIN)/hub demo
 
 test: install lint typecheck ## Lint, type-check, then unit, contract and real-stack integration tests
-	@$(BIN)/pytest tests
+	@$(BIN)/pytest tests -m "not faults"
+
+chaos: install ## Fault tests on the real stack: kill -9 worker/Connect, source restart, replay
+	@$(BIN)/pytest tests/integration/test_faults.py
 
 unit: install ## Unit and contract tests only (no I/O)
 	@$(BIN)/pytest tests/unit tests/contract
 
 integration: install ## Integration tests on a fresh real stack (free ports, own state dir)
-	@$(BIN)/pytest tests/integration
+	@$(BIN)/pytest tests/integration -m "not faults"
 
 lint: install ## ruff lint + format check (changes nothing)
 	@$(BIN)/ruff check hub tests

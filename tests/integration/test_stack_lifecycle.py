@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import signal
 from pathlib import Path
 
 import psycopg
@@ -86,3 +87,33 @@ def test_down_leaves_no_process(stack):
                 assert marker not in (proc / "cmdline").read_bytes(), proc.name
     status = json.loads(stack.hub("stack", "status", "--json").stdout)
     assert {c["state"] for c in status["components"].values()} == {"stopped"}
+
+
+@pytest.mark.after_others
+def test_reconcile_finds_sources_and_unified_topics_in_agreement(stack, worker):
+    """After every change, poison record, replay and second worker of the tests before this one."""
+    result = stack.hub("reconcile", "--json", "--wait", "120")
+    report = json.loads(result.stdout)
+    assert report["agree"], result.stdout[:3000]
+    assert result.returncode == 0
+    counts = {topic: (r["source_keys"], r["topic_keys"]) for topic, r in report["topics"].items()}
+    assert counts["unified.inventory"][0] >= 1800  # 1,200 store + 400 warehouse + 200 web levels
+    assert all(source == on_topic for source, on_topic in counts.values()), counts
+
+
+@pytest.mark.after_others
+def test_reconcile_reports_a_difference_with_exit_code_1(stack, worker):
+    worker.send_signal(signal.SIGSTOP)  # changes pile up unprocessed
+    try:
+        stack.sql(
+            "erp",
+            "UPDATE STK_BAL SET QTY_OH = QTY_OH + 1 WHERE WHS_CODE = 'W001' AND ART_NO = 'A000000009'",
+        )
+        result = stack.hub("reconcile", "--json", "--wait", "0")
+    finally:
+        worker.send_signal(signal.SIGCONT)
+    report = json.loads(result.stdout)
+    assert result.returncode == 1 and not report["agree"]
+    (key,) = report["topics"]["unified.inventory"]["wrong"]
+    assert key.endswith("@warehouse:W001")
+    assert stack.hub("reconcile", "--wait", "120").returncode == 0  # caught up again
