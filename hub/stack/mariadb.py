@@ -14,14 +14,15 @@ import signal
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 from urllib.parse import parse_qs, urlsplit
 
 import pymysql
 
 from hub.connectors import ConnectorDefinition
 from hub.errors import StackError
-from hub.stack.procs import Proc, port_open, require_started
-from hub.stack.secrets import StackSecrets
+from hub.stack.procs import port_open, require_started
+from hub.stack.source import SourceServer
 
 MARIADBD = Path("/usr/sbin/mariadbd")
 
@@ -49,22 +50,10 @@ def connect(dsn: str) -> pymysql.connections.Connection[pymysql.cursors.Cursor]:
 
 
 @dataclass(frozen=True)
-class MariaDbSource:
-    system: str
-    database: str
-    app_role: str
-    host: str
-    port: int
-    state_dir: Path
-    secrets: StackSecrets
+class MariaDbSource(SourceServer):
+    """A MariaDB source: ``system`` names it in DSNs, processes and the state dir."""
 
-    @property
-    def proc(self) -> Proc:
-        return Proc(f"mariadb-{self.system}", self.state_dir)
-
-    @property
-    def data_dir(self) -> Path:
-        return self.state_dir / "mariadb" / self.system
+    KIND: ClassVar[str] = "mariadb"
 
     @property
     def socket(self) -> Path:

@@ -10,6 +10,7 @@ import tempfile
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import ClassVar
 
 import psycopg
 from psycopg import sql
@@ -17,8 +18,8 @@ from psycopg import sql
 from hub.connectors import ConnectorDefinition
 from hub.errors import StackError
 from hub.stack.prereqs import PG_BIN
-from hub.stack.procs import Proc, port_open, require_started
-from hub.stack.secrets import StackSecrets
+from hub.stack.procs import port_open, require_started
+from hub.stack.source import SourceServer
 
 SUPERUSER = "postgres"
 
@@ -29,24 +30,10 @@ def _os_user() -> str | None:
 
 
 @dataclass(frozen=True)
-class SourceDatabase:
+class SourceDatabase(SourceServer):
     """A PostgreSQL source: ``system`` names it in DSNs, processes and the state dir."""
 
-    system: str
-    database: str
-    app_role: str  # the source application's own login (owns the schema)
-    host: str
-    port: int
-    state_dir: Path
-    secrets: StackSecrets
-
-    @property
-    def proc(self) -> Proc:
-        return Proc(f"postgres-{self.system}", self.state_dir)
-
-    @property
-    def data_dir(self) -> Path:
-        return self.state_dir / "postgres" / self.system
+    KIND: ClassVar[str] = "postgres"
 
     def dsn(self, role: str | None = None, database: str | None = None) -> str:
         """A libpq URI; the password comes from the pgpass file, never from the URI."""
