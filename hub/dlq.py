@@ -7,16 +7,16 @@ one is applied after it. Replay what the fix concerns (``--reason``, ``--topic``
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, Producer, TopicPartition
 from rich.console import Console
 from rich.table import Table
 
+from hub.kafka_io import read_to_end
 from hub.settings import HubSettings
 from hub.topics import registry
 
@@ -66,37 +66,15 @@ def _raw_names() -> set[str]:
 
 def read(settings: HubSettings, group: str | None = None) -> Iterator[DeadLetter]:
     """Every dead letter from the start (or from ``group``'s committed offsets) to the current end."""
-    spec = registry()["hub.dlq"]
-    consumer = Consumer({"bootstrap.servers": settings.bootstrap, "group.id": group or f"hub-dlq-{uuid.uuid4()}",
-                         "enable.auto.commit": False, "auto.offset.reset": "earliest"})  # fmt: skip
-    partitions = [TopicPartition(spec.name, p) for p in range(spec.partitions)]
-    ends = {tp.partition: consumer.get_watermark_offsets(tp, 10)[1] for tp in partitions}
-    if group is not None:
-        starts = consumer.committed(partitions, 10)
-    else:
-        starts = [TopicPartition(spec.name, p, OFFSET_BEGINNING) for p in range(spec.partitions)]
-    consumer.assign(starts)
-    remaining = {tp.partition for tp in partitions if ends[tp.partition] > max(tp.offset, 0)}
-    try:
-        while remaining:
-            msg = consumer.poll(5)
-            if msg is None:
-                break
-            if msg.error():
-                continue
-            partition, offset = msg.partition() or 0, msg.offset() or 0
-            yield DeadLetter(
-                partition,
-                offset,
-                datetime.fromtimestamp(msg.timestamp()[1] / 1000, UTC),
-                msg.key(),
-                msg.value(),
-                _headers(msg.headers()),
-            )
-            if offset + 1 >= ends[partition]:
-                remaining.discard(partition)
-    finally:
-        consumer.close()
+    for msg in read_to_end(settings.bootstrap, [registry()["hub.dlq"]], group=group):
+        yield DeadLetter(
+            msg.partition() or 0,
+            msg.offset() or 0,
+            datetime.fromtimestamp(msg.timestamp()[1] / 1000, UTC),
+            msg.key(),
+            msg.value(),
+            _headers(msg.headers()),
+        )
 
 
 def show(settings: HubSettings, limit: int, as_json: bool) -> int:

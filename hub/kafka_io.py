@@ -12,22 +12,29 @@ from hub.topics import TopicSpec
 
 
 def read_to_end(
-    bootstrap: str, specs: Sequence[TopicSpec], idle_timeout: float = 10.0
+    bootstrap: str, specs: Sequence[TopicSpec], idle_timeout: float = 10.0, group: str | None = None
 ) -> Iterator[Message]:
-    """Every record of ``specs`` from the beginning up to the end offsets seen at the start.
+    """Every record of ``specs`` up to the end offsets seen at the start: from the beginning, or
+    from ``group``'s committed offsets (the beginning where it committed none). Commits nothing.
 
     Blocks; raises ``RuntimeError`` when Kafka gives nothing for ``idle_timeout`` seconds while
     records are still due.
     """
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"hub-read-{uuid.uuid4()}",
-                         "enable.auto.commit": False})  # fmt: skip
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group or f"hub-read-{uuid.uuid4()}",
+                         "enable.auto.commit": False, "auto.offset.reset": "earliest"})  # fmt: skip
     try:
         partitions = [TopicPartition(s.name, p) for s in specs for p in range(s.partitions)]
         ends = {
             (tp.topic, tp.partition): consumer.get_watermark_offsets(tp, 10)[1] for tp in partitions
         }
-        todo = {key for key, end in ends.items() if end > 0}
-        consumer.assign([TopicPartition(t, p, OFFSET_BEGINNING) for t, p in todo])
+        if group is None:
+            starts = {key: OFFSET_BEGINNING for key in ends}
+        else:  # an uncommitted partition comes back as OFFSET_INVALID: auto.offset.reset applies
+            starts = {
+                (tp.topic, tp.partition): tp.offset for tp in consumer.committed(partitions, 10)
+            }
+        todo = {key for key, end in ends.items() if end > max(starts[key], 0)}
+        consumer.assign([TopicPartition(t, p, starts[(t, p)]) for t, p in todo])
         while todo:
             msg = consumer.poll(idle_timeout)
             if msg is None:

@@ -104,18 +104,20 @@ def seed_entry(value: Mapping[str, Any] | None, position: str) -> dict[str, Any]
     """The ``published`` entry of a record read back from a unified topic (None: a tombstone)."""
     if value is None:
         return {"pos": position, "hash": "tombstone"}
-    content = {k: v for k, v in value.items() if k not in PROVENANCE}
-    fingerprint = hashlib.blake2b(
-        orjson.dumps(content, option=orjson.OPT_SORT_KEYS), digest_size=16
-    )
-    return {"pos": position, "hash": fingerprint.hexdigest()}
+    return {"pos": position, "hash": _fingerprint(value)}
 
 
 def digest(output: Output) -> str:
     """What a consumer would see of ``output``, minus provenance: equal digests, no news."""
     if isinstance(output, Tombstone):
         return "tombstone"
-    content = output.record.model_dump(mode="json", exclude=set(PROVENANCE))
+    return _fingerprint(output.record.model_dump(mode="json"))
+
+
+def _fingerprint(record: Mapping[str, Any]) -> str:
+    """One hash for a record's JSON form, provenance left out: what ``digest`` and ``seed_entry``
+    compare must be computed the same way."""
+    content = {k: v for k, v in record.items() if k not in PROVENANCE}
     return hashlib.blake2b(
         orjson.dumps(content, option=orjson.OPT_SORT_KEYS), digest_size=16
     ).hexdigest()

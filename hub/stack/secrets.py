@@ -30,9 +30,6 @@ class StackSecrets:
 
     def write_file(self, path: Path, text: str) -> None:
         """Write ``text`` to a 0600 file."""
-        self._write(path, text)
-
-    def _write(self, path: Path, text: str) -> None:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as out:
             out.write(text)
@@ -44,7 +41,7 @@ class StackSecrets:
         known: dict[str, str] = json.loads(self._store.read_text()) if self._store.exists() else {}
         if name not in known:
             known[name] = secrets.token_urlsafe(24)
-            self._write(self._store, json.dumps(known, indent=2))
+            self.write_file(self._store, json.dumps(known, indent=2))
         return SecretStr(known[name])
 
     def write_pgpass(self, host: str, logins: list[tuple[int, str, str]]) -> None:
@@ -53,9 +50,9 @@ class StackSecrets:
             f"{host}:{port}:*:{role}:{self.password(key).get_secret_value()}"
             for port, role, key in logins
         ]
-        self._write(self.pgpass, "\n".join(lines) + "\n")
+        self.write_file(self.pgpass, "\n".join(lines) + "\n")
 
     def write_connect_properties(self, entries: dict[str, str]) -> None:
         """``entries``: property key (as named in connectors/*.yaml) → password name."""
         lines = [f"{prop}={self.password(key).get_secret_value()}" for prop, key in entries.items()]
-        self._write(self.connect_properties, "\n".join(lines) + "\n")
+        self.write_file(self.connect_properties, "\n".join(lines) + "\n")

@@ -86,13 +86,14 @@ def seed_published(settings: HubSettings, published: Store) -> int:
     """Fill ``published`` from what the unified topics hold: after a crash, what was produced is
     exactly what is there, whatever the engine's own state had time to save. Returns the keys."""
     specs = [spec for spec in registry().topics.values() if spec.kind == "unified"]
+    topic_ids = {spec.name: spec.id for spec in specs}
     keys = 0
     for msg in read_to_end(settings.bootstrap, specs):
         raw = msg.value()
         value = orjson.loads(raw) if raw is not None else None
         position = header(msg, POSITION_HEADER) or (value or {}).get("source_position", "")
-        spec_id = registry().by_name(msg.topic() or "").id
-        published.put(out_ref(spec_id, (msg.key() or b"").decode()), seed_entry(value, position))
+        ref = out_ref(topic_ids[msg.topic() or ""], (msg.key() or b"").decode())
+        published.put(ref, seed_entry(value, position))
         keys += 1
     return keys
 
