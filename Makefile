@@ -27,17 +27,17 @@ jars: install ## Fetch Kafka, Connect and Debezium jars into the cache (mvn; onc
 run: install ## Stack up, demo data, worker, sales simulator, live unified inventory (Ctrl-C stops)
 	@$(BIN)/hub demo
 
-test: install lint typecheck ## Lint, type-check, then unit, contract and real-stack integration tests
-	@$(BIN)/pytest tests -m "not faults"
+test: install lint typecheck ## Lint, type-check, then unit, contract, real-stack integration and fault tests
+	@$(BIN)/pytest tests -m "not chaos"
 
-chaos: install ## Fault tests on the real stack: kill -9 worker/Connect, source restart, replay
-	@$(BIN)/pytest tests/integration/test_faults.py
+chaos: install ## 20 random faults under one long load (HUB_CHAOS_FAULTS, HUB_CHAOS_SEED); prints the figures
+	@$(BIN)/pytest tests/integration/test_chaos.py -m chaos -s
 
 unit: install ## Unit and contract tests only (no I/O)
 	@$(BIN)/pytest tests/unit tests/contract
 
 integration: install ## Integration tests on a fresh real stack (free ports, own state dir)
-	@$(BIN)/pytest tests/integration -m "not faults"
+	@$(BIN)/pytest tests/integration -m "not chaos"
 
 lint: install ## ruff lint + format check (changes nothing)
 	@$(BIN)/ruff check hub tests

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from typing import TYPE_CHECKING
 
@@ -115,11 +116,22 @@ def connectors_apply(systems: tuple[str, ...], dry_run: bool) -> None:
 
 @main.command()
 @click.option("--loglevel", default="info", show_default=True)
-def worker(loglevel: str) -> None:
-    """Run the Faust worker: raw CDC topics → canonical records on the unified topics."""
-    from hub.worker.app import run_worker
+@click.option("--child", is_flag=True, hidden=True, help="Run the worker itself, unsupervised.")
+def worker(loglevel: str, child: bool) -> None:
+    """Run the Faust worker: raw CDC topics → canonical records on the unified topics.
 
-    run_worker(get_settings(), loglevel)
+    It runs in a child process, started afresh when it asks to (see hub/worker/supervisor.py).
+    """
+    if child:
+        from hub.worker.app import run_worker
+
+        run_worker(get_settings(), loglevel)
+        return
+    from hub.worker.supervisor import supervise
+
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s] [supervisor] %(message)s")
+    argv = [sys.executable, "-m", "hub", "worker", "--child", "--loglevel", loglevel]
+    sys.exit(supervise(argv))
 
 
 @main.command()

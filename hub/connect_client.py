@@ -6,6 +6,7 @@ Only 409 (rebalance in progress) and connection refusals while the worker starts
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from typing import Any, Literal
 
 import requests
@@ -90,3 +91,23 @@ class ConnectClient:
 
     def delete(self, name: str) -> None:
         self.request("DELETE", f"/connectors/{name}")
+
+    def restart_failed(self, names: Iterable[str]) -> dict[str, str]:
+        """Restart every FAILED connector or task among ``names`` (Connect never does it itself).
+
+        Returns connector name → the first line of the failure's trace, for those restarted.
+        """
+        states = self.request("GET", "/connectors?expand=status")
+        restarted: dict[str, str] = {}
+        for name in names:
+            status = (states.get(name) or {}).get("status") or {}
+            failed = [
+                part
+                for part in [status.get("connector") or {}, *(status.get("tasks") or [])]
+                if part.get("state") == "FAILED"
+            ]
+            if not failed:
+                continue
+            self.request("POST", f"/connectors/{name}/restart?includeTasks=true&onlyFailed=true")
+            restarted[name] = (failed[0].get("trace") or "no trace").splitlines()[0][:300]
+        return restarted

@@ -59,3 +59,21 @@ def header(msg: Message, name: str) -> str | None:
         if key == name:
             return value.decode() if isinstance(value, bytes) else str(value)
     return None
+
+
+def resume_offsets(
+    bootstrap: str, group: str, partitions: Sequence[tuple[str, int]]
+) -> dict[tuple[str, int], int]:
+    """Where ``group`` resumes each partition: its committed offset, or the log start when it has
+    none or retention deleted it (the worker reads from the earliest offset)."""
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False}
+    )
+    try:
+        committed = consumer.committed([TopicPartition(t, p) for t, p in partitions], 30)
+        return {
+            (tp.topic, tp.partition): max(tp.offset, consumer.get_watermark_offsets(tp, 30)[0])
+            for tp in committed
+        }
+    finally:
+        consumer.close()

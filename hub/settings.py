@@ -60,6 +60,15 @@ class HubSettings(BaseSettings):
     connect_heap: str = "512m"
 
     worker_id: str = "unified-commerce-hub"
+    worker_session_timeout: float = Field(
+        default=15.0,
+        description="Seconds the consumer group waits for a silent worker before a standby takes over.",
+    )
+    connector_watch_interval: float = Field(
+        default=15.0,
+        description="Seconds between the worker's checks for FAILED connectors and tasks to restart "
+        "(0: never).",
+    )
     dlq_max_consecutive: int = Field(
         default=100,
         description="The worker stops when this many events in a row go to the dead-letter topic.",

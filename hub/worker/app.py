@@ -3,14 +3,20 @@
 At-least-once: Faust commits an input offset after the agent has finished with the event, and the
 agent awaits each output's delivery before that. Agent concurrency is 1 (higher concurrency can
 commit past an unfinished event). The engine's rows live in a changelog-backed Faust table, so
-lookups and unchanged TOAST values survive a restart. The table has one partition: run one worker
-per consumer group until repartitioning by lookup key exists.
+lookups and unchanged TOAST values survive a restart.
+
+The table and every raw topic have one partition, so they are co-partitioned and Faust's assignor
+gives them all to one worker of the group; the others keep a standby copy of the table and take
+over when it dies. Whoever is given the raw topics first reads the unified topics back (the last
+source position and content published per key): what a dead worker produced is exactly what is
+there.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -18,23 +24,29 @@ from typing import Any
 
 import faust
 import orjson
+import requests
 from prometheus_client import generate_latest
 
+from hub.connect_client import ConnectClient, ConnectError
 from hub.connectors import load_definitions
 from hub.core.dlq import DeadLetterBreaker, Provenance, dead_letter_headers
-from hub.core.engine import STEP, Engine, MemoryStore, Store, out_ref, seed_entry
+from hub.core.engine import STEP, Engine, MemoryStore, out_ref, seed_entry
 from hub.core.records import Output, Upsert
-from hub.errors import DeadLetterFlood, InvalidEvent, RegistryError
-from hub.kafka_io import header, read_to_end
+from hub.errors import DeadLetterFlood, InvalidEvent, RegistryError, StackError
+from hub.kafka_io import header, read_to_end, resume_offsets
 from hub.settings import HubSettings
 from hub.topics import TopicSpec, registry
 from hub.worker import metrics
+from hub.worker.continuity import EXIT_RESTART, ContinuityGuard, OffsetGap
 
 log = logging.getLogger("hub.worker")
 
 # Counters of this process (also exported as Prometheus metrics, see hub/worker/metrics.py):
 # in, applied (records produced), skipped, duplicate, noop, dead_lettered.
 COUNTS: Counter[str] = Counter()
+
+# Set when the worker stops to be started afresh (see hub/worker/continuity.py).
+RESTART = threading.Event()
 
 
 def tally(system: str, what: str, amount: int = 1) -> None:
@@ -82,23 +94,41 @@ def raw_topics_by_system(engine: Engine) -> dict[str, list[TopicSpec]]:
 POSITION_HEADER = "hub.source_position"
 
 
-def seed_published(settings: HubSettings, published: Store) -> int:
-    """Fill ``published`` from what the unified topics hold: after a crash, what was produced is
-    exactly what is there, whatever the engine's own state had time to save. Returns the keys."""
+def read_published(settings: HubSettings) -> MemoryStore:
+    """What the unified topics hold, as the engine's ``published`` entries: after a crash or a
+    takeover, what was produced is exactly what is there, whatever the engine's state saved."""
     specs = [spec for spec in registry().topics.values() if spec.kind == "unified"]
     topic_ids = {spec.name: spec.id for spec in specs}
-    keys = 0
+    published = MemoryStore()
     for msg in read_to_end(settings.bootstrap, specs):
         raw = msg.value()
         value = orjson.loads(raw) if raw is not None else None
         position = header(msg, POSITION_HEADER) or (value or {}).get("source_position", "")
         ref = out_ref(topic_ids[msg.topic() or ""], (msg.key() or b"").decode())
         published.put(ref, seed_entry(value, position))
-        keys += 1
-    return keys
+    return published
 
 
-def create_app(settings: HubSettings, published: Store | None = None) -> faust.App:
+def check_inputs(settings: HubSettings, specs: list[TopicSpec]) -> None:
+    """Refuse raw topics with more than one partition: they would not be co-partitioned with the
+    engine's table, and two workers would share one key's state. ``StackError`` says what to do."""
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": settings.bootstrap, "log_level": 3})
+    existing = admin.list_topics(timeout=30).topics
+    wrong = {
+        spec.name: len(existing[spec.name].partitions)
+        for spec in specs
+        if spec.name in existing and len(existing[spec.name].partitions) != 1
+    }
+    if wrong:
+        raise StackError(
+            f"raw topics must have 1 partition, these have more: {wrong}. Recreate them with 1 "
+            "partition (the connectors re-snapshot), or `hub stack down --purge` a local stack"
+        )
+
+
+def create_app(settings: HubSettings, published: MemoryStore | None = None) -> faust.App:
     app = faust.App(
         settings.worker_id,
         broker=f"kafka://{settings.bootstrap}",
@@ -108,6 +138,8 @@ def create_app(settings: HubSettings, published: Store | None = None) -> faust.A
         web_host=settings.host,
         web_port=settings.worker_web_port,
         consumer_auto_offset_reset="earliest",
+        broker_session_timeout=settings.worker_session_timeout,
+        broker_heartbeat_interval=min(3.0, settings.worker_session_timeout / 5),
         producer_acks=-1,
         topic_disable_leader=True,
         logging_config=None,
@@ -123,6 +155,7 @@ def create_app(settings: HubSettings, published: Store | None = None) -> faust.A
     # One changelog partition, keyed by our own row refs (JSON keys and values). Not a GlobalTable:
     # a global table re-applies its own changelog asynchronously and can overwrite newer values.
     rows = app.Table("engine-rows", default=None, partitions=1, use_partitioner=True)
+    published = published if published is not None else MemoryStore()
     engine = Engine(
         [definition.engine_view() for definition in load_definitions().values()],
         {spec.model: spec.id for spec in reg.topics.values() if spec.model},
@@ -133,7 +166,60 @@ def create_app(settings: HubSettings, published: Store | None = None) -> faust.A
         settings.dlq_max_consecutive, settings.dlq_max_ratio, settings.dlq_window
     )
 
-    for system, specs in raw_topics_by_system(engine).items():
+    inputs = raw_topics_by_system(engine)
+    input_names = {spec.name for specs in inputs.values() for spec in specs}
+    held: set[Any] = set()
+    guard = ContinuityGuard()
+
+    async def take_over(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        # Called (args: the assigned partitions) during each rebalance with the input partitions
+        # paused: nothing is processed until it returns. Only a worker given raw partitions it
+        # did not hold reads back.
+        mine = {tp for tp in args[0] if tp.topic in input_names}
+        gained = mine - held
+        held.clear()
+        held.update(mine)
+        metrics.ACTIVE.set(1 if mine else 0)
+        loop = asyncio.get_running_loop()
+        partitions = [(tp.topic, tp.partition) for tp in mine]
+        guard.reset(
+            await loop.run_in_executor(
+                None, resume_offsets, settings.bootstrap, settings.worker_id, partitions
+            )
+            if mine
+            else {}
+        )
+        if gained:
+            fresh = await loop.run_in_executor(None, read_published, settings)
+            published.clear()
+            published.update(fresh)
+            metrics.RESEEDS.inc()
+            log.info("given %d raw partitions: read %d published keys back from the unified "
+                     "topics", len(gained), len(published))  # fmt: skip
+
+    app.on_partitions_assigned.connect(take_over)
+
+    if settings.connector_watch_interval > 0:
+        watch = ConnectClient(settings.connect, timeout=5, retries=2)
+        names = [d.connector.name for d in load_definitions().values()]
+
+        async def restart_failed_connectors() -> None:
+            # Kafka Connect leaves a FAILED task failed (a source database that was down too
+            # long, for instance): restart it, so the pipeline heals without an operator.
+            try:
+                restarted = await asyncio.get_running_loop().run_in_executor(
+                    None, watch.restart_failed, names
+                )
+            except (ConnectError, requests.RequestException) as exc:
+                log.warning("cannot check the connectors at %s: %s", settings.connect, exc)
+                return
+            for name, reason in restarted.items():
+                metrics.CONNECTOR_RESTARTS.labels(name).inc()
+                log.warning("connector %s had failed, restarted it: %s", name, reason)
+
+        app.timer(settings.connector_watch_interval, on_leader=True)(restart_failed_connectors)
+
+    for system, specs in inputs.items():
         source = app.topic(
             *(spec.name for spec in specs),
             key_serializer="raw",
@@ -162,6 +248,13 @@ def create_app(settings: HubSettings, published: Store | None = None) -> faust.A
                 provenance = Provenance(
                     message.topic, message.partition, message.offset, _millis(message.timestamp)
                 )
+                try:
+                    guard.check(message.topic, message.partition, message.offset)
+                except OffsetGap as gap:
+                    log.critical("%s; starting afresh to read them again", gap)
+                    RESTART.set()
+                    await app.crash(gap)
+                    return
                 tally(system, "in")
                 try:
                     try:
@@ -248,8 +341,11 @@ def run_worker(settings: HubSettings, loglevel: str) -> None:
     """Run until interrupted (blocks). Exits non-zero when the worker crashes."""
     from faust.worker import Worker
 
-    published = MemoryStore()
-    keys = seed_published(settings, published)
-    log.info("read %d published keys back from the unified topics", keys)
-    app = create_app(settings, published)
-    Worker(app, loglevel=loglevel).execute_from_commandline()
+    check_inputs(settings, [spec for spec in registry().topics.values() if spec.kind == "raw"])
+    app = create_app(settings)
+    try:
+        Worker(app, loglevel=loglevel).execute_from_commandline()
+    except SystemExit:
+        if RESTART.is_set():
+            raise SystemExit(EXIT_RESTART) from None
+        raise

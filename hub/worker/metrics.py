@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 CONTENT_TYPE = "text/plain; version=0.0.4"  # Prometheus text exposition format
@@ -24,5 +24,21 @@ DEAD_LETTERS = Counter(
     "hub_dead_letters",
     "Dead letters by system and reason.",
     ["system", "reason"],
+    registry=REGISTRY,
+)
+CONNECTOR_RESTARTS = Counter(
+    "hub_connector_restarts",
+    "FAILED connectors or tasks the worker asked Kafka Connect to restart.",
+    ["connector"],
+    registry=REGISTRY,
+)
+RESEEDS = Counter(
+    "hub_published_reseeds",
+    "Times the worker read the unified topics back because it was given the raw topics.",
+    registry=REGISTRY,
+)
+ACTIVE = Gauge(
+    "hub_worker_active",
+    "1 while this worker holds the raw topics; 0 while it is a standby of its group.",
     registry=REGISTRY,
 )

@@ -71,7 +71,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # Fault tests (they replace the session's worker) run after the others; tests that stop the
     # stack run last.
     items.sort(key=lambda item: (item.get_closest_marker("stops_stack") is not None,
-                                 item.get_closest_marker("faults") is not None,
+                                 item.get_closest_marker("faults") is not None
+                                 or item.get_closest_marker("chaos") is not None,
                                  item.get_closest_marker("after_others") is not None))  # fmt: skip
 
 

@@ -16,6 +16,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from hub.simulator import SalesSimulator
 from hub.stack.procs import free_port
 from hub.topics import registry
+from tests.integration.harness import caught_up
 
 pytestmark = pytest.mark.integration
 
@@ -68,25 +69,6 @@ def test_bad_record_is_dead_lettered_and_the_pipeline_goes_on(stack, worker, inv
         f"{ean}@store:{sale.store_code}",
         lambda v: v is not None and Decimal(v["on_hand"]) == expected,
     )
-
-
-def caught_up(bootstrap: str, group: str, topic_id: str = "raw.pos.stock") -> bool:
-    """Whether ``group`` has committed every record of the raw topic ``topic_id``."""
-    spec = registry()[topic_id]
-    consumer = Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False}
-    )
-    try:
-        committed = consumer.committed(
-            [TopicPartition(spec.name, p) for p in range(spec.partitions)], 10
-        )
-        for tp in committed:
-            _, high = consumer.get_watermark_offsets(tp, 10)
-            if high > 0 and tp.offset < high:
-                return False
-        return True
-    finally:
-        consumer.close()
 
 
 def test_a_flood_of_bad_records_stops_the_worker_loudly(stack):

@@ -8,55 +8,26 @@ their own (same consumer group), so they run after the other integration tests.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 import signal
 import subprocess
 import sys
-import threading
 import time
-from collections import Counter
 
-import psycopg
-import pymysql
 import pytest
 
-from hub.kafka_io import header, read_to_end
 from hub.settings import HubSettings
-from hub.simulator import ErpSimulator, SalesSimulator, WebShopSimulator
-from hub.stack.mariadb import connect as mariadb_connect
 from hub.topics import registry
-from tests.integration.test_dead_letters import caught_up
+from tests.integration.harness import (
+    Worker,
+    assert_reconciled,
+    drained,
+    stable_members,
+    under_load,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
-
-
-class Worker:
-    """A hub worker process of the session's consumer group."""
-
-    def __init__(self, stack) -> None:
-        self.stack = stack
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.log = stack.state_dir / "logs" / "fault-worker.log"
-
-    def start(self) -> None:
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", "hub", "worker"], env=self.stack.env,
-                                         stdout=out, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
-
-    def kill9(self) -> None:
-        assert self.proc is not None and self.proc.poll() is None, self.log.read_text()[-3000:]
-        os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(30)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
 
 
 @pytest.fixture
@@ -67,106 +38,6 @@ def own_worker(stack, worker):
     mine.start()
     yield mine
     mine.stop()
-
-
-class Load(threading.Thread):
-    """A seeded write load on the three databases; survives a database restart (reconnects)."""
-
-    def __init__(self, stack, actions: int, rate: float, seed: int) -> None:
-        super().__init__(daemon=True)
-        self.stack, self.actions, self.rate, self.seed = stack, actions, rate, seed
-        self.done = 0
-        self.errors: Counter[str] = Counter()
-
-    def _open(self):
-        sources = self.stack.endpoints["sources"]
-        pos, shop = psycopg.connect(sources["pos"]), psycopg.connect(sources["shop"])
-        erp = mariadb_connect(sources["erp"])
-        return (pos, shop, erp), (SalesSimulator(pos, self.seed), WebShopSimulator(shop, self.seed),
-                                  ErpSimulator(erp, self.seed))  # fmt: skip
-
-    def run(self) -> None:
-        conns, (tills, web, erp) = self._open()
-        next_at = time.monotonic()
-        while self.done < self.actions:
-            roll = (self.done * 7919) % 10
-            try:
-                if roll < 5:
-                    tills.sell()
-                elif roll < 7:
-                    web.order()
-                elif roll < 8:
-                    web.fulfil()
-                else:
-                    erp.move()
-                self.done += 1
-            except (
-                psycopg.OperationalError,
-                pymysql.err.OperationalError,
-                pymysql.err.InterfaceError,
-            ) as exc:
-                self.errors[type(exc).__name__] += 1
-                time.sleep(0.5)
-                for conn in conns:
-                    with contextlib.suppress(Exception):  # already closed by the failure
-                        conn.close()
-                try:
-                    conns, (tills, web, erp) = self._open()
-                except (psycopg.OperationalError, pymysql.err.OperationalError):
-                    continue
-            next_at += 1 / self.rate
-            time.sleep(max(0.0, next_at - time.monotonic()))
-        for conn in conns:
-            with contextlib.suppress(Exception):
-                conn.close()
-
-
-def drained(stack) -> None:
-    """Wait until the worker's group has committed every raw record."""
-    bootstrap, group = stack.endpoints["kafka_bootstrap"], stack.env["HUB_WORKER_ID"]
-    raw = [spec.id for spec in registry().topics.values() if spec.kind == "raw"]
-    deadline = time.monotonic() + 240
-    while not all(caught_up(bootstrap, group, topic_id) for topic_id in raw):
-        assert time.monotonic() < deadline, "the worker did not drain the raw topics within 240 s"
-        time.sleep(1)
-
-
-def assert_reconciled(stack) -> None:
-    result = stack.hub("reconcile", "--json", "--wait", "120")
-    report = json.loads(result.stdout)
-    summary = {
-        t: (len(r["missing"]), len(r["extra"]), len(r["wrong"]))
-        for t, r in report["topics"].items()
-    }
-    assert report["agree"], f"{summary} {result.stdout[:3000]}"
-    assert result.returncode == 0
-
-
-def assert_no_duplicate_effect(stack) -> None:
-    """No key on a unified topic received the same source position twice."""
-    specs = [spec for spec in registry().topics.values() if spec.kind == "unified"]
-    seen: Counter[tuple[str, str, str]] = Counter()
-    for msg in read_to_end(stack.endpoints["kafka_bootstrap"], specs):
-        position = header(msg, "hub.source_position")
-        assert position, f"{msg.topic()} {msg.key()} has no hub.source_position header"
-        seen[(msg.topic() or "", (msg.key() or b"").decode(), position)] += 1
-    twice = {key: n for key, n in seen.items() if n > 1}
-    assert not twice, (
-        f"{len(twice)} keys got the same source position twice, e.g. {list(twice.items())[:5]}"
-    )
-
-
-def under_load(stack, seed: int, inject) -> None:
-    """Run a load of 240 actions, ``inject`` a fault 3 s in, then check nothing was lost or doubled."""
-    load = Load(stack, actions=240, rate=40, seed=seed)
-    load.start()
-    time.sleep(3)
-    inject()
-    load.join(180)
-    assert load.done == 240, f"the load stopped early: {dict(load.errors)}"
-    drained(stack)
-    assert_reconciled(stack)
-    assert_no_duplicate_effect(stack)
 
 
 def test_kill_9_the_worker_mid_stream(stack, own_worker):
@@ -198,6 +69,29 @@ def test_restart_a_source_database_mid_stream(stack, own_worker):
         assert up.returncode == 0, up.stderr
 
     under_load(stack, 303, inject)
+
+
+def test_two_workers_in_one_group_kill_9_the_active_one(stack, own_worker):
+    standby = Worker(stack, "standby-worker")
+    standby.start()
+    workers = [own_worker, standby]
+    try:
+        wait_until(lambda: stable_members(stack) == 2, "two workers in a stable group")
+        wait_until(
+            lambda: sum(w.active() for w in workers) == 1, "one worker holding the raw topics"
+        )
+        survivors: list[Worker] = []
+
+        def inject() -> None:
+            active = next(w for w in workers if w.active())
+            active.kill9()  # the standby must take over after the rebalance
+            survivors.extend(w for w in workers if w is not active)
+            wait_until(survivors[0].active, "the standby taking the raw topics over")
+
+        under_load(stack, 404, inject)
+        assert survivors[0].alive(), survivors[0].log.read_text()[-3000:]
+    finally:
+        standby.stop()
 
 
 def test_replaying_the_raw_topics_from_the_start_publishes_nothing(stack, own_worker):

@@ -11,7 +11,7 @@ from confluent_kafka import Producer
 
 from hub.simulator import SalesSimulator
 from tests.conftest import recorded
-from tests.integration.test_dead_letters import caught_up
+from tests.integration.harness import caught_up
 
 pytestmark = pytest.mark.integration
 

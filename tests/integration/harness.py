@@ -1,0 +1,223 @@
+"""What the fault tests share: worker processes, a seeded write load, and the checks that nothing
+was lost (``hub reconcile`` agrees) and nothing applied twice (no key received one source position
+twice)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+
+import psycopg
+import pymysql
+import requests
+from confluent_kafka import Consumer, TopicPartition
+
+from hub.kafka_io import header, read_to_end
+from hub.simulator import ErpSimulator, SalesSimulator, WebShopSimulator
+from hub.stack.mariadb import connect as mariadb_connect
+from hub.stack.procs import free_port
+from hub.topics import registry
+
+
+class Worker:
+    """A hub worker process of the session's consumer group, with its own web port."""
+
+    def __init__(self, stack, name: str = "fault-worker") -> None:
+        self.stack = stack
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = stack.state_dir / "logs" / f"{name}.log"
+        self.env = {**stack.env, "HUB_WORKER_WEB_PORT": str(free_port())}
+
+    def start(self) -> None:
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen([sys.executable, "-m", "hub", "worker"], env=self.env,
+                                         stdout=out, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def active(self) -> bool:
+        """Whether it holds the raw topics (its ``hub_worker_active`` gauge), not a standby."""
+        url = f"http://127.0.0.1:{self.env['HUB_WORKER_WEB_PORT']}/metrics"
+        try:
+            text = requests.get(url, timeout=2).text
+        except requests.RequestException:
+            return False
+        return any(line.startswith("hub_worker_active 1") for line in text.splitlines())
+
+    def kill9(self) -> None:
+        assert self.proc is not None and self.proc.poll() is None, self.log.read_text()[-3000:]
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(30)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+def wait_until(check, what: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"{what}: not within {timeout:.0f} s"
+        time.sleep(0.5)
+
+
+class Load(threading.Thread):
+    """A seeded write load on the three databases; survives a database restart (reconnects)."""
+
+    def __init__(self, stack, actions: int | None, rate: float, seed: int) -> None:
+        """``actions``: how many to run; None: run until ``finish()``."""
+        super().__init__(daemon=True)
+        self.stack, self.actions, self.rate, self.seed = stack, actions, rate, seed
+        self.done = 0
+        self.stopping = threading.Event()
+        self.errors: Counter[str] = Counter()
+
+    def _open(self):
+        sources = self.stack.endpoints["sources"]
+        pos, shop = psycopg.connect(sources["pos"]), psycopg.connect(sources["shop"])
+        erp = mariadb_connect(sources["erp"])
+        return (pos, shop, erp), (SalesSimulator(pos, self.seed), WebShopSimulator(shop, self.seed),
+                                  ErpSimulator(erp, self.seed))  # fmt: skip
+
+    def run(self) -> None:
+        conns, (tills, web, erp) = self._open()
+        next_at = time.monotonic()
+        while not self.stopping.is_set() and (self.actions is None or self.done < self.actions):
+            roll = (self.done * 7919) % 10
+            try:
+                if roll < 5:
+                    tills.sell()
+                elif roll < 7:
+                    web.order()
+                elif roll < 8:
+                    web.fulfil()
+                else:
+                    erp.move()
+                self.done += 1
+            except (
+                psycopg.OperationalError,
+                pymysql.err.OperationalError,
+                pymysql.err.InterfaceError,
+            ) as exc:
+                self.errors[type(exc).__name__] += 1
+                time.sleep(0.5)
+                for conn in conns:
+                    with contextlib.suppress(Exception):  # already closed by the failure
+                        conn.close()
+                try:
+                    conns, (tills, web, erp) = self._open()
+                except (psycopg.OperationalError, pymysql.err.OperationalError):
+                    continue
+            next_at += 1 / self.rate
+            time.sleep(max(0.0, next_at - time.monotonic()))
+        for conn in conns:
+            with contextlib.suppress(Exception):
+                conn.close()
+
+    def finish(self, timeout: float = 60) -> None:
+        self.stopping.set()
+        self.join(timeout)
+
+
+def caught_up(bootstrap: str, group: str, topic_id: str = "raw.pos.stock") -> bool:
+    """Whether ``group`` has committed every record of the raw topic ``topic_id``."""
+    spec = registry()[topic_id]
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False}
+    )
+    try:
+        committed = consumer.committed(
+            [TopicPartition(spec.name, p) for p in range(spec.partitions)], 10
+        )
+        for tp in committed:
+            _, high = consumer.get_watermark_offsets(tp, 10)
+            if high > 0 and tp.offset < high:
+                return False
+        return True
+    finally:
+        consumer.close()
+
+
+def drained(stack) -> None:
+    """Wait until the worker's group has committed every raw record."""
+    bootstrap, group = stack.endpoints["kafka_bootstrap"], stack.env["HUB_WORKER_ID"]
+    raw = [spec.id for spec in registry().topics.values() if spec.kind == "raw"]
+    deadline = time.monotonic() + 240
+    while not all(caught_up(bootstrap, group, topic_id) for topic_id in raw):
+        assert time.monotonic() < deadline, "the worker did not drain the raw topics within 240 s"
+        time.sleep(1)
+
+
+def reconcile_report(stack) -> dict:
+    """``hub reconcile --json``'s report (its exit code must match its verdict)."""
+    result = stack.hub("reconcile", "--json", "--wait", "120")
+    report = json.loads(result.stdout)
+    assert (result.returncode == 0) == report["agree"], result.stderr
+    return report
+
+
+def assert_reconciled(stack) -> dict:
+    """``hub reconcile`` agrees; returns its JSON report."""
+    report = reconcile_report(stack)
+    summary = {
+        t: (len(r["missing"]), len(r["extra"]), len(r["wrong"]))
+        for t, r in report["topics"].items()
+    }
+    assert report["agree"], f"{summary} {json.dumps(report)[:3000]}"
+    return report
+
+
+def duplicate_effects(stack) -> tuple[int, dict[tuple[str, str, str], int]]:
+    """The records on the unified topics, and every (topic, key, source position) seen twice."""
+    specs = [spec for spec in registry().topics.values() if spec.kind == "unified"]
+    seen: Counter[tuple[str, str, str]] = Counter()
+    for msg in read_to_end(stack.endpoints["kafka_bootstrap"], specs):
+        position = header(msg, "hub.source_position")
+        assert position, f"{msg.topic()} {msg.key()} has no hub.source_position header"
+        seen[(msg.topic() or "", (msg.key() or b"").decode(), position)] += 1
+    return sum(seen.values()), {key: n for key, n in seen.items() if n > 1}
+
+
+def assert_no_duplicate_effect(stack) -> int:
+    """No key on a unified topic received the same source position twice; returns the records."""
+    records, twice = duplicate_effects(stack)
+    assert not twice, (
+        f"{len(twice)} keys got the same source position twice, e.g. {list(twice.items())[:5]}"
+    )
+    return records
+
+
+def under_load(stack, seed: int, inject) -> None:
+    """Run a load of 240 actions, ``inject`` a fault 3 s in, then check nothing was lost or doubled."""
+    load = Load(stack, actions=240, rate=40, seed=seed)
+    load.start()
+    time.sleep(3)
+    inject()
+    load.join(180)
+    assert load.done == 240, f"the load stopped early: {dict(load.errors)}"
+    drained(stack)
+    assert_reconciled(stack)
+    assert_no_duplicate_effect(stack)
+
+
+def stable_members(stack) -> int:
+    """Members of the worker's consumer group once it is stable (0 while it rebalances)."""
+    from confluent_kafka import ConsumerGroupState
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": stack.endpoints["kafka_bootstrap"]})
+    group = stack.env["HUB_WORKER_ID"]
+    description = admin.describe_consumer_groups([group], request_timeout=10)[group].result()
+    return len(description.members) if description.state == ConsumerGroupState.STABLE else 0

@@ -1,0 +1,103 @@
+"""`make chaos`: one long seeded write load with many faults at random points, then the same two
+checks as the fault tests: nothing lost (`hub reconcile` agrees) and nothing applied twice.
+
+Two workers of one group run throughout, so killing the active one is also a takeover. The faults
+are drawn from: kill -9 of a worker (restarted a moment later), kill -9 of Kafka Connect, and a
+restart of one source database. ``HUB_CHAOS_FAULTS`` (default 20) and ``HUB_CHAOS_SEED`` (default
+2026) choose how many and which; the figures are printed at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import sys
+import time
+from collections import Counter
+
+import pytest
+
+from hub.settings import HubSettings
+from tests.integration.harness import (
+    Load,
+    Worker,
+    drained,
+    duplicate_effects,
+    reconcile_report,
+    stable_members,
+    wait_until,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.chaos]
+
+FAULTS = int(os.environ.get("HUB_CHAOS_FAULTS", "20"))
+SEED = int(os.environ.get("HUB_CHAOS_SEED", "2026"))
+
+
+def test_random_faults_under_load_lose_nothing_and_apply_nothing_twice(stack, worker):
+    from hub.stack.manager import Stack
+
+    worker.terminate()  # the session's worker: this test runs two of its own, same group
+    worker.wait(60)
+    workers = [Worker(stack, "chaos-a"), Worker(stack, "chaos-b")]
+    for each in workers:
+        each.start()
+    rng = random.Random(SEED)
+    injected: Counter[str] = Counter()
+    wait_until(lambda: stable_members(stack) == 2, "two workers in a stable group", 180)
+    load = Load(stack, actions=None, rate=40, seed=SEED)
+    load.start()
+    started = time.monotonic()
+    try:
+        for n in range(1, FAULTS + 1):
+            time.sleep(rng.uniform(2, 8))
+            kind = rng.choice(["worker", "worker", "connect", "source"])
+            if kind == "worker":
+                alive = [w for w in workers if w.alive()]
+                victim = next((w for w in alive if w.active()), rng.choice(alive))
+                kind = "active worker" if victim.active() else "standby worker"
+                victim.kill9()
+                time.sleep(rng.uniform(0, 3))
+                victim.start()
+            elif kind == "connect":
+                os.killpg(
+                    int((stack.state_dir / "run" / "connect.pid").read_text()), signal.SIGKILL
+                )
+                time.sleep(rng.uniform(0, 3))
+                up = stack.hub("stack", "up")
+                assert up.returncode == 0, up.stderr
+            else:
+                system = rng.choice(["pos", "shop", "erp"])
+                kind = f"source {system}"
+                Stack(HubSettings(state_dir=stack.state_dir)).sources[system].stop()
+                time.sleep(rng.uniform(0, 3))
+                up = stack.hub("stack", "up")
+                assert up.returncode == 0, up.stderr
+            injected[kind] += 1
+            sys.stderr.write(f"[chaos] fault {n}/{FAULTS}: {kind} "
+                             f"({time.monotonic() - started:.0f} s, {load.done} actions)\n")  # fmt: skip
+        load.finish()
+        assert not load.is_alive(), "the load did not stop"
+        drained(stack)
+        report = reconcile_report(stack)
+        records, twice = duplicate_effects(stack)
+        figures = {
+            "faults": dict(injected),
+            "seed": SEED,
+            "actions": load.done,
+            "load_errors": dict(load.errors),
+            "keys_compared": {t: r["source_keys"] for t, r in report["topics"].items()},
+            "lost": sum(len(r["missing"]) + len(r["wrong"]) for r in report["topics"].values()),
+            "extra": sum(len(r["extra"]) for r in report["topics"].values()),
+            "duplicate_effects": len(twice),
+            "unified_records": records,
+        }
+        sys.stderr.write(f"[chaos] {json.dumps(figures)}\n")
+        assert report["agree"], json.dumps(report)[:3000]
+        assert not twice, f"same source position twice: {list(twice.items())[:5]}"
+    finally:
+        load.finish()
+        for each in workers:
+            each.stop()
