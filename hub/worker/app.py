@@ -170,12 +170,20 @@ def create_app(settings: HubSettings, published: MemoryStore | None = None) -> f
     input_names = {spec.name for specs in inputs.values() for spec in specs}
     held: set[Any] = set()
     guard = ContinuityGuard()
+    # Closed while an assignment is taken over: events fetched meanwhile wait (Faust may hand them
+    # out before this handler returns), then are checked against the new assignment.
+    ready = asyncio.Event()
 
     async def take_over(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
-        # Called (args: the assigned partitions) during each rebalance with the input partitions
-        # paused: nothing is processed until it returns. Only a worker given raw partitions it
-        # did not hold reads back.
-        mine = {tp for tp in args[0] if tp.topic in input_names}
+        # Called with the assigned partitions at each rebalance. Only a worker given raw
+        # partitions it did not hold reads the published state back.
+        ready.clear()
+        try:
+            await _take_over({tp for tp in args[0] if tp.topic in input_names})
+        finally:
+            ready.set()
+
+    async def _take_over(mine: set[Any]) -> None:
         gained = mine - held
         held.clear()
         held.update(mine)
@@ -245,6 +253,10 @@ def create_app(settings: HubSettings, published: MemoryStore | None = None) -> f
         ) -> AsyncIterator[None]:
             async for event in stream.events():
                 message = event.message
+                if not ready.is_set():
+                    await ready.wait()
+                if (message.topic, message.partition) not in held:
+                    continue  # fetched before a rebalance that gave its partition to another
                 provenance = Provenance(
                     message.topic, message.partition, message.offset, _millis(message.timestamp)
                 )

@@ -9,7 +9,9 @@ import orjson
 import pytest
 from faust.tables.table import Table
 from faust.topics import Topic
+from faust.types import TP
 
+from hub.core.engine import MemoryStore
 from hub.errors import DeadLetterFlood
 from hub.settings import HubSettings
 from hub.worker import app as worker_app
@@ -39,13 +41,18 @@ def sent(monkeypatch) -> Sent:
 
 
 @pytest.fixture
-async def agent():
-    settings = HubSettings(dlq_max_consecutive=3, dlq_window=10, kafka_bootstrap="127.0.0.1:1")
+async def agent(monkeypatch):
+    settings = HubSettings(dlq_max_consecutive=3, dlq_window=10, kafka_bootstrap="127.0.0.1:1",
+                           connector_watch_interval=0)  # fmt: skip
     app = worker_app.create_app(settings)
     app.loop = asyncio.get_running_loop()
     app.finalize()
     app.flow_control.resume()
     app.crash = AsyncMock()
+    # The worker is given the POS stock partition (nothing published yet, no committed offset).
+    monkeypatch.setattr(worker_app, "read_published", lambda settings: MemoryStore())
+    monkeypatch.setattr(worker_app, "resume_offsets", lambda *args: {})
+    await app.on_partitions_assigned.send({TP(RAW_STOCK, 0)})
     agent = app.agents["normalise-pos"]
     async with agent.test_context() as ctx:
         ctx.app = app
@@ -146,3 +153,56 @@ async def test_an_output_kafka_refuses_stops_the_worker_instead_of_dead_letterin
     assert (
         worker_app.COUNTS["dead_lettered"] == 0
     )  # not the input's fault: it will be processed again
+
+
+async def test_being_given_the_raw_topics_reads_the_published_state_back(agent, monkeypatch):
+    from hub.worker import metrics
+
+    reads: list[int] = []
+
+    def read_published(settings):
+        reads.append(1)
+        return MemoryStore({"out:unified.inventory:k": {"pos": "pg:9:9", "hash": "h"}})
+
+    monkeypatch.setattr(worker_app, "read_published", read_published)
+    signal = agent.app.on_partitions_assigned
+    assert metrics.ACTIVE._value.get() == 1  # the fixture gave it the stock partition
+    await signal.send({TP(RAW_STOCK, 0), TP("hub-engine-rows-changelog", 0)})
+    assert reads == []  # kept, not gained: what it knows it published is still true
+    await signal.send({TP("hub-engine-rows-changelog", 0)})  # a standby now
+    assert metrics.ACTIVE._value.get() == 0
+    await signal.send({TP(RAW_STOCK, 0)})  # taken over: another worker may have published since
+    assert reads == [1]
+    assert metrics.ACTIVE._value.get() == 1
+
+
+async def test_records_skipped_after_a_rebalance_make_the_worker_start_afresh(
+    agent, sent, monkeypatch
+):
+    # The group committed offset 0 and the test context numbers records 0, 1, 2…; then records 1-4
+    # vanish (the next record the agent sees is 5).
+    monkeypatch.setattr(worker_app, "resume_offsets", lambda *a: {(RAW_STOCK, 0): 0})
+    await agent.app.on_partitions_assigned.send({TP(RAW_STOCK, 0)})
+    record = pick("pos_stock", "pos.stock", "u")
+    await agent.put(record.value, key=record.key, partition=0)
+    agent.app.crash.assert_not_awaited()
+    agent.sent_offset = 5
+    worker_app.RESTART.clear()
+    await agent.put(record.value, key=record.key, partition=0, wait=False)
+    for _ in range(100):
+        if agent.app.crash.await_count:
+            break
+        await asyncio.sleep(0.02)
+    (reason,) = agent.app.crash.await_args.args
+    assert "expected 1: 4 records were skipped" in str(reason)
+    assert worker_app.RESTART.is_set()
+    assert len(sent) == 1  # the record after the gap was not processed
+
+
+async def test_records_of_a_partition_the_worker_no_longer_holds_are_left_alone(agent, sent):
+    await agent.app.on_partitions_assigned.send({TP(RAW_STOCK, 1)})
+    record = pick("pos_stock", "pos.stock", "u")
+    await agent.put(record.value, key=record.key, partition=0, wait=False)
+    await agent.put(record.value, key=record.key, partition=1)
+    assert len(sent) == 1
+    assert worker_app.COUNTS["in"] == 1
