@@ -259,12 +259,17 @@ class Stack:
         }
 
 
-def wait_running(client: ConnectClient, name: str, timeout: float) -> dict[str, Any]:
-    """Wait until the connector and all its tasks are RUNNING; ``StackError`` on FAILED or timeout."""
+def wait_running(
+    client: ConnectClient, name: str, timeout: float, restarts: int = 3
+) -> dict[str, Any]:
+    """Wait until the connector and all its tasks are RUNNING; ``StackError`` on timeout, or when
+    it is still FAILED after ``restarts`` restarts (a task fails when its database went away, and
+    Connect never restarts it by itself)."""
     last: dict[str, Any] = {}
+    left = restarts
 
     def check() -> bool:
-        nonlocal last
+        nonlocal last, left
         try:
             last = client.status(name)
         except ConnectError as exc:
@@ -272,6 +277,11 @@ def wait_running(client: ConnectClient, name: str, timeout: float) -> dict[str, 
                 return False
             raise
         states = [last["connector"]["state"], *(t["state"] for t in last.get("tasks", []))]
+        if "FAILED" in states and left > 0:
+            left -= 1
+            time.sleep(restarts - left)  # 1 s, 2 s, … : a database that just came back may be slow
+            client.restart_failed([name])
+            return False
         if "FAILED" in states:
             traces = [t.get("trace", "") for t in last.get("tasks", []) if t["state"] == "FAILED"]
             trace = (traces[0] if traces else last["connector"].get("trace", ""))[:3000]

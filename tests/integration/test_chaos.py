@@ -93,6 +93,10 @@ def test_random_faults_under_load_lose_nothing_and_apply_nothing_twice(stack, wo
             "extra": sum(len(r["extra"]) for r in report["topics"].values()),
             "duplicate_effects": len(twice),
             "unified_records": records,
+            # Workers that found records skipped after a rebalance and started afresh.
+            "fresh_starts": sum(
+                w.log.read_text(errors="replace").count("starting afresh") for w in workers
+            ),
         }
         sys.stderr.write(f"[chaos] {json.dumps(figures)}\n")
         assert report["agree"], json.dumps(report)[:3000]
