@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
+import os
 from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -45,8 +45,15 @@ log = logging.getLogger("hub.worker")
 # in, applied (records produced), skipped, duplicate, noop, dead_lettered.
 COUNTS: Counter[str] = Counter()
 
-# Set when the worker stops to be started afresh (see hub/worker/continuity.py).
-RESTART = threading.Event()
+
+def start_afresh(gap: OffsetGap) -> None:
+    """Leave at once, as kill -9 would: no further record processed, no offset committed (a
+    graceful stop would commit what was processed after the gap, stepping over the lost records).
+    The supervisor starts a new process, which reads again from the committed offsets."""
+    log.critical("%s; starting afresh to read them again", gap)
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    os._exit(EXIT_RESTART)
 
 
 def tally(system: str, what: str, amount: int = 1) -> None:
@@ -263,9 +270,7 @@ def create_app(settings: HubSettings, published: MemoryStore | None = None) -> f
                 try:
                     guard.check(message.topic, message.partition, message.offset)
                 except OffsetGap as gap:
-                    log.critical("%s; starting afresh to read them again", gap)
-                    RESTART.set()
-                    await app.crash(gap)
+                    start_afresh(gap)
                     return
                 tally(system, "in")
                 try:
@@ -355,9 +360,4 @@ def run_worker(settings: HubSettings, loglevel: str) -> None:
 
     check_inputs(settings, [spec for spec in registry().topics.values() if spec.kind == "raw"])
     app = create_app(settings)
-    try:
-        Worker(app, loglevel=loglevel).execute_from_commandline()
-    except SystemExit:
-        if RESTART.is_set():
-            raise SystemExit(EXIT_RESTART) from None
-        raise
+    Worker(app, loglevel=loglevel).execute_from_commandline()
