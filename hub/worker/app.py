@@ -46,14 +46,15 @@ log = logging.getLogger("hub.worker")
 COUNTS: Counter[str] = Counter()
 
 
-def start_afresh(gap: OffsetGap) -> None:
-    """Leave at once, as kill -9 would: no further record processed, no offset committed (a
-    graceful stop would commit what was processed after the gap, stepping over the lost records).
-    The supervisor starts a new process, which reads again from the committed offsets."""
-    log.critical("%s; starting afresh to read them again", gap)
+def leave(status: int, reason: str) -> None:
+    """Leave at once, as kill -9 would: no further record processed, no offset committed. A
+    graceful stop would commit the event in hand (Faust acks it when the agent returns) and, after
+    a gap, what was processed past the lost records. The process that replaces this one reads
+    again from the committed offsets (``EXIT_RESTART``: the supervisor starts it at once)."""
+    log.critical("%s", reason)
     for handler in logging.getLogger().handlers:
         handler.flush()
-    os._exit(EXIT_RESTART)
+    os._exit(status)
 
 
 def tally(system: str, what: str, amount: int = 1) -> None:
@@ -270,7 +271,7 @@ def create_app(settings: HubSettings, published: MemoryStore | None = None) -> f
                 try:
                     guard.check(message.topic, message.partition, message.offset)
                 except OffsetGap as gap:
-                    start_afresh(gap)
+                    leave(EXIT_RESTART, f"{gap}; starting afresh to read them again")
                     return
                 tally(system, "in")
                 try:
@@ -307,9 +308,8 @@ def create_app(settings: HubSettings, published: MemoryStore | None = None) -> f
                 except Exception as exc:  # Kafka would not take our output: stop
                     # Not the input's fault, so not for the DLQ: stop before this offset is
                     # committed; a restarted worker processes the event again (nothing is lost).
-                    log.critical("cannot produce for %s[%d]@%d, stopping: %r", message.topic,
-                                 message.partition, message.offset, exc)  # fmt: skip
-                    await app.crash(exc)
+                    leave(1, f"cannot produce for {message.topic}[{message.partition}]@"
+                             f"{message.offset}, stopping: {exc!r}")  # fmt: skip
                     return
                 yield None
 

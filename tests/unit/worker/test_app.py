@@ -15,6 +15,7 @@ from hub.core.engine import MemoryStore
 from hub.errors import DeadLetterFlood
 from hub.settings import HubSettings
 from hub.worker import app as worker_app
+from hub.worker.continuity import EXIT_RESTART
 from tests.conftest import pick
 
 Sent = list[tuple[str, bytes, bytes | None, dict[str, bytes]]]
@@ -142,17 +143,19 @@ async def test_an_output_kafka_refuses_stops_the_worker_instead_of_dead_letterin
 
     monkeypatch.setattr(Topic, "send", refuse)
     monkeypatch.setattr(worker_app.asyncio, "sleep", short_backoff)
+    left: list[tuple[int, str]] = []
+    monkeypatch.setattr(worker_app, "leave", lambda status, reason: left.append((status, reason)))
     record = pick("pos_stock", "pos.stock", "u")
     await agent.put(record.value, key=record.key, wait=False)
     for _ in range(100):
-        if agent.app.crash.await_count:
+        if left:
             break
         await real_sleep(0.02)
-    (reason,) = agent.app.crash.await_args.args
-    assert isinstance(reason, ConnectionError)
-    assert (
-        worker_app.COUNTS["dead_lettered"] == 0
-    )  # not the input's fault: it will be processed again
+    ((status, reason),) = left
+    assert status == 1
+    assert reason.startswith(f"cannot produce for {RAW_STOCK}[0]@0, stopping: ConnectionError")
+    # Not the input's fault: it will be processed again, not dead-lettered.
+    assert worker_app.COUNTS["dead_lettered"] == 0
 
 
 async def test_being_given_the_raw_topics_reads_the_published_state_back(agent, monkeypatch):
@@ -179,8 +182,8 @@ async def test_being_given_the_raw_topics_reads_the_published_state_back(agent, 
 async def test_records_skipped_after_a_rebalance_make_the_worker_start_afresh(
     agent, sent, monkeypatch
 ):
-    gaps: list[Exception] = []
-    monkeypatch.setattr(worker_app, "start_afresh", gaps.append)  # the real one leaves at once
+    left: list[tuple[int, str]] = []
+    monkeypatch.setattr(worker_app, "leave", lambda status, reason: left.append((status, reason)))
     # The group committed offset 0 and the test context numbers records 0, 1, 2…; then records 1-4
     # vanish (the next record the agent sees is 5).
     monkeypatch.setattr(worker_app, "resume_offsets", lambda *a: {(RAW_STOCK, 0): 0})
@@ -190,12 +193,11 @@ async def test_records_skipped_after_a_rebalance_make_the_worker_start_afresh(
     agent.sent_offset = 5
     await agent.put(record.value, key=record.key, partition=0, wait=False)
     for _ in range(100):
-        if gaps:
+        if left:
             break
         await asyncio.sleep(0.02)
-    assert [str(gap) for gap in gaps] == [
-        f"{RAW_STOCK}[0]: got offset 5, expected 1: 4 records were skipped"
-    ]
+    assert left == [(EXIT_RESTART, f"{RAW_STOCK}[0]: got offset 5, expected 1: 4 records were "
+                                   "skipped; starting afresh to read them again")]  # fmt: skip
     assert len(sent) == 1  # the record after the gap was not processed
 
 
