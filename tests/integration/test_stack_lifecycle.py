@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import signal
 from pathlib import Path
 
@@ -103,7 +104,8 @@ def test_reconcile_finds_sources_and_unified_topics_in_agreement(stack, worker):
 
 @pytest.mark.after_others
 def test_reconcile_reports_a_difference_with_exit_code_1(stack, worker):
-    worker.send_signal(signal.SIGSTOP)  # changes pile up unprocessed
+    # Changes pile up unprocessed (the whole group: `hub worker` runs the Faust process as a child).
+    os.killpg(worker.pid, signal.SIGSTOP)
     try:
         stack.sql(
             "erp",
@@ -111,7 +113,7 @@ def test_reconcile_reports_a_difference_with_exit_code_1(stack, worker):
         )
         result = stack.hub("reconcile", "--json", "--wait", "0")
     finally:
-        worker.send_signal(signal.SIGCONT)
+        os.killpg(worker.pid, signal.SIGCONT)
     report = json.loads(result.stdout)
     assert result.returncode == 1 and not report["agree"]
     (key,) = report["topics"]["unified.inventory"]["wrong"]
