@@ -151,7 +151,8 @@ def ensure_topics(bootstrap: str, registry: TopicRegistry) -> list[str]:
         if spec.name in existing and len(existing[spec.name].partitions) != spec.partitions:
             raise StackError(
                 f"topic {spec.name} has {len(existing[spec.name].partitions)} partitions, "
-                f"schemas/topics.yaml declares {spec.partitions}"
+                f"schemas/topics.yaml declares {spec.partitions}. A local stack made by an "
+                "earlier version: 'hub stack down --purge' (deletes its data), then up again"
             )
     if not wanted:
         return []
