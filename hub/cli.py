@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
@@ -167,6 +168,29 @@ def demo(rate: float, keep_stack: bool) -> None:
     from hub.demo import run_demo
 
     sys.exit(run_demo(get_settings(), rate, keep_stack))
+
+
+@main.command()
+@click.option(
+    "--rates",
+    default="500,1000,2000,5000,8000",
+    show_default=True,
+    help="Offered load per step, in row changes per second (comma-separated).",
+)
+@click.option("--warmup", type=float, default=10.0, show_default=True, help="Seconds per step.")
+@click.option("--measure", type=float, default=30.0, show_default=True, help="Seconds per step.")
+@click.option("--seed", type=int, default=2026, show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), default=Path("bench/results"),
+              show_default=True)  # fmt: skip
+def bench(rates: str, warmup: float, measure: float, seed: int, out: Path) -> None:
+    """Benchmark the hub on the running local stack: throughput, end-to-end latency, CPU, memory."""
+    from hub.bench.run import Bench, Step, write
+
+    steps = [Step(int(rate), warmup, measure) for rate in rates.split(",")]
+    result = Bench(get_settings(), err, seed).run(steps)
+    json_path, md_path = write(result, out)
+    err.print(f"[green]✓[/] results: {json_path} and {md_path}")
+    print(md_path.read_text())
 
 
 @main.command()

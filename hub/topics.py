@@ -35,6 +35,8 @@ class TopicSpec(BaseModel):
     cleanup_policy: Literal["delete", "compact"]
     retention_ms: int | None = None
     max_message_bytes: int | None = None
+    # LogAppendTime: the broker stamps each record as it appends it (latency is measured with it).
+    timestamp_type: Literal["CreateTime", "LogAppendTime"] | None = None
     source: SourceTable | None = None
     model: str | None = None
     schema_file: str | None = None
@@ -48,6 +50,8 @@ class TopicSpec(BaseModel):
             config["retention.ms"] = str(self.retention_ms)
         if self.max_message_bytes is not None:
             config["max.message.bytes"] = str(self.max_message_bytes)
+        if self.timestamp_type is not None:
+            config["message.timestamp.type"] = self.timestamp_type
         return config
 
 
