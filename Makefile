@@ -7,7 +7,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
 
-.PHONY: help install jars run test chaos lint format typecheck unit contract integration up down status env clean
+.PHONY: help install jars run test chaos bench bench-quick lint format typecheck unit contract integration up down status env clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -32,6 +32,12 @@ test: install lint typecheck ## Lint, type-check, then unit, contract, real-stac
 
 chaos: install ## 20 random faults under one long load (HUB_CHAOS_FAULTS, HUB_CHAOS_SEED); prints the figures
 	@$(BIN)/pytest tests/integration/test_chaos.py -m chaos -s
+
+bench: install ## Benchmark on the local stack: steps 500-8000 changes/s; results in bench/results/
+	@$(BIN)/hub stack up && $(BIN)/hub bench
+
+bench-quick: install ## A short benchmark for development (two steps, under 5 minutes)
+	@$(BIN)/hub stack up && $(BIN)/hub bench --rates 500,2000 --warmup 5 --measure 20
 
 unit: install ## Unit and contract tests only (no I/O)
 	@$(BIN)/pytest tests/unit tests/contract
