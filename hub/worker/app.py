@@ -1,7 +1,7 @@
 """The Faust app: one agent per source system; it only adapts Kafka records to the engine.
 
-At-least-once: Faust commits an input offset after the agent has finished with the event, and the
-agent awaits each output's delivery before that. Agent concurrency is 1 (higher concurrency can
+At-least-once: Faust commits an input offset after the agent has finished with the event, and only
+once every output sent for it has been acknowledged (``Deliveries``). Agent concurrency is 1 (higher concurrency can
 commit past an unfinished event). The engine's rows live in a changelog-backed Faust table, so
 lookups and unchanged TOAST values survive a restart.
 
@@ -55,6 +55,28 @@ def leave(status: int, reason: str) -> None:
     for handler in logging.getLogger().handlers:
         handler.flush()
     os._exit(status)
+
+
+class Deliveries:
+    """Outputs sent and not yet known to be delivered.
+
+    The agent does not wait for each output's acknowledgement (one broker round trip per event
+    would bound the worker's throughput). Faust flushes its producer before it commits input
+    offsets; the worker wraps that flush so that it also awaits every output sent since the last
+    commit, and leaves, committing nothing, if one was not delivered.
+    """
+
+    def __init__(self) -> None:
+        self.pending: list[Any] = []
+
+    async def verify(self) -> None:
+        batch, self.pending = self.pending, []
+        for future in batch:
+            try:
+                await future
+            except Exception as exc:
+                leave(1, f"an output was not delivered, stopping before its input offset is "
+                         f"committed: {exc!r}")  # fmt: skip
 
 
 def tally(system: str, what: str, amount: int = 1) -> None:
@@ -178,6 +200,7 @@ def create_app(settings: HubSettings, published: MemoryStore | None = None) -> f
     input_names = {spec.name for specs in inputs.values() for spec in specs}
     held: set[Any] = set()
     guard = ContinuityGuard()
+    deliveries = Deliveries()
     # Closed while an assignment is taken over: events fetched meanwhile wait (Faust may hand them
     # out before this handler returns), then are checked against the new assignment.
     ready = asyncio.Event()
@@ -285,7 +308,7 @@ def create_app(settings: HubSettings, published: MemoryStore | None = None) -> f
                         except Exception as exc:  # a bug met by this input: dead-letter it, go on
                             raise InvalidEvent("internal_error", repr(exc)) from exc
                         for output in outcome.outputs:
-                            await _produce(outputs, output)
+                            deliveries.pending.append(await _send(outputs, output))
                         tally(system, "applied", len(outcome.outputs))
                         tally(system, "duplicate", outcome.duplicates)
                         tally(system, "noop", outcome.noops)
@@ -315,6 +338,20 @@ def create_app(settings: HubSettings, published: MemoryStore | None = None) -> f
 
         app.agent(source, name=f"{STEP}-{system}", concurrency=1)(normalise)
 
+    async def verify_outputs_before_commits() -> None:
+        # Faust commits input offsets right after ``producer.flush()``: make that flush also
+        # confirm every output of the events being committed (see ``Deliveries``).
+        producer = app.producer
+        flush = producer.flush
+
+        async def flush_then_verify() -> None:
+            await flush()
+            await deliveries.verify()
+
+        producer.flush = flush_then_verify  # type: ignore[method-assign]
+
+    app.task(verify_outputs_before_commits)
+
     @app.page("/metrics")
     async def prometheus(web: Any, request: Any) -> Any:
         # aiohttp takes the charset apart from the content type.
@@ -334,17 +371,16 @@ def _millis(timestamp: float | None) -> int | None:
     return int(timestamp * 1000) if timestamp else None
 
 
-async def _produce(outputs: dict[str, Any], output: Output, attempts: int = 5) -> None:
-    """Send one output and wait for the broker's acknowledgement; retries with backoff, then raises."""
+async def _send(outputs: dict[str, Any], output: Output, attempts: int = 5) -> Any:
+    """Hand one output to the producer (retried with backoff, then raises); returns the future
+    of its delivery (see ``Deliveries``)."""
     value = output.value_bytes() if isinstance(output, Upsert) else None
     headers = [(POSITION_HEADER, output.position.encode())]
     for attempt in range(1, attempts + 1):
         try:
-            pending = await outputs[output.topic_id].send(
+            return await outputs[output.topic_id].send(
                 key=output.key.encode(), value=value, headers=headers
             )
-            await pending
-            return
         except Exception as exc:  # retried, then re-raised
             if attempt == attempts:
                 raise
@@ -352,6 +388,7 @@ async def _produce(outputs: dict[str, Any], output: Output, attempts: int = 5) -
                 "producing %s failed (attempt %d of %d): %r", output.key, attempt, attempts, exc
             )
             await asyncio.sleep(0.25 * 2**attempt)
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def run_worker(settings: HubSettings, loglevel: str) -> None:

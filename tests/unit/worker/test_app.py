@@ -208,3 +208,22 @@ async def test_records_of_a_partition_the_worker_no_longer_holds_are_left_alone(
     await agent.put(record.value, key=record.key, partition=1)
     assert len(sent) == 1
     assert worker_app.COUNTS["in"] == 1
+
+
+async def test_an_output_that_was_not_delivered_stops_the_worker_before_the_commit(monkeypatch):
+    left: list[tuple[int, str]] = []
+    monkeypatch.setattr(worker_app, "leave", lambda status, reason: left.append((status, reason)))
+    loop = asyncio.get_running_loop()
+    delivered, refused = loop.create_future(), loop.create_future()
+    delivered.set_result(None)
+    refused.set_exception(ConnectionError("broker gone"))
+    deliveries = worker_app.Deliveries()
+    deliveries.pending += [delivered, refused]
+    await deliveries.verify()
+    assert left == [(1, "an output was not delivered, stopping before its input offset is "
+                        "committed: ConnectionError('broker gone')")]  # fmt: skip
+    assert deliveries.pending == []
+    left.clear()
+    deliveries.pending.append(delivered)
+    await deliveries.verify()
+    assert left == []
