@@ -1,9 +1,9 @@
 """The Faust app: one agent per source system; it only adapts Kafka records to the engine.
 
 At-least-once: Faust commits an input offset after the agent has finished with the event, and only
-once every output sent for it has been acknowledged (``Deliveries``). Agent concurrency is 1 (higher concurrency can
-commit past an unfinished event). The engine's rows live in a changelog-backed Faust table, so
-lookups and unchanged TOAST values survive a restart.
+once every output sent for it has been acknowledged (``Deliveries``). Agent concurrency is 1
+(higher concurrency can commit past an unfinished event). The engine's rows live in a
+changelog-backed Faust table, so lookups and unchanged TOAST values survive a restart.
 
 The table and every raw topic have one partition, so they are co-partitioned and Faust's assignor
 gives them all to one worker of the group; the others keep a standby copy of the table and take
@@ -38,6 +38,7 @@ from hub.settings import HubSettings
 from hub.topics import TopicSpec, registry
 from hub.worker import metrics
 from hub.worker.continuity import EXIT_RESTART, ContinuityGuard, OffsetGap
+from hub.worker.output import OutputProducer
 
 log = logging.getLogger("hub.worker")
 
@@ -58,25 +59,23 @@ def leave(status: int, reason: str) -> None:
 
 
 class Deliveries:
-    """Outputs sent and not yet known to be delivered.
+    """Confirms the outputs of the events Faust is about to commit.
 
-    The agent does not wait for each output's acknowledgement (one broker round trip per event
-    would bound the worker's throughput). Faust flushes its producer before it commits input
-    offsets; the worker wraps that flush so that it also awaits every output sent since the last
-    commit, and leaves, committing nothing, if one was not delivered.
+    The agent hands outputs to ``OutputProducer`` without waiting for each acknowledgement (one
+    broker round trip per event would bound the worker's throughput). Faust flushes its own
+    producer before it commits input offsets; the worker wraps that flush so that it also flushes
+    the output producer, and leaves, committing nothing, if an output was not delivered.
     """
 
-    def __init__(self) -> None:
-        self.pending: list[Any] = []
+    def __init__(self, producer: OutputProducer) -> None:
+        self.producer = producer
 
     async def verify(self) -> None:
-        batch, self.pending = self.pending, []
-        for future in batch:
-            try:
-                await future
-            except Exception as exc:
-                leave(1, f"an output was not delivered, stopping before its input offset is "
-                         f"committed: {exc!r}")  # fmt: skip
+        loop = asyncio.get_running_loop()
+        failures = await loop.run_in_executor(None, self.producer.flush, 120.0)
+        if failures:
+            leave(1, f"{len(failures)} outputs were not delivered, stopping before their input "
+                     f"offsets are committed: {failures[:3]}")  # fmt: skip
 
 
 def tally(system: str, what: str, amount: int = 1) -> None:
@@ -175,12 +174,12 @@ def create_app(settings: HubSettings, published: MemoryStore | None = None) -> f
         logging_config=None,
     )
     reg = registry()
-    outputs: dict[str, Any] = {
+    dlq_topics: dict[str, Any] = {
         spec.id: app.topic(
             spec.name, key_serializer="raw", value_serializer="raw", partitions=spec.partitions
         )
         for spec in reg.topics.values()
-        if spec.kind in ("unified", "dlq")
+        if spec.kind == "dlq"
     }
     # One changelog partition, keyed by our own row refs (JSON keys and values). Not a GlobalTable:
     # a global table re-applies its own changelog asynchronously and can overwrite newer values.
@@ -200,7 +199,9 @@ def create_app(settings: HubSettings, published: MemoryStore | None = None) -> f
     input_names = {spec.name for specs in inputs.values() for spec in specs}
     held: set[Any] = set()
     guard = ContinuityGuard()
-    deliveries = Deliveries()
+    producer = OutputProducer(settings.bootstrap, f"{settings.worker_id}-outputs")
+    deliveries = Deliveries(producer)
+    topic_names = {spec.id: spec.name for spec in reg.topics.values()}
     # Closed while an assignment is taken over: events fetched meanwhile wait (Faust may hand them
     # out before this handler returns), then are checked against the new assignment.
     ready = asyncio.Event()
@@ -265,7 +266,7 @@ def create_app(settings: HubSettings, published: MemoryStore | None = None) -> f
             value_serializer="raw",
             allow_empty=True,
         )
-        dlq = outputs[specs[0].dlq or ""]
+        dlq = dlq_topics[specs[0].dlq or ""]
 
         async def dead_letter(
             system: str, dlq: Any, key: bytes | None, value: bytes | None, provenance: Provenance,
@@ -308,7 +309,7 @@ def create_app(settings: HubSettings, published: MemoryStore | None = None) -> f
                         except Exception as exc:  # a bug met by this input: dead-letter it, go on
                             raise InvalidEvent("internal_error", repr(exc)) from exc
                         for output in outcome.outputs:
-                            deliveries.pending.append(await _send(outputs, output))
+                            _send(producer, topic_names, output)
                         tally(system, "applied", len(outcome.outputs))
                         tally(system, "duplicate", outcome.duplicates)
                         tally(system, "noop", outcome.noops)
@@ -341,14 +342,14 @@ def create_app(settings: HubSettings, published: MemoryStore | None = None) -> f
     async def verify_outputs_before_commits() -> None:
         # Faust commits input offsets right after ``producer.flush()``: make that flush also
         # confirm every output of the events being committed (see ``Deliveries``).
-        producer = app.producer
-        flush = producer.flush
+        faust_producer = app.producer
+        flush = faust_producer.flush
 
         async def flush_then_verify() -> None:
             await flush()
             await deliveries.verify()
 
-        producer.flush = flush_then_verify  # type: ignore[method-assign]
+        faust_producer.flush = flush_then_verify  # type: ignore[method-assign]
 
     app.task(verify_outputs_before_commits)
 
@@ -371,24 +372,11 @@ def _millis(timestamp: float | None) -> int | None:
     return int(timestamp * 1000) if timestamp else None
 
 
-async def _send(outputs: dict[str, Any], output: Output, attempts: int = 5) -> Any:
-    """Hand one output to the producer (retried with backoff, then raises); returns the future
-    of its delivery (see ``Deliveries``)."""
+def _send(producer: OutputProducer, names: dict[str, str], output: Output) -> None:
+    """Hand one output to the producer; its delivery is confirmed before the commit."""
     value = output.value_bytes() if isinstance(output, Upsert) else None
-    headers = [(POSITION_HEADER, output.position.encode())]
-    for attempt in range(1, attempts + 1):
-        try:
-            return await outputs[output.topic_id].send(
-                key=output.key.encode(), value=value, headers=headers
-            )
-        except Exception as exc:  # retried, then re-raised
-            if attempt == attempts:
-                raise
-            log.warning(
-                "producing %s failed (attempt %d of %d): %r", output.key, attempt, attempts, exc
-            )
-            await asyncio.sleep(0.25 * 2**attempt)
-    raise AssertionError("unreachable")  # pragma: no cover
+    headers: list[tuple[str, str | bytes | None]] = [(POSITION_HEADER, output.position.encode())]
+    producer.send(names[output.topic_id], output.key.encode(), value, headers)
 
 
 def run_worker(settings: HubSettings, loglevel: str) -> None:

@@ -16,6 +16,7 @@ from hub.errors import DeadLetterFlood
 from hub.settings import HubSettings
 from hub.worker import app as worker_app
 from hub.worker.continuity import EXIT_RESTART
+from hub.worker.output import OutputProducer
 from tests.conftest import pick
 
 Sent = list[tuple[str, bytes, bytes | None, dict[str, bytes]]]
@@ -33,7 +34,11 @@ def sent(monkeypatch) -> Sent:
         done.set_result(None)
         return done
 
-    monkeypatch.setattr(Topic, "send", fake_send)
+    def fake_output(self, topic, key, value, headers):
+        records.append((topic, key, value, dict(headers)))
+
+    monkeypatch.setattr(Topic, "send", fake_send)  # the dead-letter topic
+    monkeypatch.setattr(OutputProducer, "send", fake_output)  # the unified topics
     # The engine's table keeps its data in memory here; its changelog would need a broker.
     monkeypatch.setattr(Table, "on_key_set", lambda self, key, value: None)
     monkeypatch.setattr(Table, "on_key_del", lambda self, key: None)
@@ -130,19 +135,13 @@ async def test_flood_of_bad_events_crashes_the_worker(agent, sent):
     assert len(sent) == 3  # every bad event reached the DLQ before the stop
 
 
-async def test_an_output_kafka_refuses_stops_the_worker_instead_of_dead_lettering(
+async def test_an_output_the_producer_refuses_stops_the_worker_instead_of_dead_lettering(
     agent, sent, monkeypatch
 ):
-    async def refuse(self, **_):
-        raise ConnectionError("broker gone")
+    def refuse(self, topic, key, value, headers):
+        raise BufferError("local queue full for good")
 
-    real_sleep = asyncio.sleep
-
-    async def short_backoff(seconds):
-        await real_sleep(0)
-
-    monkeypatch.setattr(Topic, "send", refuse)
-    monkeypatch.setattr(worker_app.asyncio, "sleep", short_backoff)
+    monkeypatch.setattr(OutputProducer, "send", refuse)
     left: list[tuple[int, str]] = []
     monkeypatch.setattr(worker_app, "leave", lambda status, reason: left.append((status, reason)))
     record = pick("pos_stock", "pos.stock", "u")
@@ -150,10 +149,10 @@ async def test_an_output_kafka_refuses_stops_the_worker_instead_of_dead_letterin
     for _ in range(100):
         if left:
             break
-        await real_sleep(0.02)
+        await asyncio.sleep(0.02)
     ((status, reason),) = left
     assert status == 1
-    assert reason.startswith(f"cannot produce for {RAW_STOCK}[0]@0, stopping: ConnectionError")
+    assert reason.startswith(f"cannot produce for {RAW_STOCK}[0]@0, stopping: BufferError")
     # Not the input's fault: it will be processed again, not dead-lettered.
     assert worker_app.COUNTS["dead_lettered"] == 0
 
@@ -213,17 +212,16 @@ async def test_records_of_a_partition_the_worker_no_longer_holds_are_left_alone(
 async def test_an_output_that_was_not_delivered_stops_the_worker_before_the_commit(monkeypatch):
     left: list[tuple[int, str]] = []
     monkeypatch.setattr(worker_app, "leave", lambda status, reason: left.append((status, reason)))
-    loop = asyncio.get_running_loop()
-    delivered, refused = loop.create_future(), loop.create_future()
-    delivered.set_result(None)
-    refused.set_exception(ConnectionError("broker gone"))
-    deliveries = worker_app.Deliveries()
-    deliveries.pending += [delivered, refused]
-    await deliveries.verify()
-    assert left == [(1, "an output was not delivered, stopping before its input offset is "
-                        "committed: ConnectionError('broker gone')")]  # fmt: skip
-    assert deliveries.pending == []
-    left.clear()
-    deliveries.pending.append(delivered)
-    await deliveries.verify()
+
+    class Flushed:
+        def __init__(self, failures: list[str]) -> None:
+            self.failures = failures
+
+        def flush(self, timeout: float) -> list[str]:
+            return self.failures
+
+    await worker_app.Deliveries(Flushed([])).verify()
     assert left == []
+    await worker_app.Deliveries(Flushed(["unified.inventory key b'k': Broker: timed out"])).verify()
+    assert left == [(1, "1 outputs were not delivered, stopping before their input offsets are "
+                        "committed: [\"unified.inventory key b'k': Broker: timed out\"]")]  # fmt: skip
