@@ -6,8 +6,9 @@ cannot keep up, the shortfall shows in the achieved rate (it is never hidden by 
 
 The mix, in row changes: POS 60 % (stock corrections of 1-3 rows on hot articles, till sales of a
 ticket, its lines and their stock decrements in one transaction, loyalty member updates, and every
-few seconds a bulk stocktake of 300 rows), shop 25 % (web orders with lines and inventory moves,
-customers created, updated and deleted), ERP 15 % (warehouse moves, customer updates). Articles are
+few seconds a bulk stocktake of 300 rows, at most a tenth of its changes), shop 25 % (web orders
+with lines and inventory moves, customers created, updated and deleted), ERP 15 % (warehouse
+moves, customer updates). Articles are
 chosen with a Zipf-like skew: a few hot articles take most changes.
 """
 
@@ -26,7 +27,8 @@ from typing import Any
 
 SHARES = {"pos": 0.60, "shop": 0.25, "erp": 0.15}
 BULK_ROWS = 300
-BULK_EVERY = 5.0  # seconds between two bulk stocktakes at the POS
+BULK_EVERY = 5.0  # seconds between two bulk stocktakes at the POS, at high rates
+BULK_SHARE = 0.1  # at most this share of the POS changes are bulk (so a tiny load has none)
 
 
 @dataclass
@@ -56,8 +58,9 @@ class Skewed:
 
 
 class PosLoad:
-    def __init__(self, conn: Any, rng: random.Random) -> None:
+    def __init__(self, conn: Any, rng: random.Random, rate: float) -> None:
         self.conn, self.rng = conn, rng
+        self.bulk_every = max(BULK_EVERY, BULK_ROWS / (BULK_SHARE * rate))
         conn.execute("SET synchronous_commit = off")  # the load generator's own commits only
         rows = conn.execute("SELECT store_code, ean FROM pos.stock ORDER BY 1, 2").fetchall()
         self.rows = [(str(s), str(e)) for s, e in rows]
@@ -65,11 +68,11 @@ class PosLoad:
         cards = conn.execute("SELECT card_no FROM pos.loyalty_member ORDER BY 1").fetchall()
         self.cards = [str(c[0]) for c in cards]
         conn.commit()
-        self.next_bulk = time.monotonic() + BULK_EVERY
+        self.next_bulk = time.monotonic() + self.bulk_every
 
     def step(self) -> int:
         if time.monotonic() >= self.next_bulk:
-            self.next_bulk += BULK_EVERY
+            self.next_bulk += self.bulk_every
             return self._stocktake()
         roll = self.rng.random()
         if roll < 0.55:
@@ -131,7 +134,7 @@ class PosLoad:
 
 
 class ShopLoad:
-    def __init__(self, conn: Any, rng: random.Random) -> None:
+    def __init__(self, conn: Any, rng: random.Random, rate: float) -> None:
         self.conn, self.rng = conn, rng
         conn.execute("SET synchronous_commit = off")
         variants = conn.execute("SELECT id FROM shop.variant ORDER BY id").fetchall()
@@ -203,7 +206,7 @@ class ShopLoad:
 
 
 class ErpLoad:
-    def __init__(self, conn: Any, rng: random.Random) -> None:
+    def __init__(self, conn: Any, rng: random.Random, rate: float) -> None:
         self.conn, self.rng = conn, rng
         with conn.cursor() as cur:
             cur.execute("SELECT WHS_CODE, ART_NO FROM STK_BAL ORDER BY 1, 2")
@@ -242,7 +245,7 @@ def _now_s() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None, microsecond=0)
 
 
-LOADS: dict[str, Callable[[Any, random.Random], Any]] = {
+LOADS: dict[str, Callable[[Any, random.Random, float], Any]] = {
     "pos": PosLoad,
     "shop": ShopLoad,
     "erp": ErpLoad,
@@ -279,7 +282,7 @@ class FixedClockLoad:
     def _run(self, writer: Writer, seed: int) -> None:
         conn = self.connect(writer.system)
         try:
-            load = LOADS[writer.system](conn, random.Random(seed))
+            load = LOADS[writer.system](conn, random.Random(seed), writer.rate)
             started = time.monotonic()
             while not self._stop.is_set():
                 due = writer.rate * (time.monotonic() - started)
