@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
@@ -61,19 +61,44 @@ def header(msg: Message, name: str) -> str | None:
     return None
 
 
-def resume_offsets(
+def group_positions(
     bootstrap: str, group: str, partitions: Sequence[tuple[str, int]]
-) -> dict[tuple[str, int], int]:
-    """Where ``group`` resumes each partition: its committed offset, or the log start when it has
-    none or retention deleted it (the worker reads from the earliest offset)."""
+) -> dict[tuple[str, int], tuple[int, int]]:
+    """Per partition, where ``group`` resumes (its committed offset, or the log start when it has
+    none or retention deleted it: the worker reads from the earliest offset) and the log end."""
     consumer = Consumer(
         {"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False}
     )
     try:
-        committed = consumer.committed([TopicPartition(t, p) for t, p in partitions], 30)
-        return {
-            (tp.topic, tp.partition): max(tp.offset, consumer.get_watermark_offsets(tp, 30)[0])
-            for tp in committed
-        }
+        positions = {}
+        for tp in consumer.committed([TopicPartition(t, p) for t, p in partitions], 30):
+            low, high = consumer.get_watermark_offsets(tp, 30)
+            positions[(tp.topic, tp.partition)] = (max(tp.offset, low), high)
+        return positions
     finally:
         consumer.close()
+
+
+def resume_offsets(
+    bootstrap: str, group: str, partitions: Sequence[tuple[str, int]]
+) -> dict[tuple[str, int], int]:
+    """Where ``group`` resumes each partition (see ``group_positions``)."""
+    return {key: start for key, (start, _) in group_positions(bootstrap, group, partitions).items()}
+
+
+def group_lag(bootstrap: str, group: str, specs: Sequence[TopicSpec]) -> int:
+    """Records of ``specs`` that ``group`` has not committed yet."""
+    partitions = [(s.name, p) for s in specs for p in range(s.partitions)]
+    return sum(end - start for start, end in group_positions(bootstrap, group, partitions).values())
+
+
+def partition_mismatches(
+    existing: Mapping[str, Any], specs: Iterable[TopicSpec]
+) -> dict[str, tuple[int, int]]:
+    """Topics of ``specs`` that exist (``existing``: ``AdminClient.list_topics().topics``) with
+    another partition count than declared: name → (actual, declared)."""
+    return {
+        spec.name: (len(existing[spec.name].partitions), spec.partitions)
+        for spec in specs
+        if spec.name in existing and len(existing[spec.name].partitions) != spec.partitions
+    }

@@ -12,7 +12,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -20,6 +20,7 @@ from pathlib import Path
 import orjson
 from confluent_kafka import TIMESTAMP_LOG_APPEND_TIME, Consumer, TopicPartition
 
+from hub.core.debezium import committed_at
 from hub.topics import TopicSpec
 
 
@@ -39,8 +40,7 @@ def committed_ms(spec: TopicSpec, value: bytes) -> tuple[str, float] | None:
     source = record.get("source") or {}
     if spec.source is None or not source:
         return None
-    micros = source.get("ts_us")
-    return spec.source.system, micros / 1000 if micros else float(source["ts_ms"])
+    return spec.source.system, committed_at(source).timestamp() * 1000
 
 
 @dataclass
@@ -92,22 +92,6 @@ class LatencyProbe:
                         self.samples.append(Sample(system, committed, stamp - committed))
         finally:
             consumer.close()
-
-
-def group_lag(bootstrap: str, group: str, specs: Iterable[TopicSpec]) -> int:
-    """Records of ``specs`` that ``group`` has not committed yet."""
-    consumer = Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False}
-    )
-    try:
-        partitions = [TopicPartition(s.name, p) for s in specs for p in range(s.partitions)]
-        lag = 0
-        for tp in consumer.committed(partitions, 10):
-            low, high = consumer.get_watermark_offsets(tp, 10)
-            lag += high - max(tp.offset, low)
-        return lag
-    finally:
-        consumer.close()
 
 
 TICKS = os.sysconf("SC_CLK_TCK")

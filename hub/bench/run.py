@@ -23,7 +23,8 @@ from typing import Any
 from rich.console import Console
 
 from hub.bench.load import FixedClockLoad
-from hub.bench.probe import LatencyProbe, ProcessUse, Sample, group_lag, process_use
+from hub.bench.probe import LatencyProbe, ProcessUse, Sample, process_use
+from hub.kafka_io import group_lag
 from hub.settings import HubSettings
 from hub.topics import registry
 

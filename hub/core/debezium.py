@@ -107,17 +107,21 @@ def _position(source: Mapping[str, Any]) -> str:
     raise InvalidEvent("unsupported_connector", f"no position rule for connector {connector!r}")
 
 
+def committed_at(source: Mapping[str, Any]) -> datetime:
+    """When the source committed the change, from Debezium's ``source`` block (microseconds when
+    the connector gives them). ``KeyError`` when it gives no time at all."""
+    micros = source.get("ts_us")
+    if isinstance(micros, int):
+        return datetime.fromtimestamp(micros / 1_000_000, UTC)
+    return datetime.fromtimestamp(int(source["ts_ms"]) / 1000, UTC)
+
+
 def _source_info(envelope: Mapping[str, Any]) -> SourceInfo:
     source = envelope.get("source")
     if not isinstance(source, dict):
         raise InvalidEvent("malformed_envelope", "missing 'source' block")
     try:
-        micros = source.get("ts_us")
-        committed = (
-            datetime.fromtimestamp(micros / 1_000_000, UTC)
-            if isinstance(micros, int)
-            else datetime.fromtimestamp(int(source["ts_ms"]) / 1000, UTC)
-        )
+        committed = committed_at(source)
         schema = source.get("schema")
         table = f"{schema}.{source['table']}" if schema else f"{source['db']}.{source['table']}"
         return SourceInfo(

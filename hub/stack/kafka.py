@@ -11,6 +11,7 @@ from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-def
 
 from hub.connect_client import ConnectClient
 from hub.errors import StackError
+from hub.kafka_io import partition_mismatches
 from hub.stack.procs import Proc, port_open, require_started
 from hub.stack.runtime import Runtime
 from hub.topics import TopicRegistry
@@ -147,13 +148,14 @@ def ensure_topics(bootstrap: str, registry: TopicRegistry) -> list[str]:
     admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 3})
     existing = admin.list_topics(timeout=10).topics
     wanted = [spec for spec in registry.topics.values() if spec.name not in existing]
-    for spec in registry.topics.values():
-        if spec.name in existing and len(existing[spec.name].partitions) != spec.partitions:
-            raise StackError(
-                f"topic {spec.name} has {len(existing[spec.name].partitions)} partitions, "
-                f"schemas/topics.yaml declares {spec.partitions}. A local stack made by an "
-                "earlier version: 'hub stack down --purge' (deletes its data), then up again"
-            )
+    wrong = partition_mismatches(existing, registry.topics.values())
+    if wrong:
+        name, (actual, declared) = next(iter(wrong.items()))
+        raise StackError(
+            f"topic {name} has {actual} partitions, schemas/topics.yaml declares {declared}. A "
+            "local stack made by an earlier version: 'hub stack down --purge' (deletes its "
+            "data), then up again"
+        )
     if not wanted:
         return []
     futures = admin.create_topics(

@@ -33,7 +33,7 @@ from hub.core.dlq import DeadLetterBreaker, Provenance, dead_letter_headers
 from hub.core.engine import STEP, Engine, MemoryStore, out_ref, seed_entry
 from hub.core.records import Output, Upsert
 from hub.errors import DeadLetterFlood, InvalidEvent, RegistryError, StackError
-from hub.kafka_io import header, read_to_end, resume_offsets
+from hub.kafka_io import header, partition_mismatches, read_to_end, resume_offsets
 from hub.settings import HubSettings
 from hub.topics import TopicSpec, registry
 from hub.worker import metrics
@@ -139,20 +139,17 @@ def read_published(settings: HubSettings) -> MemoryStore:
 
 
 def check_inputs(settings: HubSettings, specs: list[TopicSpec]) -> None:
-    """Refuse raw topics with more than one partition: they would not be co-partitioned with the
-    engine's table, and two workers would share one key's state. ``StackError`` says what to do."""
+    """Refuse raw topics with more than one partition (the registry declares one): they would not
+    be co-partitioned with the engine's table, and two workers would share one key's state.
+    ``StackError`` says what to do."""
     from confluent_kafka.admin import AdminClient
 
     admin = AdminClient({"bootstrap.servers": settings.bootstrap, "log_level": 3})
-    existing = admin.list_topics(timeout=30).topics
-    wrong = {
-        spec.name: len(existing[spec.name].partitions)
-        for spec in specs
-        if spec.name in existing and len(existing[spec.name].partitions) != 1
-    }
+    wrong = partition_mismatches(admin.list_topics(timeout=30).topics, specs)
     if wrong:
         raise StackError(
-            f"raw topics must have 1 partition, these have more: {wrong}. Recreate them with 1 "
+            f"raw topics must have 1 partition, these have more: "
+            f"{ {name: actual for name, (actual, _) in wrong.items()} }. Recreate them with 1 "
             "partition (the connectors re-snapshot), or `hub stack down --purge` a local stack"
         )
 

@@ -13,7 +13,6 @@ input offsets, so an offset is committed only once the outputs of its event are 
 from __future__ import annotations
 
 import threading
-from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
 
@@ -70,6 +69,3 @@ class OutputProducer:
         if error is not None:
             with self._lock:
                 self._failures.append(f"{msg.topic()} key {msg.key()!r}: {error}")
-
-    def close(self) -> Any:
-        return self.flush(30) if self._producer is not None else []

@@ -17,9 +17,8 @@ from collections import Counter
 import psycopg
 import pymysql
 import requests
-from confluent_kafka import Consumer, TopicPartition
 
-from hub.kafka_io import header, read_to_end
+from hub.kafka_io import group_lag, header, read_to_end
 from hub.simulator import ErpSimulator, SalesSimulator, WebShopSimulator
 from hub.stack.mariadb import connect as mariadb_connect
 from hub.stack.procs import free_port
@@ -64,6 +63,27 @@ class Worker:
                 self.proc.wait(60)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
+
+
+def kill9_connect(stack, pause: float) -> None:
+    """kill -9 Kafka Connect, wait ``pause`` s, then `hub stack up` restarts it (the connectors
+    resume from their offsets)."""
+    os.killpg(int((stack.state_dir / "run" / "connect.pid").read_text()), signal.SIGKILL)
+    time.sleep(pause)
+    up = stack.hub("stack", "up")
+    assert up.returncode == 0, up.stderr
+
+
+def restart_source(stack, system: str, pause: float) -> None:
+    """Stop ``system``'s database, wait ``pause`` s, then `hub stack up` starts it again (Debezium
+    reconnects)."""
+    from hub.settings import HubSettings
+    from hub.stack.manager import Stack
+
+    Stack(HubSettings(state_dir=stack.state_dir)).sources[system].stop()
+    time.sleep(pause)
+    up = stack.hub("stack", "up")
+    assert up.returncode == 0, up.stderr
 
 
 def wait_until(check, what: str, timeout: float = 120) -> None:
@@ -133,29 +153,15 @@ class Load(threading.Thread):
 
 def caught_up(bootstrap: str, group: str, topic_id: str = "raw.pos.stock") -> bool:
     """Whether ``group`` has committed every record of the raw topic ``topic_id``."""
-    spec = registry()[topic_id]
-    consumer = Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False}
-    )
-    try:
-        committed = consumer.committed(
-            [TopicPartition(spec.name, p) for p in range(spec.partitions)], 10
-        )
-        for tp in committed:
-            _, high = consumer.get_watermark_offsets(tp, 10)
-            if high > 0 and tp.offset < high:
-                return False
-        return True
-    finally:
-        consumer.close()
+    return group_lag(bootstrap, group, [registry()[topic_id]]) == 0
 
 
 def drained(stack) -> None:
     """Wait until the worker's group has committed every raw record."""
     bootstrap, group = stack.endpoints["kafka_bootstrap"], stack.env["HUB_WORKER_ID"]
-    raw = [spec.id for spec in registry().topics.values() if spec.kind == "raw"]
+    raw = [spec for spec in registry().topics.values() if spec.kind == "raw"]
     deadline = time.monotonic() + 240
-    while not all(caught_up(bootstrap, group, topic_id) for topic_id in raw):
+    while group_lag(bootstrap, group, raw) > 0:
         assert time.monotonic() < deadline, "the worker did not drain the raw topics within 240 s"
         time.sleep(1)
 

@@ -12,20 +12,20 @@ from __future__ import annotations
 import json
 import os
 import random
-import signal
 import sys
 import time
 from collections import Counter
 
 import pytest
 
-from hub.settings import HubSettings
 from tests.integration.harness import (
     Load,
     Worker,
     drained,
     duplicate_effects,
+    kill9_connect,
     reconcile_report,
+    restart_source,
     stable_members,
     wait_until,
 )
@@ -37,8 +37,6 @@ SEED = int(os.environ.get("HUB_CHAOS_SEED", "2026"))
 
 
 def test_random_faults_under_load_lose_nothing_and_apply_nothing_twice(stack, worker):
-    from hub.stack.manager import Stack
-
     worker.terminate()  # the session's worker: this test runs two of its own, same group
     worker.wait(60)
     workers = [Worker(stack, "chaos-a"), Worker(stack, "chaos-b")]
@@ -62,19 +60,11 @@ def test_random_faults_under_load_lose_nothing_and_apply_nothing_twice(stack, wo
                 time.sleep(rng.uniform(0, 3))
                 victim.start()
             elif kind == "connect":
-                os.killpg(
-                    int((stack.state_dir / "run" / "connect.pid").read_text()), signal.SIGKILL
-                )
-                time.sleep(rng.uniform(0, 3))
-                up = stack.hub("stack", "up")
-                assert up.returncode == 0, up.stderr
+                kill9_connect(stack, rng.uniform(0, 3))
             else:
                 system = rng.choice(["pos", "shop", "erp"])
                 kind = f"source {system}"
-                Stack(HubSettings(state_dir=stack.state_dir)).sources[system].stop()
-                time.sleep(rng.uniform(0, 3))
-                up = stack.hub("stack", "up")
-                assert up.returncode == 0, up.stderr
+                restart_source(stack, system, rng.uniform(0, 3))
             injected[kind] += 1
             sys.stderr.write(f"[chaos] fault {n}/{FAULTS}: {kind} "
                              f"({time.monotonic() - started:.0f} s, {load.done} actions)\n")  # fmt: skip

@@ -8,20 +8,19 @@ their own (same consumer group), so they run after the other integration tests.
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
 import time
 
 import pytest
 
-from hub.settings import HubSettings
 from hub.topics import registry
 from tests.integration.harness import (
     Worker,
     assert_reconciled,
     drained,
+    kill9_connect,
+    restart_source,
     stable_members,
     under_load,
     wait_until,
@@ -50,25 +49,11 @@ def test_kill_9_the_worker_mid_stream(stack, own_worker):
 
 
 def test_kill_9_kafka_connect_mid_stream(stack, own_worker):
-    def inject() -> None:
-        os.killpg(int((stack.state_dir / "run" / "connect.pid").read_text()), signal.SIGKILL)
-        time.sleep(2)
-        up = stack.hub("stack", "up")  # restarts Connect; the connectors resume from their offsets
-        assert up.returncode == 0, up.stderr
-
-    under_load(stack, 202, inject)
+    under_load(stack, 202, lambda: kill9_connect(stack, 2))
 
 
 def test_restart_a_source_database_mid_stream(stack, own_worker):
-    from hub.stack.manager import Stack
-
-    def inject() -> None:
-        Stack(HubSettings(state_dir=stack.state_dir)).sources["shop"].stop()
-        time.sleep(2)
-        up = stack.hub("stack", "up")  # starts it again; Debezium reconnects
-        assert up.returncode == 0, up.stderr
-
-    under_load(stack, 303, inject)
+    under_load(stack, 303, lambda: restart_source(stack, "shop", 2))
 
 
 def test_two_workers_in_one_group_kill_9_the_active_one(stack, own_worker):
