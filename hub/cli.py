@@ -179,18 +179,30 @@ def demo(rate: float, keep_stack: bool) -> None:
 )
 @click.option("--warmup", type=float, default=10.0, show_default=True, help="Seconds per step.")
 @click.option("--measure", type=float, default=30.0, show_default=True, help="Seconds per step.")
+@click.option("--series", default="SUT,BL4,BL3,BL2b,BL2a", show_default=True,
+              help="Which of the hub (SUT) and the baselines to run (comma-separated).")  # fmt: skip
+@click.option("--ramp/--no-ramp", default=True, show_default=True,
+              help="After the SUT's steps, bisect for its highest sustainable rate.")  # fmt: skip
 @click.option("--seed", type=int, default=2026, show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), default=Path("bench/results"),
               show_default=True)  # fmt: skip
-def bench(rates: str, warmup: float, measure: float, seed: int, out: Path) -> None:
-    """Benchmark the hub on the running local stack: throughput, end-to-end latency, CPU, memory."""
-    from hub.bench.run import Bench, Step, write
+def bench(
+    rates: str, warmup: float, measure: float, series: str, ramp: bool, seed: int, out: Path
+) -> None:
+    """Benchmark the hub and its baselines on the stack the settings point at: throughput,
+    end-to-end latency, CPU and memory per process. `make bench` gives it a fresh stack of its own."""
+    from hub.bench.report import write
+    from hub.bench.run import SERIES, Bench, Timing
 
-    steps = [Step(int(rate), warmup, measure) for rate in rates.split(",")]
-    result = Bench(get_settings(), err, seed).run(steps)
-    json_path, md_path = write(result, out)
-    err.print(f"[green]✓[/] results: {json_path} and {md_path}")
-    print(md_path.read_text())
+    wanted = [name.strip() for name in series.split(",") if name.strip()]
+    unknown = sorted(set(wanted) - set(SERIES))
+    if unknown:
+        raise click.BadParameter(f"unknown series {unknown}; choose from {list(SERIES)}")
+    steps = [int(rate) for rate in rates.split(",")]
+    result = Bench(get_settings(), err, seed, Timing(warmup, measure)).run(steps, wanted, ramp)
+    paths = write(result, out)
+    err.print(f"[green]✓[/] results: {paths['json']}, {paths['md']} and {paths['png']}")
+    print(paths["md"].read_text())
 
 
 @main.command()

@@ -71,6 +71,14 @@ class LatencyProbe:
         if self._thread is not None:
             self._thread.join(30)
 
+    def count(self, start_ms: float, end_ms: float) -> int:
+        """Records appended in [start_ms, end_ms)."""
+        return sum(1 for t in self.appended if start_ms <= t < end_ms)
+
+    def quiet_for(self, seconds: float) -> bool:
+        """Nothing appended in the last ``seconds``."""
+        return not self.appended or self.appended[-1] < time.time() * 1000 - seconds * 1000
+
     def _run(self, consumer: Consumer) -> None:
         by_name = {spec.name: spec for spec in self.specs}
         try:

@@ -1,156 +1,358 @@
-"""``hub bench``: the hub as users run it (SUT) under the fixed-clock load, step by step.
+"""``hub bench``: the hub and its baselines under the same fixed-clock load, step by step.
 
-Each step starts the load at its rate, lets it warm up, measures for a fixed period (latency of
-the records whose source commit falls in it, changes in and records out, lag each second, CPU and
-memory of every process), stops the load and waits for the pipeline to drain before the next.
-Results go to ``bench/results/`` as JSON and a Markdown table.
+Series, run in this order on the same stack with the same seed (each step of each series replays
+the same seeded transactions at its rate):
+
+- **SUT**: the hub as users run it (``hub worker``); then the ramp, which bisects between its
+  last sustainable and first unsustainable step for the highest rate where lag stops growing;
+- **BL4**: the hub's core in a plain confluent-kafka loop (no Faust), from the SUT's state;
+- **BL3**: a plain confluent-kafka loop forwarding raw records unchanged (the transport limit);
+- **BL2b**: Debezium → Kafka alone, configured as the hub configures it;
+- **BL2a**: Debezium → Kafka alone with Debezium's default batching (``poll.interval.ms`` 500 ms,
+  2048-event batches), restored to the hub's settings afterwards.
+
+Each step starts the load, lets it warm up, measures for a fixed period (latency of the records
+whose source commit falls in it, changes in, raw records appended, records out, consumer lag each
+second, CPU and memory of every process), stops the load and waits for the pipeline to drain. A
+series that consumes stops climbing at its first unsustainable step (lag kept growing, or it did
+not drain): higher rates would only measure a growing queue.
 """
 
 from __future__ import annotations
 
-import json
-import platform
-import statistics
+import os
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
+import requests
 from rich.console import Console
 
+from hub.bench.baselines import raw_specs, scratch
 from hub.bench.load import FixedClockLoad
-from hub.bench.probe import LatencyProbe, ProcessUse, Sample, process_use
+from hub.bench.probe import LatencyProbe, process_use
+from hub.bench.report import latency_by_system, machine, slope, summarize
+from hub.connect_client import ConnectClient
+from hub.connectors import load_definitions, render_config
 from hub.kafka_io import group_lag
 from hub.settings import HubSettings
-from hub.topics import registry
+from hub.stack.kafka import ensure_topics
+from hub.stack.manager import Stack, wait_running
+from hub.topics import TopicSpec, registry
 
-PERCENTILES = (50, 90, 99, 99.9)
+SERIES = {
+    "SUT": "the hub as users run it (hub worker: Faust agents, core, output producer)",
+    "BL4": "the hub's core (decode, normalise, dedupe, route) in a plain confluent-kafka loop",
+    "BL3": "a plain confluent-kafka loop forwarding raw records unchanged",
+    "BL2b": "Debezium → Kafka alone, configured as the hub configures it",
+    "BL2a": "Debezium → Kafka alone, with Debezium's default batching",
+}
+# What the hub tunes for latency in connectors/*.yaml; BL2a runs without it (Debezium's defaults).
+TUNING = ("poll.interval.ms", "max.batch.size", "max.queue.size")
+SUSTAINED_SLOPE = 0.05  # lag growing by more than this share of the offered rate: not sustainable
+DRAIN_S = 180.0
 
 
 @dataclass(frozen=True)
-class Step:
-    rate: int
+class Timing:
     warmup_s: float
     measure_s: float
 
 
-def percentiles(values: Sequence[float]) -> dict[str, float]:
-    """p50, p90, p99, p99.9 and max (nearest rank), in the unit of ``values``."""
-    if not values:
-        return {}
-    ordered = sorted(values)
-    out = {
-        f"p{p:g}": ordered[min(len(ordered) - 1, int(len(ordered) * p / 100))] for p in PERCENTILES
-    }
-    out["max"] = ordered[-1]
-    out["mean"] = statistics.fmean(ordered)
-    return {k: round(v, 2) for k, v in out.items()}
+@dataclass
+class Consumer:
+    """The process a series measures (the worker, or a baseline loop) and its consumer group."""
 
-
-def latency_by_system(samples: Sequence[Sample], start_ms: float, end_ms: float) -> dict[str, Any]:
-    window = [s for s in samples if start_ms <= s.committed_ms < end_ms]
-    result: dict[str, Any] = {
-        "all": {"count": len(window), **percentiles([s.latency_ms for s in window])}
-    }
-    for system in sorted({s.system for s in window}):
-        mine = [s.latency_ms for s in window if s.system == system]
-        result[system] = {"count": len(mine), **percentiles(mine)}
-    return result
+    label: str
+    group: str
+    argv: list[str]
+    env: dict[str, str]
+    proc: subprocess.Popen[bytes] | None = None
 
 
 class Bench:
-    def __init__(self, settings: HubSettings, console: Console, seed: int) -> None:
-        from hub.stack.manager import Stack
-
-        self.settings, self.console, self.seed = settings, console, seed
+    def __init__(self, settings: HubSettings, console: Console, seed: int, timing: Timing) -> None:
+        self.settings, self.console, self.seed, self.timing = settings, console, seed, timing
         self.stack = Stack(settings, console)
+        self.raw = raw_specs()
         self.unified = [s for s in registry().topics.values() if s.kind == "unified"]
-        self.raw = [s for s in registry().topics.values() if s.kind == "raw"]
+        self.logs = settings.state_dir / "logs"
 
-    def processes(self, worker: subprocess.Popen[bytes]) -> dict[str, int]:
+    # ---- processes ---------------------------------------------------------------------------
+
+    def processes(self, consumer: Consumer | None) -> dict[str, int]:
         procs = {"kafka": self.stack.kafka.proc, "connect": self.stack.connect.proc}
         procs |= {f"{system} db": db.proc for system, db in self.stack.sources.items()}
-        pids = {name: proc.pid() for name, proc in procs.items()}
-        return {name: pid for name, pid in pids.items() if pid} | {"hub worker": worker.pid}
+        pids = {name: pid for name, proc in procs.items() if (pid := proc.pid())}
+        if consumer is not None and consumer.proc is not None:
+            pids[consumer.label] = consumer.proc.pid
+        return pids
 
-    def drain(self, timeout: float) -> bool:
+    @contextmanager
+    def running(self, consumer: Consumer) -> Iterator[Consumer]:
+        self.logs.mkdir(parents=True, exist_ok=True)
+        log = self.logs / f"bench-{consumer.label.replace(' ', '-').lower()}.log"
+        with log.open("ab") as out:
+            consumer.proc = subprocess.Popen(consumer.argv, stdout=out, stderr=subprocess.STDOUT,
+                                             env={**os.environ, **consumer.env})  # fmt: skip
+        try:
+            yield consumer
+        finally:
+            consumer.proc.terminate()
+            try:
+                consumer.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                consumer.proc.kill()
+                consumer.proc.wait()
+
+    def lag(self, consumer: Consumer) -> int:
+        return group_lag(self.settings.bootstrap, consumer.group, self.raw)
+
+    def catch_up(self, consumer: Consumer, ready: Any = None, timeout: float = 900) -> None:
+        """Wait until ``consumer`` is up (``ready``) and has nothing left to read."""
         deadline = time.monotonic() + timeout
-        while group_lag(self.settings.bootstrap, self.settings.worker_id, self.raw) > 0:
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.5)
-        return True
+        with self.console.status(
+            f"{consumer.label}: starting and catching up with the raw topics…"
+        ):
+            while not ((ready is None or ready()) and self.lag(consumer) == 0):
+                if consumer.proc is not None and consumer.proc.poll() is not None:
+                    raise RuntimeError(f"{consumer.label} exited ({consumer.proc.returncode}); see "
+                                       f"{self.logs}")  # fmt: skip
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{consumer.label} did not catch up within {timeout:.0f} s; "
+                                       f"see {self.logs}")  # fmt: skip
+                time.sleep(1)
 
-    def step(self, step: Step, worker: subprocess.Popen[bytes]) -> dict[str, Any]:
-        probe = LatencyProbe(self.settings.bootstrap, self.unified)
-        probe.start()
-        load = FixedClockLoad(self.stack.open, step.rate, self.seed)
+    def worker_active(self) -> bool:
+        """The worker holds the raw topics (its ``hub_worker_active`` gauge)."""
+        url = f"http://{self.settings.host}:{self.settings.worker_web_port}/metrics"
+        try:
+            text = requests.get(url, timeout=2).text
+        except requests.RequestException:
+            return False
+        return any(line.startswith("hub_worker_active 1") for line in text.splitlines())
+
+    # ---- one step ----------------------------------------------------------------------------
+
+    def step(self, outputs: Sequence[TopicSpec], rate: int, timing: Timing,
+             consumer: Consumer | None) -> dict[str, Any]:  # fmt: skip
+        """One measured step at ``rate``; latency is measured on ``outputs``."""
+        probe = LatencyProbe(self.settings.bootstrap, outputs)
+        raw = LatencyProbe(self.settings.bootstrap, self.raw) if consumer else probe
+        for p in {id(probe): probe, id(raw): raw}.values():
+            p.start()
+        load = FixedClockLoad(self.stack.open, rate, self.seed)
         load.start()
-        time.sleep(step.warmup_s)
-        pids = self.processes(worker)
+        time.sleep(timing.warmup_s)
+        pids = self.processes(consumer)
         before = {name: process_use(pid) for name, pid in pids.items()}
         start_ms, changes_before = time.time() * 1000, load.changes()
-        lag: list[int] = []
-        while time.time() * 1000 < start_ms + step.measure_s * 1000:
-            lag.append(group_lag(self.settings.bootstrap, self.settings.worker_id, self.raw))
+        lag: list[tuple[float, int]] = []
+        while time.time() * 1000 < start_ms + timing.measure_s * 1000:
+            if consumer is not None:
+                lag.append((time.monotonic(), self.lag(consumer)))
             time.sleep(1.0)
         end_ms, changes = time.time() * 1000, load.changes() - changes_before
         after = {name: process_use(pid) for name, pid in pids.items()}
         load.stop()
-        drained = self.drain(120)
-        probe.stop()
+        drained = self.drain(consumer, raw)
+        for p in {id(probe): probe, id(raw): raw}.values():
+            p.stop()
         seconds = (end_ms - start_ms) / 1000
-        out = sum(1 for t in probe.appended if start_ms <= t < end_ms)
-        return {
-            "rate": step.rate,
-            "changes_in_per_s": round(changes / seconds, 1),
-            "records_out_per_s": round(out / seconds, 1),
+        in_s = changes / seconds
+        raw_s = raw.count(start_ms, end_ms) / seconds
+        result: dict[str, Any] = {
+            "rate": rate,
+            "changes_in_per_s": round(in_s, 1),
+            "raw_per_s": round(raw_s, 1),
+            "records_out_per_s": round(probe.count(start_ms, end_ms) / seconds, 1),
             "latency_ms": latency_by_system(probe.samples, start_ms, end_ms),
             "latency_clock": probe.clock,
-            "lag": {"max": max(lag, default=0), "last": lag[-1] if lag else 0, "samples": lag},
             "drained": drained,
             "writers": {w.system: asdict(w) for w in load.writers.values()},
             "processes": {name: _use(before[name], after[name], changes) for name in pids},
         }
+        if consumer is None:
+            result["sustainable"] = drained and raw_s >= 0.95 * in_s
+            return result
+        counts = [n for _, n in lag]
+        growth = slope(lag)
+        result |= {
+            "consumer": consumer.label,
+            "consumed_per_s": round(raw_s - (counts[-1] - counts[0]) / seconds, 1) if counts else 0,
+            "debezium_latency_ms": latency_by_system(raw.samples, start_ms, end_ms)["all"],
+            "lag": {
+                "max": max(counts, default=0),
+                "last": counts[-1] if counts else 0,
+                "growth_per_s": round(growth, 1),
+                "samples": counts,
+            },
+            "sustainable": drained and growth <= SUSTAINED_SLOPE * in_s,
+        }
+        return result
 
-    def run(self, steps: Sequence[Step]) -> dict[str, Any]:
-        log = self.settings.state_dir / "logs" / "bench-worker.log"
-        log.parent.mkdir(parents=True, exist_ok=True)
-        with log.open("ab") as out:
-            worker = subprocess.Popen([sys.executable, "-m", "hub", "worker", "--loglevel", "warning"],
-                                      stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
+    def drain(self, consumer: Consumer | None, raw: LatencyProbe) -> bool:
+        """Wait until the consumer has read everything, or (no consumer) Debezium has gone quiet."""
+        deadline = time.monotonic() + DRAIN_S
+        while time.monotonic() < deadline:
+            if consumer is not None and self.lag(consumer) == 0:
+                return True
+            if consumer is None and raw.quiet_for(3.0):
+                return True
+            time.sleep(0.5)
+        return False
+
+    def steps(self, name: str, outputs: Sequence[TopicSpec], rates: Sequence[int],
+              consumer: Consumer | None) -> list[dict[str, Any]]:  # fmt: skip
+        results: list[dict[str, Any]] = []
+        for rate in rates:
+            if consumer is not None and results and not results[-1].get("sustainable", True):
+                results.append({"rate": rate, "skipped": "above this series' sustainable rate"})
+                continue
+            with self.console.status(f"{name} at {rate} changes/s: {self.timing.warmup_s:g} s "
+                                     f"warm-up, {self.timing.measure_s:g} s measured…"):  # fmt: skip
+                result = self.step(outputs, rate, self.timing, consumer)
+            results.append(result)
+            self.report(name, result)
+        return results
+
+    def report(self, name: str, result: dict[str, Any]) -> None:
+        lat = result["latency_ms"]["all"]
+        mark = "[green]✓[/]" if result["sustainable"] else "[yellow]✗[/]"
+        consumed = f", {result['consumed_per_s']:>7} consumed" if "consumed_per_s" in result else ""
+        self.console.print(f"{mark} {name:<4} {result['rate']:>5}/s offered: {result['changes_in_per_s']:>7} in"
+                           f"{consumed}, {result['records_out_per_s']:>7} out/s, p50 {lat.get('p50', '-')} ms, "
+                           f"p99 {lat.get('p99', '-')} ms"
+                           + (f", lag max {result['lag']['max']}" if "lag" in result else ""))  # fmt: skip
+
+    # ---- series ------------------------------------------------------------------------------
+
+    def python(self, label: str, group: str, *args: str) -> Consumer:
+        return Consumer(label, group, [sys.executable, "-m", *args],
+                        {"HUB_WORKER_ID": self.settings.worker_id})  # fmt: skip
+
+    def sut(
+        self, rates: Sequence[int], ramp: bool
+    ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+        worker = self.python(
+            "hub worker", self.settings.worker_id, "hub", "worker", "--loglevel", "warning"
+        )
+        with self.running(worker):
+            self.catch_up(worker, self.worker_active)
+            results = self.steps("SUT", self.unified, rates, worker)
+            found = self.ramp(worker, results) if ramp else None
+        return results, found
+
+    def ramp(self, worker: Consumer, steps: list[dict[str, Any]]) -> dict[str, Any]:
+        """Bisect between the last sustainable and the first unsustainable step rate."""
+        measured = [s for s in steps if "skipped" not in s]
+        low = max((s["rate"] for s in measured if s["sustainable"]), default=0)
+        high = min(
+            (s["rate"] for s in measured if not s["sustainable"]),
+            default=2 * max(s["rate"] for s in measured),
+        )
+        timing = Timing(min(5.0, self.timing.warmup_s), min(20.0, self.timing.measure_s))
+        probes: list[dict[str, Any]] = []
+        while high - low > max(100, low // 20) and len(probes) < 5:
+            rate = (low + high) // 2
+            with self.console.status(f"ramp: {rate} changes/s…"):
+                result = self.step(self.unified, rate, timing, worker)
+            self.report("ramp", result)
+            probes.append({k: result[k] for k in ("rate", "changes_in_per_s", "consumed_per_s",
+                                                  "sustainable", "lag", "drained")})  # fmt: skip
+            if result["sustainable"] and result["changes_in_per_s"] >= 0.95 * rate:
+                low = rate
+            else:
+                high = rate
+            if not result["drained"]:
+                break
+        self.console.print(
+            f"[bold]ramp:[/] highest sustainable rate {low} changes/s (not at {high})"
+        )
+        return {"sustainable_rate": low, "unsustainable_rate": high, "probes": probes}
+
+    def bl4(self, rates: Sequence[int]) -> list[dict[str, Any]]:
+        outputs = [scratch(spec, "BL4") for spec in self.unified]
+        ensure_topics(self.settings.bootstrap, outputs)
+        loop = self.python(
+            "BL4 loop", f"hub-bench-bl4-{uuid.uuid4().hex[:8]}", "hub.bench.baselines", "engine"
+        )
+        loop.argv += ["--group", loop.group]
+        with self.running(loop):
+            self.catch_up(loop)
+            return self.steps("BL4", outputs, rates, loop)
+
+    def bl3(self, rates: Sequence[int]) -> list[dict[str, Any]]:
+        outputs = [scratch(spec, "BL3") for spec in self.raw]
+        ensure_topics(self.settings.bootstrap, outputs)
+        loop = self.python(
+            "BL3 loop", f"hub-bench-bl3-{uuid.uuid4().hex[:8]}", "hub.bench.baselines", "forward"
+        )
+        loop.argv += ["--group", loop.group]
+        with self.running(loop):
+            time.sleep(3)  # it starts at the end of the raw topics
+            self.catch_up(loop)
+            return self.steps("BL3", outputs, rates, loop)
+
+    def bl2(self, name: str, rates: Sequence[int]) -> list[dict[str, Any]]:
+        if name == "BL2b":
+            return self.steps(name, self.raw, rates, None)
+        with self.connector_defaults():
+            return self.steps(name, self.raw, rates, None)
+
+    @contextmanager
+    def connector_defaults(self) -> Iterator[None]:
+        """The connectors without the hub's latency tuning (``TUNING``), then as they were."""
+        client = ConnectClient(self.settings.connect)
+        definitions = [d for s, d in load_definitions().items() if s in self.stack.sources]
+        with self.console.status("Connectors back to Debezium's default batching…"):
+            for d in definitions:
+                config = render_config(d, self.stack.endpoint(d.system), registry())
+                client.apply(d.connector.name, {k: v for k, v in config.items() if k not in TUNING})
+            for d in definitions:
+                wait_running(client, d.connector.name, timeout=120)
         try:
-            with self.console.status("Worker catching up with the raw topics…"):
-                time.sleep(5)
-                if not self.drain(600):
-                    raise RuntimeError(f"the worker did not catch up within 600 s; see {log}")
-            results = []
-            for step in steps:
-                with self.console.status(f"{step.rate} changes/s: {step.warmup_s:g} s warm-up, "
-                                         f"{step.measure_s:g} s measured…"):  # fmt: skip
-                    result = self.step(step, worker)
-                results.append(result)
-                all_ = result["latency_ms"]["all"]
-                self.console.print(f"[green]✓[/] {step.rate:>5} changes/s offered: "
-                                   f"{result['changes_in_per_s']:>7} in, {result['records_out_per_s']:>7} out/s, "
-                                   f"p50 {all_.get('p50', '-')} ms, p99 {all_.get('p99', '-')} ms, "
-                                   f"max lag {result['lag']['max']}")  # fmt: skip
+            yield
         finally:
-            worker.terminate()
-            worker.wait(60)
-        return {
+            with self.console.status("Connectors back to the hub's settings…"):
+                for d in definitions:
+                    self.stack.register(client, d)
+                for d in definitions:
+                    wait_running(client, d.connector.name, timeout=120)
+
+    def run(self, rates: Sequence[int], series: Sequence[str], ramp: bool) -> dict[str, Any]:
+        result: dict[str, Any] = {
             "when": datetime.now(UTC).isoformat(timespec="seconds"),
             "machine": machine(),
             "seed": self.seed,
-            "series": {"SUT": results},
+            "timing": asdict(self.timing),
+            "descriptions": {name: SERIES[name] for name in SERIES if name in series},
+            "series": {},
+            "ramp": None,
         }
+        for name in SERIES:
+            if name not in series:
+                continue
+            self.console.rule(f"{name}: {SERIES[name]}")
+            if name == "SUT":
+                result["series"][name], result["ramp"] = self.sut(rates, ramp)
+            elif name == "BL4":
+                result["series"][name] = self.bl4(rates)
+            elif name == "BL3":
+                result["series"][name] = self.bl3(rates)
+            else:
+                result["series"][name] = self.bl2(name, rates)
+        result["summary"] = summarize(result)
+        return result
 
 
-def _use(before: ProcessUse, after: ProcessUse, changes: int) -> dict[str, float]:
+def _use(before: Any, after: Any, changes: int) -> dict[str, float]:
     cpu = after.cpu_s - before.cpu_s
     return {
         "cpu_s": round(cpu, 2),
@@ -158,44 +360,3 @@ def _use(before: ProcessUse, after: ProcessUse, changes: int) -> dict[str, float
         "rss_mb": round(after.rss_mb, 1),
         "peak_rss_mb": round(after.peak_rss_mb, 1),
     }
-
-
-def machine() -> dict[str, Any]:
-    cpus = Path("/proc/cpuinfo").read_text().count("processor\t:")
-    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), platform.processor())  # fmt: skip
-    memory = next(line.split(":", 1)[1].strip() for line in Path("/proc/meminfo").read_text().splitlines()
-                  if line.startswith("MemTotal"))  # fmt: skip
-    return {"cpus": cpus, "cpu": model, "memory": memory, "python": platform.python_version()}
-
-
-def markdown(result: dict[str, Any]) -> str:
-    """The steps as a Markdown table, one row per series and rate."""
-    lines = [
-        f"Run {result['when']} on {result['machine']['cpus']} x {result['machine']['cpu']}, "
-        f"{result['machine']['memory']}; seed {result['seed']}; latency: source commit → Kafka append.",
-        "",
-        "| series | offered/s | in/s | out/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms "
-        "| max lag | worker CPU s/1k | worker RSS MB |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]  # fmt: skip
-    for series, steps in result["series"].items():
-        for step in steps:
-            lat = step["latency_ms"]["all"]
-            worker = step["processes"].get("hub worker", {})
-            lines.append(
-                f"| {series} | {step['rate']} | {step['changes_in_per_s']} | {step['records_out_per_s']} | "
-                + " | ".join(str(lat.get(k, "-")) for k in ("p50", "p90", "p99", "p99.9", "max"))
-                + f" | {step['lag']['max']} | {worker.get('cpu_s_per_1000_changes', '-')} "
-                f"| {worker.get('peak_rss_mb', '-')} |"
-            )
-    return "\n".join(lines) + "\n"
-
-
-def write(result: dict[str, Any], directory: Path) -> tuple[Path, Path]:
-    directory.mkdir(parents=True, exist_ok=True)
-    stamp = result["when"].replace(":", "").replace("-", "")
-    json_path, md_path = directory / f"bench-{stamp}.json", directory / f"bench-{stamp}.md"
-    json_path.write_text(json.dumps(result, indent=2) + "\n")
-    md_path.write_text(markdown(result))
-    return json_path, md_path

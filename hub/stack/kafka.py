@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from hub.errors import StackError
 from hub.kafka_io import partition_mismatches
 from hub.stack.procs import Proc, port_open, require_started
 from hub.stack.runtime import Runtime
-from hub.topics import TopicRegistry
+from hub.topics import TopicSpec
 
 LOG4J2 = """\
 Configuration:
@@ -140,15 +141,16 @@ class KafkaNode:
         return self.proc.stop(timeout=60)
 
 
-def ensure_topics(bootstrap: str, registry: TopicRegistry) -> list[str]:
-    """Create every declared topic that does not exist; returns the names created.
+def ensure_topics(bootstrap: str, specs: Iterable[TopicSpec]) -> list[str]:
+    """Create every topic of ``specs`` that does not exist; returns the names created.
 
     Raises ``StackError`` when an existing topic's partition count differs from its declaration.
     """
     admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 3})
     existing = admin.list_topics(timeout=10).topics
-    wanted = [spec for spec in registry.topics.values() if spec.name not in existing]
-    wrong = partition_mismatches(existing, registry.topics.values())
+    specs = list(specs)
+    wanted = [spec for spec in specs if spec.name not in existing]
+    wrong = partition_mismatches(existing, specs)
     if wrong:
         name, (actual, declared) = next(iter(wrong.items()))
         raise StackError(

@@ -127,7 +127,7 @@ class Stack:
 
         with self._step(f"Kafka (KRaft) on {self.kafka.bootstrap}", self.kafka.proc):
             was = self.kafka.start(runtime)
-            created = ensure_topics(self.kafka.bootstrap, registry())
+            created = ensure_topics(self.kafka.bootstrap, registry().topics.values())
         self._done(
             "Kafka", ("started" if was else "already running") + f", {len(created)} topics created"
         )

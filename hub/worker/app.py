@@ -30,15 +30,15 @@ from prometheus_client import generate_latest
 from hub.connect_client import ConnectClient, ConnectError
 from hub.connectors import load_definitions
 from hub.core.dlq import DeadLetterBreaker, Provenance, dead_letter_headers
-from hub.core.engine import STEP, Engine, MemoryStore, out_ref, seed_entry
-from hub.core.records import Output, Upsert
+from hub.core.engine import STEP, Engine, MemoryStore
 from hub.errors import DeadLetterFlood, InvalidEvent, RegistryError, StackError
-from hub.kafka_io import header, partition_mismatches, read_to_end, resume_offsets
+from hub.kafka_io import partition_mismatches, resume_offsets
 from hub.settings import HubSettings
 from hub.topics import TopicSpec, registry
 from hub.worker import metrics
 from hub.worker.continuity import EXIT_RESTART, ContinuityGuard, OffsetGap
 from hub.worker.output import OutputProducer
+from hub.worker.state import ROWS_TABLE, read_published
 
 log = logging.getLogger("hub.worker")
 
@@ -89,20 +89,33 @@ def tally(system: str, what: str, amount: int = 1) -> None:
 
 
 class TableStore:
-    """The engine's ``Store`` on a Faust table (values are JSON)."""
+    """The engine's ``Store`` on a Faust table whose changelog the worker writes itself.
 
-    def __init__(self, table: Any) -> None:
-        self.table = table
+    Faust would send each change through its own producer (aiokafka, one record at a time), which
+    took most of the worker's time under load. Here the table's data is set directly and the
+    changelog record, the same topic, key and JSON value Faust would write (standbys and recovery
+    read it as their own), goes out through the output producer: it is confirmed with the outputs
+    before any input offset is committed (``Deliveries``).
+    """
+
+    def __init__(self, table: Any, producer: OutputProducer, changelog: str) -> None:
+        self.table, self.producer, self.changelog = table, producer, changelog
 
     def get(self, ref: str) -> dict[str, Any] | None:
-        value = self.table.get(ref)
+        value = self.table.data.get(ref)
         return dict(value) if value is not None else None
 
     def put(self, ref: str, value: dict[str, Any] | None) -> None:
         if value is None:
-            self.table.pop(ref, None)
+            self.table.data.pop(ref, None)
         else:
-            self.table[ref] = value
+            self.table.data[ref] = value
+        self.producer.send(
+            self.changelog,
+            orjson.dumps(ref),
+            orjson.dumps(value) if value is not None else None,
+            [],
+        )
 
 
 def raw_topics_by_system(engine: Engine) -> dict[str, list[TopicSpec]]:
@@ -118,24 +131,6 @@ def raw_topics_by_system(engine: Engine) -> dict[str, list[TopicSpec]]:
                 raise RegistryError(f"raw topic {spec.id} declares no dlq in schemas/topics.yaml")
             grouped.setdefault(spec.source.system, []).append(spec)
     return grouped
-
-
-POSITION_HEADER = "hub.source_position"
-
-
-def read_published(settings: HubSettings) -> MemoryStore:
-    """What the unified topics hold, as the engine's ``published`` entries: after a crash or a
-    takeover, what was produced is exactly what is there, whatever the engine's state saved."""
-    specs = [spec for spec in registry().topics.values() if spec.kind == "unified"]
-    topic_ids = {spec.name: spec.id for spec in specs}
-    published = MemoryStore()
-    for msg in read_to_end(settings.bootstrap, specs):
-        raw = msg.value()
-        value = orjson.loads(raw) if raw is not None else None
-        position = header(msg, POSITION_HEADER) or (value or {}).get("source_position", "")
-        ref = out_ref(topic_ids[msg.topic() or ""], (msg.key() or b"").decode())
-        published.put(ref, seed_entry(value, position))
-    return published
 
 
 def check_inputs(settings: HubSettings, specs: list[TopicSpec]) -> None:
@@ -180,12 +175,13 @@ def create_app(settings: HubSettings, published: MemoryStore | None = None) -> f
     }
     # One changelog partition, keyed by our own row refs (JSON keys and values). Not a GlobalTable:
     # a global table re-applies its own changelog asynchronously and can overwrite newer values.
-    rows = app.Table("engine-rows", default=None, partitions=1, use_partitioner=True)
+    rows = app.Table(ROWS_TABLE, default=None, partitions=1, use_partitioner=True)
     published = published if published is not None else MemoryStore()
+    producer = OutputProducer(settings.bootstrap, f"{settings.worker_id}-outputs")
     engine = Engine(
         [definition.engine_view() for definition in load_definitions().values()],
         {spec.model: spec.id for spec in reg.topics.values() if spec.model},
-        TableStore(rows),
+        TableStore(rows, producer, rows.changelog_topic.get_topic_name()),
         published,
     )
     breaker = DeadLetterBreaker(
@@ -196,7 +192,6 @@ def create_app(settings: HubSettings, published: MemoryStore | None = None) -> f
     input_names = {spec.name for specs in inputs.values() for spec in specs}
     held: set[Any] = set()
     guard = ContinuityGuard()
-    producer = OutputProducer(settings.bootstrap, f"{settings.worker_id}-outputs")
     deliveries = Deliveries(producer)
     topic_names = {spec.id: spec.name for spec in reg.topics.values()}
     # Closed while an assignment is taken over: events fetched meanwhile wait (Faust may hand them
@@ -227,7 +222,7 @@ def create_app(settings: HubSettings, published: MemoryStore | None = None) -> f
             else {}
         )
         if gained:
-            fresh = await loop.run_in_executor(None, read_published, settings)
+            fresh = await loop.run_in_executor(None, read_published, settings.bootstrap)
             published.clear()
             published.update(fresh)
             metrics.RESEEDS.inc()
@@ -306,7 +301,7 @@ def create_app(settings: HubSettings, published: MemoryStore | None = None) -> f
                         except Exception as exc:  # a bug met by this input: dead-letter it, go on
                             raise InvalidEvent("internal_error", repr(exc)) from exc
                         for output in outcome.outputs:
-                            _send(producer, topic_names, output)
+                            producer.publish(topic_names[output.topic_id], output)
                         tally(system, "applied", len(outcome.outputs))
                         tally(system, "duplicate", outcome.duplicates)
                         tally(system, "noop", outcome.noops)
@@ -367,13 +362,6 @@ def _replay_headers(message: Any) -> list[tuple[str, bytes]]:
 
 def _millis(timestamp: float | None) -> int | None:
     return int(timestamp * 1000) if timestamp else None
-
-
-def _send(producer: OutputProducer, names: dict[str, str], output: Output) -> None:
-    """Hand one output to the producer; its delivery is confirmed before the commit."""
-    value = output.value_bytes() if isinstance(output, Upsert) else None
-    headers: list[tuple[str, str | bytes | None]] = [(POSITION_HEADER, output.position.encode())]
-    producer.send(names[output.topic_id], output.key.encode(), value, headers)
 
 
 def run_worker(settings: HubSettings, loglevel: str) -> None:

@@ -16,6 +16,12 @@ import threading
 
 from confluent_kafka import KafkaError, Message, Producer
 
+from hub.core.records import Output, Upsert
+
+# The source position of the change a unified record was made from (also in the record itself;
+# a tombstone has only this).
+POSITION_HEADER = "hub.source_position"
+
 
 class OutputProducer:
     def __init__(self, bootstrap: str, client_id: str) -> None:
@@ -55,6 +61,11 @@ class OutputProducer:
             except BufferError:  # librdkafka's queue is full: let it deliver some
                 self.producer.poll(0.05)
         self.producer.poll(0)
+
+    def publish(self, topic: str, output: Output) -> None:
+        """Hand one canonical record over: an upsert's JSON, or a tombstone."""
+        value = output.value_bytes() if isinstance(output, Upsert) else None
+        self.send(topic, output.key.encode(), value, [(POSITION_HEADER, output.position.encode())])
 
     def flush(self, timeout: float) -> list[str]:
         """Wait for every record handed over; returns what failed since the last call (blocks)."""

@@ -1,4 +1,4 @@
-"""`hub bench` itself works: a tiny load measured end to end on the session's stack.
+"""`hub bench` itself works: a tiny load measured end to end on the session's stack, every series.
 
 A harness check, not a benchmark: it asserts that what the harness reports is there and plausible,
 never how fast anything is.
@@ -12,34 +12,56 @@ import sys
 import uuid
 
 import pytest
+import requests
 
+from hub.bench.run import TUNING
 from hub.stack.procs import free_port
 
 pytestmark = pytest.mark.integration
 
+STACK_PROCESSES = {"kafka", "connect", "pos db", "shop db", "erp db"}
 
-def test_the_benchmark_harness_measures_a_tiny_load(stack, tmp_path):
+
+def test_the_benchmark_harness_measures_a_tiny_load_in_every_series(stack, tmp_path):
     env = {**stack.env, "HUB_WORKER_ID": f"hub-bench-it-{uuid.uuid4().hex[:8]}",
            "HUB_WORKER_WEB_PORT": str(free_port())}  # fmt: skip
     run = subprocess.run(
         [sys.executable, "-m", "hub", "bench", "--rates", "40", "--warmup", "3", "--measure", "8",
-         "--out", str(tmp_path)],
-        env=env, capture_output=True, text=True, timeout=900, check=False,
+         "--no-ramp", "--out", str(tmp_path)],
+        env=env, capture_output=True, text=True, timeout=1200, check=False,
     )  # fmt: skip
     assert run.returncode == 0, run.stderr[-3000:]
     (result_file,) = tmp_path.glob("bench-*.json")
     result = json.loads(result_file.read_text())
-    (step,) = result["series"]["SUT"]
-    assert step["rate"] == 40
-    assert 30 <= step["changes_in_per_s"] <= 50, step["writers"]
-    latency = step["latency_ms"]
-    assert latency["all"]["count"] > 0, step
-    assert 0 < latency["all"]["p50"] <= latency["all"]["p99"] <= latency["all"]["max"]
-    assert {"pos", "shop"} <= set(latency)  # the ERP's binlog stamps whole seconds: not required
-    assert step["drained"]
-    processes = step["processes"]
-    assert {"kafka", "connect", "pos db", "shop db", "erp db", "hub worker"} <= set(processes)
-    assert all(use["cpu_s"] >= 0 for use in processes.values())
-    assert processes["hub worker"]["cpu_s"] > 0 and processes["hub worker"]["peak_rss_mb"] > 0
+    assert list(result["series"]) == ["SUT", "BL4", "BL3", "BL2b", "BL2a"]
+    consumers = {"SUT": "hub worker", "BL4": "BL4 loop", "BL3": "BL3 loop"}
+    for series, (step,) in result["series"].items():
+        assert step["rate"] == 40
+        assert 30 <= step["changes_in_per_s"] <= 50, (series, step["writers"])
+        assert step["raw_per_s"] > 0 and step["records_out_per_s"] > 0, (series, step)
+        latency = step["latency_ms"]
+        assert latency["all"]["count"] > 0, (series, step)
+        assert 0 < latency["all"]["p50"] <= latency["all"]["p99"] <= latency["all"]["max"]
+        assert {"pos", "shop"} <= set(latency), series  # the ERP's binlog stamps whole seconds
+        assert step["drained"] and step["sustainable"], (series, step)
+        processes = step["processes"]
+        own = consumers.get(series)
+        assert set(processes) == STACK_PROCESSES | ({own} if own else set()), series
+        if own:
+            assert step["consumer"] == own
+            assert processes[own]["cpu_s"] > 0 and processes[own]["peak_rss_mb"] > 0
+            assert step["consumed_per_s"] > 0 and step["debezium_latency_ms"]["count"] > 0
+    assert result["ramp"] is None
+    ratios = result["summary"]["ratios"][0]
+    assert ratios["rate"] == 40 and ratios["sut_over_bl4_cpu_per_change"] > 0
+    assert {t["target"] for t in result["summary"]["targets"]} >= {"worker RSS ≤ 300 MB"}
     markdown = result_file.with_suffix(".md").read_text()
-    assert "| SUT | 40 |" in markdown
+    for series in result["series"]:
+        assert f"| {series} | 40 |" in markdown
+    assert result_file.with_suffix(".png").read_bytes().startswith(b"\x89PNG")
+    # BL2a ran without the hub's latency tuning; the connectors have it back.
+    for name in ("hub-pos", "hub-shop", "hub-erp"):
+        config = requests.get(
+            f"{stack.endpoints['connect_url']}/connectors/{name}/config", timeout=10
+        ).json()
+        assert config["poll.interval.ms"] == "10" and all(key in config for key in TUNING), name

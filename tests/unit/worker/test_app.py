@@ -225,3 +225,20 @@ async def test_an_output_that_was_not_delivered_stops_the_worker_before_the_comm
     await worker_app.Deliveries(Flushed(["unified.inventory key b'k': Broker: timed out"])).verify()
     assert left == [(1, "1 outputs were not delivered, stopping before their input offsets are "
                         "committed: [\"unified.inventory key b'k': Broker: timed out\"]")]  # fmt: skip
+
+
+def test_the_table_changelog_goes_out_with_the_outputs_as_faust_would_write_it(sent):
+    from hub.worker.state import rows_changelog
+
+    settings = HubSettings(kafka_bootstrap="127.0.0.1:1", worker_id="bench-sut")
+    app = worker_app.create_app(settings)
+    table = app.tables["engine-rows"]
+    changelog = table.changelog_topic.get_topic_name()
+    assert changelog == rows_changelog(settings.worker_id).name == "bench-sut-engine-rows-changelog"
+    store = worker_app.TableStore(table, OutputProducer("127.0.0.1:1", "t"), changelog)
+    store.put("row:pos:pos.ticket:{}", {"row": {"ticket_id": 7}})
+    assert store.get("row:pos:pos.ticket:{}") == {"row": {"ticket_id": 7}}
+    store.put("row:pos:pos.ticket:{}", None)
+    assert store.get("row:pos:pos.ticket:{}") is None
+    key = b'"row:pos:pos.ticket:{}"'  # Faust's JSON key serializer
+    assert sent == [(changelog, key, b'{"row":{"ticket_id":7}}', {}), (changelog, key, None, {})]

@@ -1,0 +1,130 @@
+"""The benchmark's arithmetic and reports: percentiles, latency windows, lag growth, ratios,
+targets, the Markdown table and the plot."""
+
+from __future__ import annotations
+
+import json
+
+from hub.bench.baselines import scratch
+from hub.bench.probe import Sample
+from hub.bench.report import latency_by_system, markdown, percentiles, slope, summarize, write
+from hub.topics import registry
+
+
+def test_percentiles_are_nearest_rank_with_max_and_mean():
+    values = [float(v) for v in range(1, 1001)]  # 1 … 1000 ms
+    got = percentiles(values)
+    assert (got["p50"], got["p90"], got["p99"], got["p99.9"], got["max"]) == (
+        501,
+        901,
+        991,
+        1000,
+        1000,
+    )
+    assert got["mean"] == 500.5
+    assert percentiles([]) == {}
+
+
+def test_latency_counts_the_records_committed_in_the_window_per_system():
+    samples = [Sample("pos", 1000, 10), Sample("pos", 1500, 30), Sample("erp", 1999, 700),
+               Sample("pos", 999, 5000), Sample("shop", 2000, 5000)]  # fmt: skip
+    got = latency_by_system(samples, 1000, 2000)
+    assert got["all"]["count"] == 3
+    assert got["pos"] == {"count": 2, "p50": 30, "p90": 30, "p99": 30, "p99.9": 30, "max": 30,
+                          "mean": 20}  # fmt: skip
+    assert set(got) == {"all", "pos", "erp"}
+
+
+def test_lag_growth_is_the_least_squares_slope():
+    assert slope([(0, 100), (1, 300), (2, 500), (3, 700)]) == 200
+    assert slope([(10, 5), (11, 9), (12, 5), (13, 9)]) == 0.8  # a saw-tooth barely grows
+    assert slope([(0, 7)]) == 0
+
+
+def _step(rate, p50, p99, handled, *, consumer=None, cpu=0.5, rss=200.0, sustainable=True):
+    step = {"rate": rate, "changes_in_per_s": float(rate), "raw_per_s": float(rate),
+            "records_out_per_s": handled * 0.8, "sustainable": sustainable,
+            "latency_ms": {"all": {"p50": p50, "p90": p50, "p99": p99, "p99.9": p99, "max": p99}},
+            "processes": {"kafka": {"cpu_s_per_1000_changes": 0.1, "peak_rss_mb": 400.0},
+                          "connect": {"cpu_s_per_1000_changes": 0.3, "peak_rss_mb": 500.0}}}  # fmt: skip
+    if consumer:
+        step |= {"consumer": consumer, "consumed_per_s": float(handled), "lag": {"max": 10}}
+        step["processes"][consumer] = {"cpu_s_per_1000_changes": cpu, "peak_rss_mb": rss}
+    else:
+        step["raw_per_s"] = float(handled)
+    return step
+
+
+def _result():
+    return {
+        "when": "2026-11-23T16:00:00+00:00", "seed": 1, "timing": {"warmup_s": 10, "measure_s": 30},
+        "machine": {"cpus": 2, "cpu": "Xeon", "memory": "8 GB"},
+        "series": {
+            "SUT": [_step(2000, 15.0, 90.0, 2000, consumer="hub worker", cpu=0.6, rss=250.0),
+                    _step(5000, 900.0, 4000.0, 3500, consumer="hub worker", cpu=0.5, rss=310.0,
+                          sustainable=False),
+                    {"rate": 8000, "skipped": "above this series' sustainable rate"}],
+            "BL4": [_step(2000, 12.0, 60.0, 2000, consumer="BL4 loop", cpu=0.2)],
+            "BL2b": [_step(2000, 8.0, 75.0, 2000), _step(5000, 9.0, 80.0, 5000)],
+            "BL2a": [_step(2000, 260.0, 520.0, 2000)],
+        },
+        "ramp": {"sustainable_rate": 3100, "unsustainable_rate": 3400, "probes": []},
+    }  # fmt: skip
+
+
+def test_ratios_compare_the_series_at_each_offered_rate():
+    ratios = {row["rate"]: row for row in summarize(_result())["ratios"]}
+    assert ratios[2000] == {"rate": 2000, "sut_over_bl2b_throughput": 1.0, "sut_minus_bl2b_p99_ms": 15.0,
+                            "bl2a_minus_bl2b_p50_ms": 252.0, "bl2a_minus_bl2b_p99_ms": 445.0,
+                            "sut_over_bl4_cpu_per_change": 3.0}  # fmt: skip
+    assert ratios[5000]["sut_over_bl2b_throughput"] == 0.7
+    assert ratios[8000]["sut_minus_bl2b_p99_ms"] is None
+
+
+def test_targets_say_where_the_hub_stands():
+    targets = {t["target"]: (t["value"], t["met"]) for t in summarize(_result())["targets"]}
+    assert targets == {
+        "sustained ≥ 8,000 changes/s": (3100, False),
+        "SUT ≥ 0.8 x BL2b throughput (at 5000/s)": (0.7, False),
+        "p50 ≤ 20 ms at 2000/s": (15.0, True),
+        "p99 ≤ 100 ms at 2000/s": (90.0, True),
+        "hub adds ≤ 20 ms at p99 over BL2b at 2000/s": (15.0, True),
+        "worker RSS ≤ 300 MB": (310.0, False),
+    }
+
+
+def test_the_files_hold_the_table_the_targets_and_a_plot(tmp_path):
+    result = _result()
+    result["summary"] = summarize(result)
+    paths = write(result, tmp_path)
+    table = markdown(result)
+    assert paths["md"].read_text() == table == (tmp_path / "latest.md").read_text()
+    assert (
+        "| SUT | 2000 | 2000.0 | 2000.0 | 1600.0 | 15.0 | 15.0 | 90.0 | 90.0 | 90.0 | 10 | yes | 0.6 | 250.0 |"
+        in table
+    )
+    assert "| SUT | 8000 | above this series' sustainable rate |" in table
+    assert "| BL2a | 2000 | 2000.0 | 2000.0 | 1600.0 | 260.0 |" in table  # Connect's CPU for BL2
+    assert "| sustained ≥ 8,000 changes/s | 3100 | no |" in table
+    assert (
+        "Highest sustainable rate of the hub** (ramp, lag stops growing): 3100 changes/s" in table
+    )
+    assert "| BL4 | 0.1 (400) | 0.3 (500) | BL4 loop: 0.2 (200) |" in table  # per process at 2000/s
+    assert json.loads(paths["json"].read_text())["ramp"]["sustainable_rate"] == 3100
+    png = paths["png"].read_bytes()
+    assert png.startswith(b"\x89PNG") and len(png) > 10_000
+
+
+def test_baselines_write_to_scratch_copies_of_the_declared_topics():
+    spec = (
+        registry().topics["unified.inventory"]
+        if "unified.inventory" in registry().topics
+        else next(s for s in registry().topics.values() if s.kind == "unified")
+    )
+    copy = scratch(spec, "BL4")
+    assert copy.name == f"bench.bl4.{spec.name}"
+    assert (copy.partitions, copy.timestamp_type, copy.key) == (
+        spec.partitions,
+        "LogAppendTime",
+        spec.key,
+    )
