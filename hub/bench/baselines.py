@@ -53,7 +53,16 @@ class Loop:
             "bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": True,
             "auto.commit.interval.ms": 1000, "fetch.wait.max.ms": 10, "log_level": 3,
         })  # fmt: skip
-        self.consumer.assign([TopicPartition(t, p, offset) for (t, p), offset in starts.items()])
+        partitions = []
+        for (topic, partition), offset in starts.items():
+            if offset == OFFSET_END:
+                offset = self.consumer.get_watermark_offsets(TopicPartition(topic, partition), 30)[
+                    1
+                ]
+            partitions.append(TopicPartition(topic, partition, offset))
+        self.consumer.assign(partitions)
+        # Committed at once: the group's lag is right from the start, even before a record comes.
+        self.consumer.commit(offsets=partitions, asynchronous=False)
         self.stopping = False
         signal.signal(signal.SIGTERM, self._stop)
         signal.signal(signal.SIGINT, self._stop)

@@ -84,6 +84,10 @@ class SourceDatabase(SourceServer):
             "-c", "max_replication_slots=10", "-c", "max_wal_senders=10",
             "-c", "shared_buffers=64MB", "-c", "max_connections=60",
             "-c", "logging_collector=off", "-c", "log_min_messages=warning",
+            # Logical decoding only sees flushed WAL: flush asynchronous commits within ~10 ms,
+            # not the default 200 ms (an application committing with synchronous_commit=off,
+            # like the benchmark's load, would otherwise wait that long to be captured).
+            "-c", "wal_writer_delay=10ms",
         ]  # fmt: skip
         self.proc.start(argv, user=user)
         require_started(

@@ -128,3 +128,10 @@ def test_baselines_write_to_scratch_copies_of_the_declared_topics():
         "LogAppendTime",
         spec.key,
     )
+
+
+def test_sources_with_whole_second_commit_times_stay_out_of_the_overall_latency():
+    samples = [Sample("pos", 1000, 10), Sample("erp", 1000, 900), Sample("shop", 1001, 20)]
+    got = latency_by_system(samples, 0, 2000, coarse=frozenset({"erp"}))
+    assert (got["all"]["count"], got["all"]["max"]) == (2, 20)
+    assert got["erp"]["max"] == 900
