@@ -37,7 +37,8 @@ UNAVAILABLE = "__debezium_unavailable_value"
 
 
 class Store(Protocol):
-    """Where the engine keeps rows and who depends on them. Values are JSON-able dicts/lists."""
+    """Where the engine keeps rows and who depends on them. Values are JSON-able dicts; ``get``
+    may return the stored object itself: the engine never changes a value, it puts a new one."""
 
     def get(self, ref: str) -> dict[str, Any] | None: ...
 
@@ -89,7 +90,18 @@ def row_ref(system: str, table: str, key: Mapping[str, Any]) -> str:
 
 
 def deps_ref(ref: str) -> str:
+    """The head of the list of rows that looked ``ref`` up (see ``Engine._depend``)."""
     return "deps:" + ref.removeprefix("row:")
+
+
+def pair_ref(target: str, dependent: str) -> str:
+    """Marks that ``dependent`` is in the list of ``target``."""
+    return f"dep:{target.removeprefix('row:')}>{dependent.removeprefix('row:')}"
+
+
+# Dependents per stored chunk: a row looked up by many (an article in every web order line) gets
+# a long list, and each new dependent must cost the same whatever its length.
+DEPS_CHUNK = 256
 
 
 def out_ref(topic_id: str, key: str) -> str:
@@ -194,7 +206,7 @@ class Engine:
         # The rows that looked this one up are evaluated again; a failure there is theirs, not
         # this event's: it is reported for the dead-letter topic and this event goes on.
         failures: list[DependentFailure] = []
-        for dependent in self.store.get(deps_ref(ref)) or {}:
+        for dependent in self._dependents(ref):
             stored = self.store.get(dependent)
             if stored is None:
                 continue
@@ -331,9 +343,37 @@ class Engine:
         return outputs, pending
 
     def _depend(self, target: str, dependent: str) -> None:
-        deps = self.store.get(deps_ref(target)) or {}
-        if dependent not in deps:
-            self.store.put(deps_ref(target), {**deps, dependent: 1})
+        """Add ``dependent`` to the rows evaluated again when ``target`` changes.
+
+        The list is kept in chunks of ``DEPS_CHUNK`` behind a head holding the last, partial one,
+        and a marker per pair answers "already listed?": each call reads and writes a bounded
+        amount, however many rows look ``target`` up (each write is a changelog record).
+        """
+        pair = pair_ref(target, dependent)
+        if self.store.get(pair) is not None:
+            return
+        head_ref = deps_ref(target)
+        head = self.store.get(head_ref) or {"full": 0, "tail": []}
+        if "tail" not in head:  # written by an earlier version: {dependent: 1, ...}
+            if dependent in head:
+                self.store.put(pair, {"listed": True})
+                return
+            head = {"full": 0, "tail": list(head)}
+        full, tail = head["full"], [*head["tail"], dependent]
+        while len(tail) >= DEPS_CHUNK:
+            self.store.put(f"{head_ref}#{full}", {"deps": tail[:DEPS_CHUNK]})
+            full, tail = full + 1, tail[DEPS_CHUNK:]
+        self.store.put(head_ref, {"full": full, "tail": tail})
+        self.store.put(pair, {"listed": True})
+
+    def _dependents(self, target: str) -> list[str]:
+        head = self.store.get(deps_ref(target))
+        if not head:
+            return []
+        if "tail" not in head:  # written by an earlier version
+            return list(head)
+        chunks = (self.store.get(f"{deps_ref(target)}#{n}") or {} for n in range(head["full"]))
+        return [dep for chunk in chunks for dep in chunk.get("deps", [])] + list(head["tail"])
 
     def _delete(
         self,

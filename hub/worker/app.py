@@ -102,8 +102,8 @@ class TableStore:
         self.table, self.producer, self.changelog = table, producer, changelog
 
     def get(self, ref: str) -> dict[str, Any] | None:
-        value = self.table.data.get(ref)
-        return dict(value) if value is not None else None
+        value: dict[str, Any] | None = self.table.data.get(ref)  # the engine never mutates it
+        return value
 
     def put(self, ref: str, value: dict[str, Any] | None) -> None:
         if value is None:
