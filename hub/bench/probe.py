@@ -130,9 +130,10 @@ def process_tree(root: int) -> list[int]:
     return tree
 
 
-def process_use(root: int) -> ProcessUse:
+def process_use(root: int, tree: bool = True) -> ProcessUse:
+    """CPU and memory of ``root`` and, with ``tree``, of all its descendants."""
     cpu, rss, peak = 0.0, 0.0, 0.0
-    for pid in process_tree(root):
+    for pid in process_tree(root) if tree else [root]:
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
             status = Path(f"/proc/{pid}/status").read_text()

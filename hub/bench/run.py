@@ -57,6 +57,7 @@ SERIES = {
 TUNING = ("poll.interval.ms", "max.batch.size", "max.queue.size")
 SUSTAINED_SLOPE = 0.05  # lag growing by more than this share of the offered rate: not sustainable
 DRAIN_S = 180.0
+LOAD = "bench (load, probes)"  # this process: its own CPU only, not its children's
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,7 @@ class Bench:
         pids = {name: pid for name, proc in procs.items() if (pid := proc.pid())}
         if consumer is not None and consumer.proc is not None:
             pids[consumer.label] = consumer.proc.pid
-        return pids
+        return pids | {LOAD: os.getpid()}
 
     @contextmanager
     def running(self, consumer: Consumer) -> Iterator[Consumer]:
@@ -155,7 +156,7 @@ class Bench:
         load.start()
         time.sleep(timing.warmup_s)
         pids = self.processes(consumer)
-        before = {name: process_use(pid) for name, pid in pids.items()}
+        before = {name: process_use(pid, name != LOAD) for name, pid in pids.items()}
         start_ms, changes_before = time.time() * 1000, load.changes()
         lag: list[tuple[float, int]] = []
         while time.time() * 1000 < start_ms + timing.measure_s * 1000:
@@ -163,7 +164,7 @@ class Bench:
                 lag.append((time.monotonic(), self.lag(consumer)))
             time.sleep(1.0)
         end_ms, changes = time.time() * 1000, load.changes() - changes_before
-        after = {name: process_use(pid) for name, pid in pids.items()}
+        after = {name: process_use(pid, name != LOAD) for name, pid in pids.items()}
         load.stop()
         drained = self.drain(consumer, raw)
         for p in {id(probe): probe, id(raw): raw}.values():

@@ -15,6 +15,7 @@ there.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 from collections import Counter
@@ -82,10 +83,15 @@ def tally(system: str, what: str, amount: int = 1) -> None:
     if not amount:
         return
     COUNTS[what] += amount
+    _counter(system, what).inc(amount)
+
+
+@functools.cache
+def _counter(system: str, what: str) -> Any:
+    """The labelled Prometheus counter of ``what`` for ``system`` (looked up once: per event)."""
     if what == "in":
-        metrics.EVENTS_IN.labels(system).inc(amount)
-    else:
-        metrics.OUTCOMES.labels(system, what).inc(amount)
+        return metrics.EVENTS_IN.labels(system)
+    return metrics.OUTCOMES.labels(system, what)
 
 
 class TableStore:

@@ -19,7 +19,7 @@ from hub.stack.procs import free_port
 
 pytestmark = pytest.mark.integration
 
-STACK_PROCESSES = {"kafka", "connect", "pos db", "shop db", "erp db"}
+STACK_PROCESSES = {"kafka", "connect", "pos db", "shop db", "erp db", "bench (load, probes)"}
 
 
 def test_the_benchmark_harness_measures_a_tiny_load_in_every_series(stack, tmp_path):
