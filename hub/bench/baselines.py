@@ -73,9 +73,12 @@ class Loop:
     def run(self, handle: Any, producer: OutputProducer) -> None:
         try:
             while not self.stopping:
-                for msg in self.consumer.consume(500, 0.1):
-                    if not msg.error():
-                        handle(msg)
+                # Block for the first record only: a batch timeout would hold records back.
+                first = self.consumer.poll(0.1)
+                if first is not None:
+                    for msg in [first, *self.consumer.consume(999, 0)]:
+                        if not msg.error():
+                            handle(msg)
                 producer.producer.poll(0)
         finally:
             producer.flush(30)

@@ -56,7 +56,8 @@ SERIES = {
 # What the hub tunes for latency in connectors/*.yaml; BL2a runs without it (Debezium's defaults).
 TUNING = ("poll.interval.ms", "max.batch.size", "max.queue.size")
 SUSTAINED_SLOPE = 0.05  # lag growing by more than this share of the offered rate: not sustainable
-DRAIN_S = 180.0
+DRAIN_S = 180.0  # after a step, how long the pipeline may take to drain and still be "sustained"
+SETTLE_S = 300.0  # before a step, how long to wait for a backlog left by the previous one
 LOAD = "bench (load, probes)"  # this process: its own CPU only, not its children's
 
 
@@ -133,6 +134,16 @@ class Bench:
                     raise RuntimeError(f"{consumer.label} did not catch up within {timeout:.0f} s; "
                                        f"see {self.logs}")  # fmt: skip
                 time.sleep(1)
+
+    def settled(self, consumer: Consumer | None, timeout: float = SETTLE_S) -> bool:
+        """Whether ``consumer`` has read everything (waiting up to ``timeout``): a step measured
+        on top of the previous one's backlog would measure that backlog."""
+        deadline = time.monotonic() + timeout
+        while consumer is not None and self.lag(consumer) > 0:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(1)
+        return True
 
     def worker_active(self) -> bool:
         """The worker holds the raw topics (its ``hub_worker_active`` gauge)."""
@@ -218,15 +229,20 @@ class Bench:
     def steps(self, name: str, outputs: Sequence[TopicSpec], rates: Sequence[int],
               consumer: Consumer | None) -> list[dict[str, Any]]:  # fmt: skip
         results: list[dict[str, Any]] = []
+        skip = None
         for rate in rates:
-            if consumer is not None and results and not results[-1].get("sustainable", True):
-                results.append({"rate": rate, "skipped": "above this series' sustainable rate"})
+            if skip is None and not self.settled(consumer):
+                skip = f"the backlog did not drain within {SETTLE_S:g} s"
+            if skip is not None:
+                results.append({"rate": rate, "skipped": skip})
                 continue
             with self.console.status(f"{name} at {rate} changes/s: {self.timing.warmup_s:g} s "
                                      f"warm-up, {self.timing.measure_s:g} s measured…"):  # fmt: skip
                 result = self.step(outputs, rate, self.timing, consumer)
             results.append(result)
             self.report(name, result)
+            if consumer is not None and not result["sustainable"]:
+                skip = "above this series' sustainable rate"
         return results
 
     def report(self, name: str, result: dict[str, Any]) -> None:
@@ -266,7 +282,11 @@ class Bench:
         )
         timing = Timing(min(5.0, self.timing.warmup_s), min(20.0, self.timing.measure_s))
         probes: list[dict[str, Any]] = []
+        note = None
         while high - low > max(100, low // 20) and len(probes) < 5:
+            if not self.settled(worker):
+                note = f"stopped: the backlog did not drain within {SETTLE_S:g} s"
+                break
             rate = (low + high) // 2
             with self.console.status(f"ramp: {rate} changes/s…"):
                 result = self.step(self.unified, rate, timing, worker)
@@ -277,12 +297,10 @@ class Bench:
                 low = rate
             else:
                 high = rate
-            if not result["drained"]:
-                break
         self.console.print(
             f"[bold]ramp:[/] highest sustainable rate {low} changes/s (not at {high})"
         )
-        return {"sustainable_rate": low, "unsustainable_rate": high, "probes": probes}
+        return {"sustainable_rate": low, "unsustainable_rate": high, "probes": probes, "note": note}
 
     def bl4(self, rates: Sequence[int]) -> list[dict[str, Any]]:
         outputs = [scratch(spec, "BL4") for spec in self.unified]
