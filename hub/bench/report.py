@@ -127,12 +127,13 @@ def targets(result: dict[str, Any], sut: dict[int, dict[str, Any]],
     out: list[dict[str, Any]] = [
         {"target": "sustained ≥ 8,000 changes/s", "value": best, "met": best >= 8000}
     ]
-    common = [rate for rate in sut if rate in bl2b]
-    if common:
-        rate = max(common)
-        ratio = throughput(sut[rate]) / throughput(bl2b[rate]) if throughput(bl2b[rate]) else 0.0
-        out.append({"target": f"SUT ≥ 0.8 x BL2b throughput (at {rate}/s)", "value": round(ratio, 3),
-                    "met": ratio >= 0.8})  # fmt: skip
+    # Capacities: the highest rate each sustained. BL2b's is bounded by the load generator and the
+    # databases when it sustained every step, so the ratio is then an upper bound.
+    bl2b_best = max((throughput(s) for s in bl2b.values() if s["sustainable"]), default=0.0)
+    if bl2b_best:
+        ratio = round(best / bl2b_best, 3)
+        out.append({"target": f"SUT ≥ 0.8 x BL2b throughput (highest sustained: {best:g}/s vs "
+                              f"{bl2b_best:g}/s)", "value": ratio, "met": ratio >= 0.8})  # fmt: skip
     at = sut.get(TARGET_RATE)
     usable = at is not None and at["sustainable"]
     p50, p99 = _p(at, "p50"), _p(at, "p99")

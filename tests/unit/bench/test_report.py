@@ -85,7 +85,7 @@ def test_targets_say_where_the_hub_stands():
     targets = {t["target"]: (t["value"], t["met"]) for t in summarize(_result())["targets"]}
     assert targets == {
         "sustained ≥ 8,000 changes/s": (3100, False),
-        "SUT ≥ 0.8 x BL2b throughput (at 5000/s)": (0.7, False),
+        "SUT ≥ 0.8 x BL2b throughput (highest sustained: 3100/s vs 5000/s)": (0.62, False),
         "p50 ≤ 20 ms at 2000/s": (15.0, True),
         "p99 ≤ 100 ms at 2000/s": (90.0, True),
         "hub adds ≤ 20 ms at p99 over BL2b at 2000/s": (15.0, True),
