@@ -31,7 +31,6 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import requests
 from rich.console import Console
 
 from hub.bench.baselines import raw_specs, scratch
@@ -45,6 +44,7 @@ from hub.settings import HubSettings
 from hub.stack.kafka import ensure_topics
 from hub.stack.manager import Stack, wait_running
 from hub.topics import TopicSpec, registry
+from hub.worker.metrics import worker_is_active
 
 SERIES = {
     "SUT": "the hub as users run it (hub worker: Faust agents, core, output producer)",
@@ -121,38 +121,31 @@ class Bench:
         return group_lag(self.settings.bootstrap, consumer.group, self.raw)
 
     def catch_up(self, consumer: Consumer, ready: Any = None, timeout: float = 900) -> None:
-        """Wait until ``consumer`` is up (``ready``) and has nothing left to read."""
-        deadline = time.monotonic() + timeout
+        """Wait until ``consumer`` is up (``ready``) and has nothing left to read, or fail."""
         with self.console.status(
             f"{consumer.label}: starting and catching up with the raw topics…"
         ):
-            while not ((ready is None or ready()) and self.lag(consumer) == 0):
-                if consumer.proc is not None and consumer.proc.poll() is not None:
-                    raise RuntimeError(f"{consumer.label} exited ({consumer.proc.returncode}); see "
-                                       f"{self.logs}")  # fmt: skip
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"{consumer.label} did not catch up within {timeout:.0f} s; "
-                                       f"see {self.logs}")  # fmt: skip
-                time.sleep(1)
+            if not self.settled(consumer, timeout, ready):
+                raise RuntimeError(f"{consumer.label} did not catch up within {timeout:.0f} s; "
+                                   f"see {self.logs}")  # fmt: skip
 
-    def settled(self, consumer: Consumer | None, timeout: float = SETTLE_S) -> bool:
-        """Whether ``consumer`` has read everything (waiting up to ``timeout``): a step measured
-        on top of the previous one's backlog would measure that backlog."""
+    def settled(
+        self, consumer: Consumer | None, timeout: float = SETTLE_S, ready: Any = None
+    ) -> bool:
+        """Whether ``consumer`` is ``ready`` and has read everything, waiting up to ``timeout``: a
+        step measured on top of the previous one's backlog would measure that backlog."""
         deadline = time.monotonic() + timeout
-        while consumer is not None and self.lag(consumer) > 0:
+        while consumer is not None and not ((ready is None or ready()) and self.lag(consumer) == 0):
+            if consumer.proc is not None and consumer.proc.poll() is not None:
+                raise RuntimeError(f"{consumer.label} exited ({consumer.proc.returncode}); see "
+                                   f"{self.logs}")  # fmt: skip
             if time.monotonic() > deadline:
                 return False
             time.sleep(1)
         return True
 
     def worker_active(self) -> bool:
-        """The worker holds the raw topics (its ``hub_worker_active`` gauge)."""
-        url = f"http://{self.settings.host}:{self.settings.worker_web_port}/metrics"
-        try:
-            text = requests.get(url, timeout=2).text
-        except requests.RequestException:
-            return False
-        return any(line.startswith("hub_worker_active 1") for line in text.splitlines())
+        return worker_is_active(self.settings.host, self.settings.worker_web_port)
 
     # ---- one step ----------------------------------------------------------------------------
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import requests
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -42,3 +43,13 @@ ACTIVE = Gauge(
     "1 while this worker holds the raw topics; 0 while it is a standby of its group.",
     registry=REGISTRY,
 )
+
+
+def worker_is_active(host: str, web_port: int) -> bool:
+    """Whether the worker serving ``/metrics`` there holds the raw topics (not a standby, not
+    starting, not unreachable)."""
+    try:
+        text = requests.get(f"http://{host}:{web_port}/metrics", timeout=2).text
+    except requests.RequestException:
+        return False
+    return any(line.startswith("hub_worker_active 1") for line in text.splitlines())

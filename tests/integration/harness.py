@@ -16,13 +16,13 @@ from collections import Counter
 
 import psycopg
 import pymysql
-import requests
 
 from hub.kafka_io import group_lag, header, read_to_end
 from hub.simulator import ErpSimulator, SalesSimulator, WebShopSimulator
 from hub.stack.mariadb import connect as mariadb_connect
 from hub.stack.procs import free_port
 from hub.topics import registry
+from hub.worker.metrics import worker_is_active
 
 
 class Worker:
@@ -44,12 +44,7 @@ class Worker:
 
     def active(self) -> bool:
         """Whether it holds the raw topics (its ``hub_worker_active`` gauge), not a standby."""
-        url = f"http://127.0.0.1:{self.env['HUB_WORKER_WEB_PORT']}/metrics"
-        try:
-            text = requests.get(url, timeout=2).text
-        except requests.RequestException:
-            return False
-        return any(line.startswith("hub_worker_active 1") for line in text.splitlines())
+        return worker_is_active("127.0.0.1", int(self.env["HUB_WORKER_WEB_PORT"]))
 
     def kill9(self) -> None:
         assert self.proc is not None and self.proc.poll() is None, self.log.read_text()[-3000:]
