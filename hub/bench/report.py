@@ -46,14 +46,16 @@ def latency_by_system(
     return result
 
 
-def slope(points: Sequence[tuple[float, float]]) -> float:
-    """Least-squares slope of (time s, value) points: how fast the value grows per second."""
+def growth(points: Sequence[tuple[float, float]]) -> float:
+    """How fast a consumer's lag grows, from (time s, lag) samples: between the lowest sample of
+    the first third and that of the last. Committed offsets move in steps (every few seconds), so
+    the lag saw-tooths; its troughs, right after a commit, show the real trend."""
     if len(points) < 2:
         return 0.0
-    ts, vs = [t for t, _ in points], [v for _, v in points]
-    mean_t, mean_v = statistics.fmean(ts), statistics.fmean(vs)
-    var = sum((t - mean_t) ** 2 for t in ts)
-    return sum((t - mean_t) * (v - mean_v) for t, v in points) / var if var else 0.0
+    third = max(1, len(points) // 3)
+    (t0, lag0) = min(points[:third], key=lambda p: p[1])
+    (t1, lag1) = min(points[-third:], key=lambda p: p[1])
+    return (lag1 - lag0) / (t1 - t0) if t1 > t0 else 0.0
 
 
 def machine() -> dict[str, Any]:
