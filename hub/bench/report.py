@@ -46,6 +46,12 @@ def latency_by_system(
     return result
 
 
+def trough(points: Sequence[tuple[float, float]]) -> float:
+    """The lowest lag of the last third of the samples: the queue a consumer keeps standing."""
+    third = max(1, len(points) // 3)
+    return min((lag for _, lag in points[-third:]), default=0.0)
+
+
 def growth(points: Sequence[tuple[float, float]]) -> float:
     """How fast a consumer's lag grows, from (time s, lag) samples: between the lowest sample of
     the first third and that of the last. Committed offsets move in steps (every few seconds), so

@@ -14,8 +14,8 @@ the same seeded transactions at its rate):
 Each step starts the load, lets it warm up, measures for a fixed period (latency of the records
 whose source commit falls in it, changes in, raw records appended, records out, consumer lag each
 second, CPU and memory of every process), stops the load and waits for the pipeline to drain. A
-series that consumes stops climbing at its first unsustainable step (lag kept growing, or it did
-not drain): higher rates would only measure a growing queue.
+series that consumes stops climbing at its first unsustainable step (lag kept growing, stood above
+a second's worth of changes, or did not drain): higher rates would only measure a growing queue.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from rich.console import Console
 from hub.bench.baselines import raw_specs, scratch
 from hub.bench.load import FixedClockLoad
 from hub.bench.probe import LatencyProbe, process_use
-from hub.bench.report import growth, latency_by_system, machine, summarize
+from hub.bench.report import growth, latency_by_system, machine, summarize, trough
 from hub.connect_client import ConnectClient
 from hub.connectors import load_definitions, render_config
 from hub.kafka_io import group_lag
@@ -58,6 +58,7 @@ TUNING = ("poll.interval.ms", "max.batch.size", "max.queue.size")
 SUSTAINED_SLOPE = 0.05  # lag growing by more than this share of the offered rate: not sustainable
 # The lag's troughs can miss a commit by this much of the rate over a short period (see ``growth``).
 TROUGH_NOISE_S = 1.5
+STANDING_S = 1.0  # nor may a consumer keep more than this many seconds of changes queued
 DRAIN_S = 180.0  # after a step, how long the pipeline may take to drain and still be "sustained"
 SETTLE_S = 300.0  # before a step, how long to wait for a backlog left by the previous one
 LOAD = "bench (load, probes)"  # this process: its own CPU only, not its children's
@@ -204,10 +205,12 @@ class Bench:
                 "max": max(counts, default=0),
                 "last": counts[-1] if counts else 0,
                 "growth_per_s": round(grows, 1),
+                "standing": trough(lag),
                 "samples": counts,
             },
             "sustainable": drained
-            and grows <= max(SUSTAINED_SLOPE, TROUGH_NOISE_S / timing.measure_s) * in_s,
+            and grows <= max(SUSTAINED_SLOPE, TROUGH_NOISE_S / timing.measure_s) * in_s
+            and trough(lag) <= STANDING_S * in_s,
         }
         return result
 

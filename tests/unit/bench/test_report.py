@@ -7,7 +7,15 @@ import json
 
 from hub.bench.baselines import scratch
 from hub.bench.probe import Sample
-from hub.bench.report import growth, latency_by_system, markdown, percentiles, summarize, write
+from hub.bench.report import (
+    growth,
+    latency_by_system,
+    markdown,
+    percentiles,
+    summarize,
+    trough,
+    write,
+)
 from hub.topics import registry
 
 
@@ -41,6 +49,7 @@ def test_lag_growth_follows_the_troughs_of_the_commit_saw_tooth():
     saw = [(t, 100 * (t % 3)) for t in range(12)]
     assert growth(saw) == 0
     assert growth([(0, 7)]) == 0
+    assert trough(saw) == 0 and trough([(t, 4000 + 100 * (t % 3)) for t in range(12)]) == 4000
 
 
 def _step(rate, p50, p99, handled, *, consumer=None, cpu=0.5, rss=200.0, sustainable=True):
