@@ -44,7 +44,7 @@ BENCH_RUN = $(BENCH_ENV) $(BIN)/hub stack down --purge >/dev/null; $(BENCH_ENV) 
 bench: install ## Benchmark: the hub and 4 baselines, steps 500-8000 changes/s and a ramp, on a fresh stack; results in bench/results/
 	@$(BENCH_RUN)
 
-bench-quick: BENCH_ARGS = --rates 500,2000 --warmup 5 --measure 15 --no-ramp --out bench/results/quick
+bench-quick: BENCH_ARGS = --rates 500,2000 --warmup 5 --measure 10 --no-ramp --out bench/results/quick
 bench-quick: install ## A short benchmark for development (two steps, every series, no ramp; under 5 minutes)
 	@$(BENCH_RUN)
 
