@@ -58,7 +58,10 @@ TUNING = ("poll.interval.ms", "max.batch.size", "max.queue.size")
 SUSTAINED_SLOPE = 0.05  # lag growing by more than this share of the offered rate: not sustainable
 # The lag's troughs can miss a commit by this much of the rate over a short period (see ``growth``).
 TROUGH_NOISE_S = 1.5
-STANDING_S = 1.0  # nor may a consumer keep more than this many seconds of changes queued
+STANDING_S = 1.0  # nor may a consumer keep more than this many seconds of changes queued,
+QUEUE_FLOOR = (
+    200  # records: below this much lag (one commit's worth at low rates) nothing is queued
+)
 DRAIN_S = 180.0  # after a step, how long the pipeline may take to drain and still be "sustained"
 SETTLE_S = 300.0  # before a step, how long to wait for a backlog left by the previous one
 LOAD = "bench (load, probes)"  # this process: its own CPU only, not its children's
@@ -209,8 +212,13 @@ class Bench:
                 "samples": counts,
             },
             "sustainable": drained
-            and grows <= max(SUSTAINED_SLOPE, TROUGH_NOISE_S / timing.measure_s) * in_s
-            and trough(lag) <= STANDING_S * in_s,
+            and grows
+            <= max(
+                SUSTAINED_SLOPE * in_s,
+                TROUGH_NOISE_S * in_s / timing.measure_s,
+                QUEUE_FLOOR / timing.measure_s,
+            )
+            and trough(lag) <= max(STANDING_S * in_s, QUEUE_FLOOR),
         }
         return result
 
