@@ -27,13 +27,17 @@ class ConnectClient:
         self.session = requests.Session()
 
     def request(self, method: str, path: str, body: Any = None) -> Any:
-        """One call; retries a 409 with backoff. Returns the parsed JSON body, or None."""
+        """One call; retries with backoff while Connect rebalances (409, or a 500 saying a
+        rebalance is expected). Returns the parsed JSON body, or None."""
         delay = 0.25
         for attempt in range(self.retries + 1):
             response = self.session.request(
                 method, self.url + path, json=body, timeout=self.timeout
             )
-            if response.status_code == 409 and attempt < self.retries:
+            rebalancing = response.status_code == 409 or (
+                response.status_code == 500 and "rebalance is expected" in response.text
+            )
+            if rebalancing and attempt < self.retries:
                 time.sleep(delay)
                 delay = min(delay * 2, 3.0)
                 continue

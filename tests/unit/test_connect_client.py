@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from hub.connect_client import ConnectClient
+import pytest
+
+from hub.connect_client import ConnectClient, ConnectError
 
 STATUSES = {
     "pos-cdc": {"status": {"connector": {"state": "RUNNING"},
@@ -38,3 +40,26 @@ def test_only_our_failed_connectors_are_restarted_with_their_failed_tasks():
         ("POST", "/connectors/pos-cdc/restart?includeTasks=true&onlyFailed=true"),
         ("POST", "/connectors/erp-cdc/restart?includeTasks=true&onlyFailed=true"),
     ]
+
+
+class Answer:
+    def __init__(self, status: int, body: bytes) -> None:
+        self.status_code, self.content, self.text = status, body, body.decode()
+
+    def json(self) -> Any:
+        import json
+
+        return json.loads(self.content)
+
+
+def test_calls_made_while_connect_rebalances_are_retried(monkeypatch):
+    monkeypatch.setattr("hub.connect_client.time.sleep", lambda s: None)
+    answers = [Answer(409, b'{"message": "rebalance in progress"}'),
+               Answer(500, b'{"message": "Request cannot be completed because a rebalance is expected"}'),
+               Answer(200, b'{"name": "hub-pos"}')]  # fmt: skip
+    client = ConnectClient("http://connect.invalid")
+    monkeypatch.setattr(client.session, "request", lambda *a, **k: answers.pop(0))
+    assert client.request("GET", "/connectors/hub-pos/config") == {"name": "hub-pos"}
+    answers[:] = [Answer(500, b'{"message": "NullPointerException"}')]
+    with pytest.raises(ConnectError, match="NullPointerException"):  # a real error: not retried
+        client.request("GET", "/connectors/hub-pos/config")
