@@ -324,8 +324,10 @@ def create_app(settings: HubSettings, published: MemoryStore | None = None) -> f
                         await dead_letter(system, dlq, message.key, message.value, provenance, error,
                                           _replay_headers(message))  # fmt: skip
                 except DeadLetterFlood as flood:
-                    log.critical("%s", flood)
-                    await app.crash(flood)
+                    # Stop for sure: Faust's graceful stop was seen hanging here for good. What
+                    # was not committed is read again by the next worker; its outputs are
+                    # dropped as duplicates, and the flood's letters are in the DLQ already.
+                    leave(1, str(flood))
                     return
                 except Exception as exc:  # Kafka would not take our output: stop
                     # Not the input's fault, so not for the DLQ: stop before this offset is
