@@ -31,8 +31,6 @@ from hub.topics import TopicSpec, registry
 from hub.worker.output import OutputProducer
 from hub.worker.state import read_published, read_rows
 
-SERIES_OF = {"forward": "BL3", "engine": "BL4"}
-
 
 def scratch(spec: TopicSpec, series: str) -> TopicSpec:
     """The scratch copy of ``spec`` a baseline writes to (log-append time, like the original)."""
@@ -55,10 +53,10 @@ class Loop:
         })  # fmt: skip
         partitions = []
         for (topic, partition), offset in starts.items():
-            if offset == OFFSET_END:
-                offset = self.consumer.get_watermark_offsets(TopicPartition(topic, partition), 30)[
-                    1
-                ]
+            if offset == OFFSET_END:  # the end as it is now, so that it can be committed
+                _, offset = self.consumer.get_watermark_offsets(
+                    TopicPartition(topic, partition), 30
+                )
             partitions.append(TopicPartition(topic, partition, offset))
         self.consumer.assign(partitions)
         # Committed at once: the group's lag is right from the start, even before a record comes.
@@ -128,7 +126,7 @@ def engine(settings: HubSettings, group: str) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m hub.bench.baselines")
-    parser.add_argument("loop", choices=sorted(SERIES_OF))
+    parser.add_argument("loop", choices=("engine", "forward"), help="BL4 or BL3")
     parser.add_argument("--group", required=True, help="consumer group whose lag the bench reads")
     args = parser.parse_args(argv)
     run = forward if args.loop == "forward" else engine

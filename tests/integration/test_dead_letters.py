@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -90,8 +92,8 @@ def test_a_flood_of_bad_records_stops_the_worker_loudly(stack):
         produce_garbage(bootstrap, 8, marker)
         assert proc.wait(120) != 0
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        if proc.poll() is None:  # the supervisor and its worker (a session of their own)
+            os.killpg(proc.pid, signal.SIGKILL)
     text = log.read_text(errors="replace")
     assert "5 invalid events in a row" in text
     # Nothing was swallowed: the five it judged are in the DLQ; the rest wait for a restart.
