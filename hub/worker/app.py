@@ -377,29 +377,9 @@ def run_worker(settings: HubSettings, loglevel: str) -> None:
     from faust.worker import Worker
 
     check_inputs(settings, [spec for spec in registry().topics.values() if spec.kind == "raw"])
-    _short_fetch_wait()
     app = create_app(settings)
     worker = Worker(app, loglevel=loglevel)
     # No terminal spinner: at a level above INFO it sets the root logger to DEBUG so that every
     # message spins it, and every debug call of Faust and aiokafka then builds a log record.
     worker.spinner = None
     worker.execute_from_commandline()
-
-
-FETCH_MAX_WAIT_MS = 20
-
-
-def _short_fetch_wait() -> None:
-    """Faust gives its aiokafka consumer ``fetch_max_wait_ms=1500``: a fetch that covers only
-    quiet partitions is held that long by the broker, and records of busy partitions on the same
-    broker wait behind it. Cap the wait (a quiet fetch then costs a round trip every 20 ms)."""
-    from faust.transport.drivers import aiokafka as driver
-
-    create = driver.AIOKafkaConsumerThread._create_worker_consumer
-
-    def create_with_short_wait(self: Any, transport: Any) -> Any:
-        consumer = create(self, transport)
-        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS  # read by its fetcher at start
-        return consumer
-
-    driver.AIOKafkaConsumerThread._create_worker_consumer = create_with_short_wait  # type: ignore[method-assign]
