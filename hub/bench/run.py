@@ -309,28 +309,17 @@ class Bench:
         )
         return {"sustainable_rate": low, "unsustainable_rate": high, "probes": probes, "note": note}
 
-    def bl4(self, rates: Sequence[int]) -> list[dict[str, Any]]:
-        outputs = [scratch(spec, "BL4") for spec in self.unified]
+    def baseline_loop(self, name: str, loop: str, copies: Sequence[TopicSpec],
+                      rates: Sequence[int]) -> list[dict[str, Any]]:  # fmt: skip
+        """BL4 (``engine``) or BL3 (``forward``): its loop process, writing to scratch copies
+        of ``copies``, which the probe measures."""
+        outputs = [scratch(spec, name) for spec in copies]
         ensure_topics(self.settings.bootstrap, outputs)
-        loop = self.python(
-            "BL4 loop", f"hub-bench-bl4-{uuid.uuid4().hex[:8]}", "hub.bench.baselines", "engine"
-        )
-        loop.argv += ["--group", loop.group]
-        with self.running(loop):
-            self.catch_up(loop)
-            return self.steps("BL4", outputs, rates, loop)
-
-    def bl3(self, rates: Sequence[int]) -> list[dict[str, Any]]:
-        outputs = [scratch(spec, "BL3") for spec in self.raw]
-        ensure_topics(self.settings.bootstrap, outputs)
-        loop = self.python(
-            "BL3 loop", f"hub-bench-bl3-{uuid.uuid4().hex[:8]}", "hub.bench.baselines", "forward"
-        )
-        loop.argv += ["--group", loop.group]
-        with self.running(loop):
-            time.sleep(3)  # it starts at the end of the raw topics
-            self.catch_up(loop)
-            return self.steps("BL3", outputs, rates, loop)
+        group = f"hub-bench-{name.lower()}-{uuid.uuid4().hex[:8]}"
+        consumer = self.python(f"{name} loop", group, "hub.bench.baselines", loop, "--group", group)
+        with self.running(consumer):
+            self.catch_up(consumer)  # the loop commits where it starts: lag is right at once
+            return self.steps(name, outputs, rates, consumer)
 
     def bl2(self, name: str, rates: Sequence[int]) -> list[dict[str, Any]]:
         if name == "BL2b":
@@ -376,9 +365,9 @@ class Bench:
             if name == "SUT":
                 result["series"][name], result["ramp"] = self.sut(rates, ramp)
             elif name == "BL4":
-                result["series"][name] = self.bl4(rates)
+                result["series"][name] = self.baseline_loop(name, "engine", self.unified, rates)
             elif name == "BL3":
-                result["series"][name] = self.bl3(rates)
+                result["series"][name] = self.baseline_loop(name, "forward", self.raw, rates)
             else:
                 result["series"][name] = self.bl2(name, rates)
         result["summary"] = summarize(result)
