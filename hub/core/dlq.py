@@ -37,11 +37,12 @@ def dead_letter_headers(
 
 
 class DeadLetterBreaker:
-    """Trips when the DLQ would swallow the stream.
+    """Trips when the DLQ would swallow a stream.
 
-    ``record(valid)`` is called once per input. It raises ``DeadLetterFlood`` after
-    ``max_consecutive`` invalid inputs in a row, or when more than ``max_ratio`` of the last
-    ``window`` inputs were invalid (checked once the window is full).
+    ``record(valid)`` is called once per input of one stream (one raw topic partition: "in a
+    row" means in that stream's order). It raises ``DeadLetterFlood`` after ``max_consecutive``
+    invalid inputs in a row, or when more than ``max_ratio`` of the last ``window`` inputs were
+    invalid (checked once the window is full). See ``StreamBreakers`` for several streams.
     """
 
     def __init__(self, max_consecutive: int, max_ratio: float, window: int) -> None:
@@ -75,3 +76,29 @@ class DeadLetterBreaker:
                 f"{self._invalid_in_window} of the last {window} events were invalid "
                 f"(limit {self.max_ratio:.0%}): stopping. Inspect the DLQ topic and the source."
             )
+
+
+class StreamBreakers:
+    """One ``DeadLetterBreaker`` per input stream.
+
+    A worker reads several raw topics at once, interleaved in no fixed order. A breaker shared
+    by all of them never saw a flood on one topic "in a row" while the others had valid events
+    (a worker catching up on the shop's history reset the count between every two bad POS
+    records, and never stopped): each stream is judged on its own.
+    """
+
+    def __init__(self, max_consecutive: int, max_ratio: float, window: int) -> None:
+        DeadLetterBreaker(max_consecutive, max_ratio, window)  # the limits are checked now
+        self.limits = (max_consecutive, max_ratio, window)
+        self.streams: dict[tuple[str, int], DeadLetterBreaker] = {}
+
+    def record(self, stream: tuple[str, int], valid: bool) -> None:
+        """``DeadLetterBreaker.record`` for ``stream`` (topic, partition); raises
+        ``DeadLetterFlood`` naming the stream."""
+        breaker = self.streams.get(stream)
+        if breaker is None:
+            breaker = self.streams[stream] = DeadLetterBreaker(*self.limits)
+        try:
+            breaker.record(valid)
+        except DeadLetterFlood as flood:
+            raise DeadLetterFlood(f"{stream[0]}[{stream[1]}]: {flood}") from None

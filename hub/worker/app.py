@@ -30,7 +30,7 @@ from prometheus_client import generate_latest
 
 from hub.connect_client import ConnectClient, ConnectError
 from hub.connectors import load_definitions
-from hub.core.dlq import DeadLetterBreaker, Provenance, dead_letter_headers
+from hub.core.dlq import Provenance, StreamBreakers, dead_letter_headers
 from hub.core.engine import STEP, Engine, MemoryStore
 from hub.errors import DeadLetterFlood, InvalidEvent, RegistryError, StackError
 from hub.kafka_io import partition_mismatches, resume_offsets
@@ -190,7 +190,7 @@ def create_app(settings: HubSettings, published: MemoryStore | None = None) -> f
         TableStore(rows, producer, rows.changelog_topic.get_topic_name()),
         published,
     )
-    breaker = DeadLetterBreaker(
+    breakers = StreamBreakers(
         settings.dlq_max_consecutive, settings.dlq_max_ratio, settings.dlq_window
     )
 
@@ -276,7 +276,7 @@ def create_app(settings: HubSettings, published: MemoryStore | None = None) -> f
             metrics.DEAD_LETTERS.labels(system, error.reason).inc()
             log.warning("dead-lettered %s[%d]@%d%s: %s", provenance.topic, provenance.partition,
                         provenance.offset, f" ({extra[0][1].decode()})" if extra else "", error)  # fmt: skip
-            breaker.record(False)
+            breakers.record((provenance.topic, provenance.partition), False)
 
         async def normalise(
             stream: faust.StreamT[Any], system: str = system, dlq: Any = dlq
@@ -313,7 +313,7 @@ def create_app(settings: HubSettings, published: MemoryStore | None = None) -> f
                         tally(system, "noop", outcome.noops)
                         if outcome.skipped and outcome.skipped not in ("duplicate", "noop"):
                             tally(system, "skipped")
-                        breaker.record(True)
+                        breakers.record((message.topic, message.partition), True)
                         for failure in outcome.failures:
                             # A stored row that failed once a row it looks up arrived.
                             await dead_letter(

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from hub.core.dlq import DeadLetterBreaker, Provenance, dead_letter_headers
+from hub.core.dlq import DeadLetterBreaker, Provenance, StreamBreakers, dead_letter_headers
 from hub.errors import DeadLetterFlood, InvalidEvent
 
 
@@ -56,3 +56,20 @@ def test_breaker_forgets_old_invalid_events():
 def test_breaker_rejects_nonsense_limits(args):
     with pytest.raises(ValueError):
         DeadLetterBreaker(*args)
+
+
+def test_a_flood_on_one_stream_trips_although_other_streams_are_valid():
+    # Regression: one breaker for all raw topics was reset by another topic's valid events
+    # interleaved with the flood (a worker catching up on the shop while the POS sent garbage),
+    # so the worker dead-lettered the flood and never stopped.
+    breakers = StreamBreakers(max_consecutive=5, max_ratio=1.0, window=100)
+    for _ in range(4):
+        breakers.record(("raw.pos.stock", 0), False)
+        breakers.record(("raw.shop.customer", 0), True)
+    with pytest.raises(DeadLetterFlood, match=r"raw\.pos\.stock\[0\]: 5 invalid events in a row"):
+        breakers.record(("raw.pos.stock", 0), False)
+
+
+def test_stream_breakers_check_their_limits_at_once():
+    with pytest.raises(ValueError):
+        StreamBreakers(0, 0.5, 10)
