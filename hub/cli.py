@@ -132,7 +132,7 @@ def worker(loglevel: str, child: bool) -> None:
 
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s] [supervisor] %(message)s")
     argv = [sys.executable, "-m", "hub", "worker", "--child", "--loglevel", loglevel]
-    sys.exit(supervise(argv))
+    sys.exit(supervise(argv, stop_timeout=get_settings().worker_stop_timeout + 5))
 
 
 @main.command()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
@@ -14,14 +15,18 @@ from hub.topics import TopicSpec
 def read_to_end(
     bootstrap: str, specs: Sequence[TopicSpec], idle_timeout: float = 10.0, group: str | None = None
 ) -> Iterator[Message]:
-    """Every record of ``specs`` up to the end offsets seen at the start: from the beginning, or
-    from ``group``'s committed offsets (the beginning where it committed none). Commits nothing.
+    """Every committed record of ``specs`` up to the end offsets seen at the start: from the
+    beginning, or from ``group``'s committed offsets (the beginning where it committed none).
+    Commits nothing.
 
-    Blocks; raises ``RuntimeError`` when Kafka gives nothing for ``idle_timeout`` seconds while
-    records are still due.
+    Reads ``read_committed``: records of aborted transactions are skipped, and a partition is done
+    once the consumer's position reaches its end (a transaction's commit marker takes the last
+    offset and is never handed out as a record). Blocks; raises ``RuntimeError`` when Kafka gives
+    nothing for ``idle_timeout`` seconds while records are still due.
     """
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group or f"hub-read-{uuid.uuid4()}",
-                         "enable.auto.commit": False, "auto.offset.reset": "earliest"})  # fmt: skip
+                         "enable.auto.commit": False, "auto.offset.reset": "earliest",
+                         "isolation.level": "read_committed"})  # fmt: skip
     try:
         partitions = [TopicPartition(s.name, p) for s in specs for p in range(s.partitions)]
         ends = {
@@ -35,14 +40,21 @@ def read_to_end(
             }
         todo = {key for key, end in ends.items() if end > max(starts[key], 0)}
         consumer.assign([TopicPartition(t, p, starts[(t, p)]) for t, p in todo])
+        last_record = time.monotonic()
         while todo:
-            msg = consumer.poll(idle_timeout)
+            msg = consumer.poll(0.2)
             if msg is None:
-                raise RuntimeError(
-                    f"Kafka stopped answering with {len(todo)} partitions still unread"
-                )
+                for tp in consumer.position([TopicPartition(t, p) for t, p in todo]):
+                    if tp.offset >= ends[(tp.topic, tp.partition)]:
+                        todo.discard((tp.topic, tp.partition))
+                if todo and time.monotonic() - last_record > idle_timeout:
+                    raise RuntimeError(
+                        f"Kafka stopped answering with {len(todo)} partitions still unread"
+                    )
+                continue
             if msg.error():
                 continue
+            last_record = time.monotonic()
             topic, partition, offset = msg.topic() or "", msg.partition() or 0, msg.offset() or 0
             if offset < ends[(topic, partition)]:
                 yield msg

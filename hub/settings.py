@@ -64,6 +64,21 @@ class HubSettings(BaseSettings):
         default=15.0,
         description="Seconds the consumer group waits for a silent worker before a standby takes over.",
     )
+    worker_stall_timeout: float = Field(
+        default=30.0,
+        description="Seconds a held raw partition may have records waiting without the worker "
+        "moving on before it leaves for a fresh start (the liveness guard).",
+    )
+    worker_stop_timeout: float = Field(
+        default=30.0,
+        description="Seconds a stopping worker (SIGTERM, SIGINT) gets to stop cleanly before it "
+        "exits hard, committing nothing more.",
+    )
+    worker_transaction_interval: float = Field(
+        default=0.1,
+        description="Seconds between the worker's transaction commits while it writes (outputs "
+        "become visible to read_committed consumers at each commit).",
+    )
     connector_watch_interval: float = Field(
         default=15.0,
         description="Seconds between the worker's checks for FAILED connectors and tasks to restart "

@@ -1,15 +1,16 @@
 """The Faust app: one agent per source system; it only adapts Kafka records to the engine.
 
-At-least-once: Faust commits an input offset after the agent has finished with the event, and only
-once every output sent for it has been acknowledged (``Deliveries``). Agent concurrency is 1
-(higher concurrency can commit past an unfinished event). The engine's rows live in a
-changelog-backed Faust table, so lookups and unchanged TOAST values survive a restart.
+At-least-once in, fenced out: the agents hand every output, row change and dead letter to one
+transactional producer (transactions.py); Faust commits an input offset only after the
+transaction holding its event's outputs is committed. Agent concurrency is 1 (higher concurrency
+can commit past an unfinished event).
 
-The table and every raw topic have one partition, so they are co-partitioned and Faust's assignor
-gives them all to one worker of the group; the others keep a standby copy of the table and take
-over when it dies. Whoever is given the raw topics first reads the unified topics back (the last
-source position and content published per key): what a dead worker produced is exactly what is
-there.
+Every raw topic has one partition, so Faust's assignor gives them all to one worker of the group;
+the others wait as standbys and take over when it dies or leaves. Taking over fences the previous
+holder (its open transaction is aborted, it can write nothing more), then reads back what was
+committed: the engine's rows from their changelog, and the last source position and content
+published per key from the unified topics. A worker that makes no progress while records wait
+leaves for a fresh start (liveness.py); so does one that finds records skipped (continuity.py).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import asyncio
 import functools
 import logging
 import os
+import threading
 from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -26,6 +28,7 @@ from typing import Any
 import faust
 import orjson
 import requests
+from faust.worker import Worker
 from prometheus_client import generate_latest
 
 from hub.connect_client import ConnectClient, ConnectError
@@ -38,8 +41,12 @@ from hub.settings import HubSettings
 from hub.topics import TopicSpec, registry
 from hub.worker import metrics
 from hub.worker.continuity import EXIT_RESTART, ContinuityGuard, OffsetGap
-from hub.worker.output import OutputProducer
-from hub.worker.state import ROWS_TABLE, read_published
+from hub.worker.liveness import Liveness, Verdict
+from hub.worker.logs import quiet_repeats
+from hub.worker.output import Fenced, OutputProducer
+from hub.worker.state import ChangelogStore, read_published, read_rows, rows_changelog
+from hub.worker.transactions import Transactions
+from hub.worker.watchdog import Watchdog
 
 log = logging.getLogger("hub.worker")
 
@@ -59,26 +66,6 @@ def leave(status: int, reason: str) -> None:
     os._exit(status)
 
 
-class Deliveries:
-    """Confirms the outputs of the events Faust is about to commit.
-
-    The agent hands outputs to ``OutputProducer`` without waiting for each acknowledgement (one
-    broker round trip per event would bound the worker's throughput). Faust flushes its own
-    producer before it commits input offsets; the worker wraps that flush so that it also flushes
-    the output producer, and leaves, committing nothing, if an output was not delivered.
-    """
-
-    def __init__(self, producer: OutputProducer) -> None:
-        self.producer = producer
-
-    async def verify(self) -> None:
-        loop = asyncio.get_running_loop()
-        failures = await loop.run_in_executor(None, self.producer.flush, 120.0)
-        if failures:
-            leave(1, f"{len(failures)} outputs were not delivered, stopping before their input "
-                     f"offsets are committed: {failures[:3]}")  # fmt: skip
-
-
 def tally(system: str, what: str, amount: int = 1) -> None:
     if not amount:
         return
@@ -92,36 +79,6 @@ def _counter(system: str, what: str) -> Any:
     if what == "in":
         return metrics.EVENTS_IN.labels(system)
     return metrics.OUTCOMES.labels(system, what)
-
-
-class TableStore:
-    """The engine's ``Store`` on a Faust table whose changelog the worker writes itself.
-
-    Faust would send each change through its own producer (aiokafka, one record at a time), which
-    took most of the worker's time under load. Here the table's data is set directly and the
-    changelog record, the same topic, key and JSON value Faust would write (standbys and recovery
-    read it as their own), goes out through the output producer: it is confirmed with the outputs
-    before any input offset is committed (``Deliveries``).
-    """
-
-    def __init__(self, table: Any, producer: OutputProducer, changelog: str) -> None:
-        self.table, self.producer, self.changelog = table, producer, changelog
-
-    def get(self, ref: str) -> dict[str, Any] | None:
-        value: dict[str, Any] | None = self.table.data.get(ref)  # the engine never mutates it
-        return value
-
-    def put(self, ref: str, value: dict[str, Any] | None) -> None:
-        if value is None:
-            self.table.data.pop(ref, None)
-        else:
-            self.table.data[ref] = value
-        self.producer.send(
-            self.changelog,
-            orjson.dumps(ref),
-            orjson.dumps(value) if value is not None else None,
-            [],
-        )
 
 
 def raw_topics_by_system(engine: Engine) -> dict[str, list[TopicSpec]]:
@@ -155,6 +112,156 @@ def check_inputs(settings: HubSettings, specs: list[TopicSpec]) -> None:
         )
 
 
+class Pipeline:
+    """What one worker's agents share: the engine and its state, the transactional outputs, and
+    the guards (continuity, dead-letter breakers, liveness). Faust-free except for the records it
+    is handed; the agents in ``create_app`` are thin loops around ``handle``."""
+
+    def __init__(self, settings: HubSettings, published: MemoryStore | None = None) -> None:
+        reg = registry()
+        self.settings = settings
+        self.producer = OutputProducer(settings.bootstrap, f"{settings.worker_id}-outputs")
+        self.transactions = Transactions(
+            self.producer,
+            settings.worker_id,
+            settings.worker_transaction_interval,
+            lambda status, reason: leave(status, reason),  # looked up when called (tests)
+        )
+        self.rows = ChangelogStore(self.producer, rows_changelog(settings.worker_id).name)
+        self.published = published if published is not None else MemoryStore()
+        self.engine = Engine(
+            [definition.engine_view() for definition in load_definitions().values()],
+            {spec.model: spec.id for spec in reg.topics.values() if spec.model},
+            self.rows,
+            self.published,
+        )
+        self.breakers = StreamBreakers(
+            settings.dlq_max_consecutive, settings.dlq_max_ratio, settings.dlq_window
+        )
+        self.inputs = raw_topics_by_system(self.engine)
+        self.input_names = {spec.name for specs in self.inputs.values() for spec in specs}
+        self.topic_names = {spec.id: spec.name for spec in reg.topics.values()}
+        self.held: frozenset[tuple[str, int]] = frozenset()  # replaced whole: read by the watchdog
+        self.taking_over = False
+        self.guard = ContinuityGuard()
+        self.frozen = False  # the liveness drill (SIGUSR2): consume nothing more
+        self.watchdog = Watchdog(
+            Liveness(settings.worker_stall_timeout),
+            settings.bootstrap,
+            self.positions,
+            self.stalled,
+            interval=min(5.0, max(0.5, settings.worker_stall_timeout / 10)),
+        )
+
+    # -- assignment
+
+    async def on_assigned(self, assigned: set[Any]) -> None:
+        """Called with the assigned partitions at each rebalance. Agents wait meanwhile (Faust may
+        hand out fetched records before this returns); a worker given raw partitions it did not
+        hold fences their previous holder and reads the committed state back."""
+        mine = frozenset(
+            (tp.topic, tp.partition) for tp in assigned if tp.topic in self.input_names
+        )
+        self.taking_over = True
+        self.transactions.hold("assignment")
+        try:
+            await self._assign(mine)
+        finally:
+            self.taking_over = False
+            self.watchdog.restart()
+            self.transactions.unhold("assignment")
+
+    async def _assign(self, mine: frozenset[tuple[str, int]]) -> None:
+        loop = asyncio.get_running_loop()
+        settings = self.settings
+        kept = mine == self.held and bool(self.transactions.holding)
+        self.held = mine
+        metrics.ACTIVE.set(1 if mine else 0)
+        if not mine:
+            await self.transactions.release()
+            self.guard.reset({})
+            return
+        if not kept:
+            await self.transactions.take(partition for _, partition in mine)
+            rows = await loop.run_in_executor(
+                None, read_rows, settings.bootstrap, settings.worker_id
+            )
+            published = await loop.run_in_executor(None, read_published, settings.bootstrap)
+            self.rows.replace(rows)
+            self.published.clear()
+            self.published.update(published)
+            metrics.RESEEDS.inc()
+            log.info("given %d raw partitions: fenced their previous holder, read %d rows and %d "
+                     "published keys back", len(mine), len(rows), len(published))  # fmt: skip
+        self.guard.reset(
+            await loop.run_in_executor(
+                None, resume_offsets, settings.bootstrap, settings.worker_id, list(mine)
+            )
+        )
+
+    # -- liveness (called from the watchdog's thread)
+
+    def positions(self) -> dict[tuple[str, int], int]:
+        if self.taking_over:
+            return {}
+        held, expected = self.held, dict(self.guard.expected)
+        return {partition: offset for partition, offset in expected.items() if partition in held}
+
+    def stalled(self, verdict: Verdict) -> None:
+        leave(EXIT_RESTART, f"stalled: {verdict.describe()}; leaving for a fresh start "
+                            "(nothing more is committed; the next process reads again)")  # fmt: skip
+
+    # -- one record
+
+    def handle(self, system: str, dlq: str, message: Any) -> None:
+        """Process one raw record: outputs, row changes and dead letters go into the open
+        transaction. Synchronous: no agent can be half-way through a record when a commit starts.
+
+        Raises ``OffsetGap`` (records were skipped), ``DeadLetterFlood``, ``Fenced``, or whatever
+        the producer raised (the output could not be handed over)."""
+        provenance = Provenance(
+            message.topic, message.partition, message.offset, _millis(message.timestamp)
+        )
+        stream = (message.topic, message.partition)
+        self.guard.check(message.topic, message.partition, message.offset)
+        tally(system, "in")
+        try:
+            try:
+                outcome = self.engine.process(system, message.key, message.value, datetime.now(UTC))
+            except InvalidEvent:
+                raise
+            except Exception as exc:  # a bug met by this input: dead-letter it, go on
+                raise InvalidEvent("internal_error", repr(exc)) from exc
+        except InvalidEvent as error:  # bad input: to the DLQ, and on with the next
+            self._dead_letter(system, dlq, message.key, message.value, provenance, error,
+                              _replay_headers(message))  # fmt: skip
+            return
+        for output in outcome.outputs:
+            self.producer.publish(self.topic_names[output.topic_id], output)
+        tally(system, "applied", len(outcome.outputs))
+        tally(system, "duplicate", outcome.duplicates)
+        tally(system, "noop", outcome.noops)
+        if outcome.skipped and outcome.skipped not in ("duplicate", "noop"):
+            tally(system, "skipped")
+        self.breakers.record(stream, True)
+        for failure in outcome.failures:  # a stored row that failed once a row it looks up arrived
+            self._dead_letter(system, dlq, failure.ref.encode(), orjson.dumps(failure.row),
+                              provenance, failure.error,
+                              [("hub.dlq.row_ref", failure.ref.encode())])  # fmt: skip
+
+    def _dead_letter(
+        self, system: str, dlq: str, key: bytes | None, value: bytes | None,
+        provenance: Provenance, error: InvalidEvent, extra: list[tuple[str, bytes]],
+    ) -> None:  # fmt: skip
+        headers = dead_letter_headers(provenance, error, STEP, self.settings.worker_id) + extra
+        self.producer.send(dlq, key or b"", value, list(headers))
+        tally(system, "dead_lettered")
+        metrics.DEAD_LETTERS.labels(system, error.reason).inc()
+        log.warning("dead-lettered %s[%d]@%d%s: %s", provenance.topic, provenance.partition,
+                    provenance.offset, f" ({extra[0][1].decode()})" if extra else "", error)  # fmt: skip
+        self.breakers.record((provenance.topic, provenance.partition), False)
+
+
 def create_app(settings: HubSettings, published: MemoryStore | None = None) -> faust.App:
     app = faust.App(
         settings.worker_id,
@@ -171,71 +278,14 @@ def create_app(settings: HubSettings, published: MemoryStore | None = None) -> f
         topic_disable_leader=True,
         logging_config=None,
     )
+    pipeline = Pipeline(settings, published)
+    app.pipeline = pipeline  # type: ignore[attr-defined]  # for the worker and tests
     reg = registry()
-    dlq_topics: dict[str, Any] = {
-        spec.id: app.topic(
-            spec.name, key_serializer="raw", value_serializer="raw", partitions=spec.partitions
-        )
-        for spec in reg.topics.values()
-        if spec.kind == "dlq"
-    }
-    # One changelog partition, keyed by our own row refs (JSON keys and values). Not a GlobalTable:
-    # a global table re-applies its own changelog asynchronously and can overwrite newer values.
-    rows = app.Table(ROWS_TABLE, default=None, partitions=1, use_partitioner=True)
-    published = published if published is not None else MemoryStore()
-    producer = OutputProducer(settings.bootstrap, f"{settings.worker_id}-outputs")
-    engine = Engine(
-        [definition.engine_view() for definition in load_definitions().values()],
-        {spec.model: spec.id for spec in reg.topics.values() if spec.model},
-        TableStore(rows, producer, rows.changelog_topic.get_topic_name()),
-        published,
-    )
-    breakers = StreamBreakers(
-        settings.dlq_max_consecutive, settings.dlq_max_ratio, settings.dlq_window
-    )
 
-    inputs = raw_topics_by_system(engine)
-    input_names = {spec.name for specs in inputs.values() for spec in specs}
-    held: set[Any] = set()
-    guard = ContinuityGuard()
-    deliveries = Deliveries(producer)
-    topic_names = {spec.id: spec.name for spec in reg.topics.values()}
-    # Closed while an assignment is taken over: events fetched meanwhile wait (Faust may hand them
-    # out before this handler returns), then are checked against the new assignment.
-    ready = asyncio.Event()
+    async def on_assigned(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        await pipeline.on_assigned(args[0])
 
-    async def take_over(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
-        # Called with the assigned partitions at each rebalance. Only a worker given raw
-        # partitions it did not hold reads the published state back.
-        ready.clear()
-        try:
-            await _take_over({tp for tp in args[0] if tp.topic in input_names})
-        finally:
-            ready.set()
-
-    async def _take_over(mine: set[Any]) -> None:
-        gained = mine - held
-        held.clear()
-        held.update(mine)
-        metrics.ACTIVE.set(1 if mine else 0)
-        loop = asyncio.get_running_loop()
-        partitions = [(tp.topic, tp.partition) for tp in mine]
-        guard.reset(
-            await loop.run_in_executor(
-                None, resume_offsets, settings.bootstrap, settings.worker_id, partitions
-            )
-            if mine
-            else {}
-        )
-        if gained:
-            fresh = await loop.run_in_executor(None, read_published, settings.bootstrap)
-            published.clear()
-            published.update(fresh)
-            metrics.RESEEDS.inc()
-            log.info("given %d raw partitions: read %d published keys back from the unified "
-                     "topics", len(gained), len(published))  # fmt: skip
-
-    app.on_partitions_assigned.connect(take_over)
+    app.on_partitions_assigned.connect(on_assigned)
 
     if settings.connector_watch_interval > 0:
         watch = ConnectClient(settings.connect, timeout=5, retries=2)
@@ -257,108 +307,133 @@ def create_app(settings: HubSettings, published: MemoryStore | None = None) -> f
 
         app.timer(settings.connector_watch_interval, on_leader=True)(restart_failed_connectors)
 
-    for system, specs in inputs.items():
+    for system, specs in pipeline.inputs.items():
         source = app.topic(
             *(spec.name for spec in specs),
             key_serializer="raw",
             value_serializer="raw",
             allow_empty=True,
         )
-        dlq = dlq_topics[specs[0].dlq or ""]
-
-        async def dead_letter(
-            system: str, dlq: Any, key: bytes | None, value: bytes | None, provenance: Provenance,
-            error: InvalidEvent, extra: list[tuple[str, bytes]],
-        ) -> None:  # fmt: skip
-            headers = dead_letter_headers(provenance, error, STEP, settings.worker_id) + extra
-            await (await dlq.send(key=key, value=value, headers=headers))
-            tally(system, "dead_lettered")
-            metrics.DEAD_LETTERS.labels(system, error.reason).inc()
-            log.warning("dead-lettered %s[%d]@%d%s: %s", provenance.topic, provenance.partition,
-                        provenance.offset, f" ({extra[0][1].decode()})" if extra else "", error)  # fmt: skip
-            breakers.record((provenance.topic, provenance.partition), False)
+        dlq = reg[specs[0].dlq or ""].name
 
         async def normalise(
-            stream: faust.StreamT[Any], system: str = system, dlq: Any = dlq
+            stream: faust.StreamT[Any], system: str = system, dlq: str = dlq
         ) -> AsyncIterator[None]:
+            gate = pipeline.transactions.gate
             async for event in stream.events():
                 message = event.message
-                if not ready.is_set():
-                    await ready.wait()
-                if (message.topic, message.partition) not in held:
+                if not gate.is_set():
+                    await gate.wait()
+                if pipeline.frozen:  # the drill: hold this record for good, as a stall would
+                    await asyncio.Event().wait()
+                if (message.topic, message.partition) not in pipeline.held:
                     continue  # fetched before a rebalance that gave its partition to another
-                provenance = Provenance(
-                    message.topic, message.partition, message.offset, _millis(message.timestamp)
-                )
+                where = f"{message.topic}[{message.partition}]@{message.offset}"
                 try:
-                    guard.check(message.topic, message.partition, message.offset)
+                    pipeline.handle(system, dlq, message)
                 except OffsetGap as gap:
                     leave(EXIT_RESTART, f"{gap}; starting afresh to read them again")
                     return
-                tally(system, "in")
-                try:
-                    try:
-                        try:
-                            outcome = engine.process(
-                                system, message.key, message.value, datetime.now(UTC)
-                            )
-                        except InvalidEvent:
-                            raise
-                        except Exception as exc:  # a bug met by this input: dead-letter it, go on
-                            raise InvalidEvent("internal_error", repr(exc)) from exc
-                        for output in outcome.outputs:
-                            producer.publish(topic_names[output.topic_id], output)
-                        tally(system, "applied", len(outcome.outputs))
-                        tally(system, "duplicate", outcome.duplicates)
-                        tally(system, "noop", outcome.noops)
-                        if outcome.skipped and outcome.skipped not in ("duplicate", "noop"):
-                            tally(system, "skipped")
-                        breakers.record((message.topic, message.partition), True)
-                        for failure in outcome.failures:
-                            # A stored row that failed once a row it looks up arrived.
-                            await dead_letter(
-                                system, dlq, failure.ref.encode(), orjson.dumps(failure.row),
-                                provenance, failure.error, [("hub.dlq.row_ref", failure.ref.encode())],
-                            )  # fmt: skip
-                    except InvalidEvent as error:  # bad input: to the DLQ, and on with the next
-                        await dead_letter(system, dlq, message.key, message.value, provenance, error,
-                                          _replay_headers(message))  # fmt: skip
                 except DeadLetterFlood as flood:
-                    # Stop for sure: Faust's graceful stop was seen hanging here for good. What
-                    # was not committed is read again by the next worker; its outputs are
-                    # dropped as duplicates, and the flood's letters are in the DLQ already.
+                    # Stop for sure (Faust's graceful stop was seen hanging here), once the
+                    # letters judged so far are committed: nothing of the input is committed, so
+                    # the next worker judges the rest again.
+                    await pipeline.transactions.commit()
                     leave(1, str(flood))
+                    return
+                except Fenced as fenced:
+                    leave(EXIT_RESTART, f"{fenced}; this worker was replaced, starting afresh")
                     return
                 except Exception as exc:  # Kafka would not take our output: stop
                     # Not the input's fault, so not for the DLQ: stop before this offset is
                     # committed; a restarted worker processes the event again (nothing is lost).
-                    leave(1, f"cannot produce for {message.topic}[{message.partition}]@"
-                             f"{message.offset}, stopping: {exc!r}")  # fmt: skip
+                    leave(1, f"cannot produce for {where}, stopping: {exc!r}")
                     return
                 yield None
 
         app.agent(source, name=f"{STEP}-{system}", concurrency=1)(normalise)
 
-    async def verify_outputs_before_commits() -> None:
-        # Faust commits input offsets right after ``producer.flush()``: make that flush also
-        # confirm every output of the events being committed (see ``Deliveries``).
+    async def commit_outputs_before_offsets() -> None:
+        # Faust commits input offsets right after ``producer.flush()``: make that flush commit
+        # the transaction holding every output of the events being committed.
         faust_producer = app.producer
         flush = faust_producer.flush
 
-        async def flush_then_verify() -> None:
+        async def flush_then_commit() -> None:
             await flush()
-            await deliveries.verify()
+            await pipeline.transactions.commit()
 
-        faust_producer.flush = flush_then_verify  # type: ignore[method-assign]
+        faust_producer.flush = flush_then_commit  # type: ignore[method-assign]
+        pipeline.watchdog.start()
+        await pipeline.transactions.run()
 
-    app.task(verify_outputs_before_commits)
+    app.task(commit_outputs_before_offsets)
 
     @app.page("/metrics")
     async def prometheus(web: Any, request: Any) -> Any:
         # aiohttp takes the charset apart from the content type.
         return web.bytes(generate_latest(metrics.REGISTRY), content_type=metrics.CONTENT_TYPE)
 
+    @app.page("/health")
+    async def health(web: Any, request: Any) -> Any:
+        verdict = pipeline.watchdog.latest
+        body = {
+            "status": verdict.state,
+            "active": bool(pipeline.held),
+            "seconds_without_progress": round(verdict.idle_for, 1),
+            "stall_timeout": settings.worker_stall_timeout,
+            "partitions": {
+                f"{topic}[{partition}]": {"next_offset": h.position, "end": h.end, "lag": h.lag,
+                                          "seconds_without_progress": round(h.idle_for, 1)}
+                for (topic, partition), h in sorted(verdict.partitions.items())
+            },
+        }  # fmt: skip
+        return web.json(body, status=200 if verdict.state == "ok" else 503)
+
     return app
+
+
+class HubWorker(Worker):
+    """Faust's worker, with a bounded stop, quieter reconnect logs and the liveness drill."""
+
+    def __init__(
+        self, app: faust.App, pipeline: Pipeline, stop_timeout: float, **kwargs: Any
+    ) -> None:
+        super().__init__(app, **kwargs)
+        self.pipeline, self.stop_timeout = pipeline, stop_timeout
+        self._deadline: threading.Timer | None = None
+
+    def _on_sigterm(self) -> None:
+        self._stop_within()
+        super()._on_sigterm()
+
+    def _on_sigint(self) -> None:
+        self._stop_within()
+        super()._on_sigint()
+
+    def _stop_within(self) -> None:
+        # Faust's stop waits on Kafka (commits, flushes, leaving the group) and has been seen
+        # hanging for good: past the deadline, leave as kill -9 would. Nothing it did not
+        # confirm is committed either way.
+        if self._deadline is None:
+            reason = (
+                f"the worker did not stop within {self.stop_timeout:.0f} s of the signal: "
+                "exiting without committing anything more"
+            )
+            self._deadline = threading.Timer(self.stop_timeout, leave, (1, reason))
+            self._deadline.daemon = True
+            self._deadline.start()
+
+    def _on_sigusr2(self) -> None:
+        # A drill for the liveness guard (Faust's own SIGUSR2 starts a debugger, useless in a
+        # service): the agents stop taking records, as a stalled framework would.
+        self.pipeline.frozen = True
+        log.warning("drill (SIGUSR2): the agents take no more records; the liveness guard must "
+                    "notice within %.0f s", self.pipeline.settings.worker_stall_timeout)  # fmt: skip
+
+    def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+        super().on_setup_root_logger(logger, level)
+        quiet_repeats(list(logger.handlers))
 
 
 def _replay_headers(message: Any) -> list[tuple[str, bytes]]:
@@ -374,11 +449,13 @@ def _millis(timestamp: float | None) -> int | None:
 
 def run_worker(settings: HubSettings, loglevel: str) -> None:
     """Run until interrupted (blocks). Exits non-zero when the worker crashes."""
-    from faust.worker import Worker
+    from hub.stack.kafka import ensure_topics
 
     check_inputs(settings, [spec for spec in registry().topics.values() if spec.kind == "raw"])
+    ensure_topics(settings.bootstrap, [rows_changelog(settings.worker_id)])
     app = create_app(settings)
-    worker = Worker(app, loglevel=loglevel)
+    pipeline: Pipeline = app.pipeline  # type: ignore[attr-defined]  # set by create_app
+    worker = HubWorker(app, pipeline, settings.worker_stop_timeout, loglevel=loglevel)
     # No terminal spinner: at a level above INFO it sets the root logger to DEBUG so that every
     # message spins it, and every debug call of Faust and aiokafka then builds a log record.
     worker.spinner = None

@@ -53,3 +53,21 @@ def worker_is_active(host: str, web_port: int) -> bool:
     except requests.RequestException:
         return False
     return any(line.startswith("hub_worker_active 1") for line in text.splitlines())
+
+
+# The liveness guard (watchdog.py). Seconds without progress should stay near 0; when it climbs
+# while records wait, the worker is stuck, and at HUB_WORKER_STALL_TIMEOUT it leaves for a fresh
+# start (hub_worker_stalls counts it in the process that left: see the supervisor's log).
+SECONDS_WITHOUT_PROGRESS = Gauge(
+    "hub_worker_seconds_without_progress",
+    "Longest time a held raw partition has had records waiting without the worker moving on.",
+    registry=REGISTRY,
+)
+STALLED = Gauge(
+    "hub_worker_stalled",
+    "1 when the worker judged itself stalled (it is leaving for a fresh start).",
+    registry=REGISTRY,
+)
+STALLS = Counter(
+    "hub_worker_stalls", "Stalls the liveness guard detected in this process.", registry=REGISTRY
+)

@@ -1,20 +1,27 @@
-"""The worker's producer for canonical records: confluent-kafka (librdkafka), not Faust's send path.
+"""The worker's producer for everything it writes: canonical records, the engine's row changelog and
+dead letters. confluent-kafka (librdkafka), not Faust's send path.
 
 Faust's own send path measured a few hundred to a few thousand records/s here; librdkafka batches
 and sends from its own thread. Keys go to the partition Kafka's Java producer would choose
-(``partitioner=murmur2_random``), and idempotence keeps each partition in order without duplicates
-across librdkafka's own retries.
+(``partitioner=murmur2_random``).
 
-Delivery is confirmed in bulk: ``flush()`` waits until every record handed over since the last
-call is acknowledged, and returns the ones that failed. The worker calls it before Faust commits
-input offsets, so an offset is committed only once the outputs of its event are in Kafka.
+**Fenced.** The worker that holds the raw topics writes in Kafka transactions under a stable
+transactional id (``transactional_id``: one per raw partition number it holds). Taking the raw
+topics over starts with ``init_transactions``, which aborts whatever transaction the previous
+holder left open and fences it: a worker that was paused past its session timeout (SIGSTOP, a
+long GC, a frozen VM) and wakes after the takeover can no longer write or commit anything, and
+what it wrote before is aborted, invisible to every ``read_committed`` consumer.
+
+Without a transactional id (the benchmark's baseline loops) records go out idempotently and
+``flush()`` confirms them.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Iterable
 
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from hub.core.records import Output, Upsert
 
@@ -23,9 +30,23 @@ from hub.core.records import Output, Upsert
 POSITION_HEADER = "hub.source_position"
 
 
+class Fenced(RuntimeError):
+    """Another worker took the raw topics over: this one must not write or commit anything."""
+
+
+class TransactionFailed(RuntimeError):
+    """A transaction could not be committed; it was aborted (nothing of it is visible)."""
+
+
+def transactional_id(worker_id: str, partitions: Iterable[int]) -> str:
+    """The stable transactional id of the worker of group ``worker_id`` holding raw partitions
+    ``partitions`` (numbers; every raw topic has the same): the same for whoever holds them."""
+    return f"{worker_id}-raw-p{'-'.join(str(p) for p in sorted(set(partitions)))}"
+
+
 class OutputProducer:
-    def __init__(self, bootstrap: str, client_id: str) -> None:
-        self.config = {
+    def __init__(self, bootstrap: str, client_id: str, transactional_id: str | None = None) -> None:
+        self.config: dict[str, object] = {
             "bootstrap.servers": bootstrap,
             "client.id": client_id,
             "acks": "all",
@@ -34,9 +55,13 @@ class OutputProducer:
             "linger.ms": 1,
             "log_level": 3,
         }
+        if transactional_id:
+            self.config["transactional.id"] = transactional_id
+        self.transactional = transactional_id is not None
         self._producer: Producer | None = None
         self._failures: list[str] = []
         self._lock = threading.Lock()
+        self.pending = 0  # records handed over since the last commit (transactional)
 
     @property
     def producer(self) -> Producer:
@@ -51,7 +76,8 @@ class OutputProducer:
         value: bytes | None,
         headers: list[tuple[str, str | bytes | None]],
     ) -> None:
-        """Hand one record over (never blocks for long: a full queue is drained first)."""
+        """Hand one record over (never blocks for long: a full queue is drained first).
+        Raises ``Fenced`` once another worker took over."""
         while True:
             try:
                 self.producer.produce(
@@ -60,6 +86,12 @@ class OutputProducer:
                 break
             except BufferError:  # librdkafka's queue is full: let it deliver some
                 self.producer.poll(0.05)
+            except KafkaException as exc:
+                error = _translate(exc)
+                if error is exc:
+                    raise
+                raise error from exc
+        self.pending += 1
         self.producer.poll(0)
 
     def publish(self, topic: str, output: Output) -> None:
@@ -76,7 +108,74 @@ class OutputProducer:
             failures.append(f"{left} records not acknowledged within {timeout:.0f} s")
         return failures
 
+    # -- transactions (blocking calls: the worker runs them off its event loop, agents held)
+
+    def fence(self, timeout: float) -> None:
+        """Take the transactional id: aborts the previous holder's open transaction and fences it,
+        then opens a transaction. Raises ``Fenced`` if a newer holder fenced this one already."""
+        try:
+            self.producer.init_transactions(timeout)
+            self.producer.begin_transaction()
+        except KafkaException as exc:
+            raise _translate(exc) from exc
+        self.pending = 0
+
+    def commit(self, timeout: float) -> None:
+        """Commit what was sent since the last commit (all of it becomes visible at once) and open
+        the next transaction. Raises ``Fenced``, or ``TransactionFailed`` after aborting."""
+        try:
+            self._retrying(lambda: self.producer.commit_transaction(timeout))
+        except KafkaException as exc:
+            error = _translate(exc)
+            if isinstance(error, Fenced):
+                raise error from exc
+            self.abort(timeout)
+            raise TransactionFailed(f"{error}; failed outputs: {self.flush(0)[:3]}") from exc
+        self.pending = 0
+        self.producer.begin_transaction()
+
+    def abort(self, timeout: float) -> None:
+        """Drop the open transaction: nothing sent since the last commit becomes visible."""
+        try:
+            self.producer.abort_transaction(timeout)
+        except KafkaException as exc:
+            raise _translate(exc) from exc
+        self.pending = 0
+
+    def use(self, transactional_id: str | None) -> None:
+        """Write under another transactional id from now on (a new assignment): the current
+        producer is dropped (its open transaction, if any, is aborted by the next holder of its
+        id, or by the transaction timeout); ``fence`` makes the next one."""
+        if transactional_id:
+            self.config["transactional.id"] = transactional_id
+        else:
+            self.config.pop("transactional.id", None)
+        self.transactional = bool(transactional_id)
+        self._producer = None
+        self.pending = 0
+
+    def _retrying(self, call: Callable[[], None]) -> None:
+        for attempt in range(5):
+            try:
+                call()
+                return
+            except KafkaException as exc:
+                error: KafkaError = exc.args[0]
+                if not error.retriable() or attempt == 4:
+                    raise
+
     def _delivered(self, error: KafkaError | None, msg: Message) -> None:
         if error is not None:
             with self._lock:
                 self._failures.append(f"{msg.topic()} key {msg.key()!r}: {error}")
+
+
+def _translate(exc: KafkaException) -> Exception:
+    error: KafkaError = exc.args[0]
+    if error.fatal() or error.code() in (
+        KafkaError._FENCED,
+        KafkaError.PRODUCER_FENCED,
+        KafkaError.INVALID_PRODUCER_EPOCH,
+    ):
+        return Fenced(f"another worker took the raw topics over: {error.str()}")
+    return TransactionFailed(error.str()) if error.txn_requires_abort() else exc

@@ -1,24 +1,57 @@
-"""The worker's state as Kafka holds it, read without Faust: what the unified topics say was
-published, and the engine's rows from the state table's changelog.
+"""The worker's state as Kafka holds it: what the unified topics say was published, and the
+engine's rows, kept in memory and written to a compacted changelog topic of the worker group.
 
-The worker reads the published state back at each takeover; the benchmark's BL4 loop starts from
-both, so that it processes the same events from the same state as the worker it is compared with.
+Whoever takes the raw topics over reads both back (``read_committed``, after fencing the previous
+holder): its state is then exactly what was committed, whatever the previous holder had time to do.
+The benchmark's BL4 loop starts from both too, so that it processes the same events from the same
+state as the worker it is compared with.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import orjson
 
 from hub.core.engine import MemoryStore, out_ref, seed_entry
 from hub.kafka_io import header, read_to_end
 from hub.topics import TopicSpec, registry
-from hub.worker.output import POSITION_HEADER
+from hub.worker.output import POSITION_HEADER, OutputProducer
 
-ROWS_TABLE = "engine-rows"  # the Faust table of the engine's rows (one partition)
+ROWS_TABLE = "engine-rows"  # the engine's rows (their changelog topic keeps this name)
+
+
+class ChangelogStore(MemoryStore):
+    """The engine's ``Store``: rows in memory, each change also written to the group's changelog
+    topic through the output producer, in the same transaction as the outputs it led to.
+
+    The topic, key and JSON value are those Faust wrote when the rows were a Faust table, so a
+    changelog written by an earlier version reads the same."""
+
+    def __init__(self, producer: OutputProducer, changelog: str) -> None:
+        super().__init__()
+        self.producer, self.changelog = producer, changelog
+
+    def get(self, ref: str, default: Any = None) -> Any:
+        return super().get(ref, default)  # the engine never mutates what it gets
+
+    def put(self, ref: str, value: dict[str, Any] | None) -> None:
+        super().put(ref, value)
+        self.producer.send(
+            self.changelog,
+            orjson.dumps(ref),
+            orjson.dumps(value) if value is not None else None,
+            [],
+        )
+
+    def replace(self, rows: MemoryStore) -> None:
+        """Start over from ``rows`` (read back at a takeover); writes nothing."""
+        self.clear()
+        self.update(rows)
 
 
 def rows_changelog(worker_id: str) -> TopicSpec:
-    """The changelog topic Faust keeps for the rows table of the worker group ``worker_id``."""
+    """The changelog topic of the engine's rows of the worker group ``worker_id``."""
     return TopicSpec(
         id="engine-rows-changelog", name=f"{worker_id}-{ROWS_TABLE}-changelog", kind="internal",
         key="row ref (JSON string)", value="stored row (JSON)", partitions=1,

@@ -7,7 +7,6 @@ from unittest.mock import AsyncMock
 
 import orjson
 import pytest
-from faust.tables.table import Table
 from faust.topics import Topic
 from faust.types import TP
 
@@ -15,7 +14,8 @@ from hub.core.engine import MemoryStore
 from hub.settings import HubSettings
 from hub.worker import app as worker_app
 from hub.worker.continuity import EXIT_RESTART
-from hub.worker.output import OutputProducer
+from hub.worker.output import Fenced, OutputProducer, TransactionFailed
+from hub.worker.transactions import Transactions
 from tests.conftest import pick
 
 Sent = list[tuple[str, bytes, bytes | None, dict[str, bytes]]]
@@ -34,19 +34,28 @@ def sent(monkeypatch) -> Sent:
         return done
 
     def fake_output(self, topic, key, value, headers):
+        if topic.endswith("-engine-rows-changelog"):
+            return  # the engine's row changes: not what these tests look at
         records.append((topic, key, value, dict(headers)))
 
-    monkeypatch.setattr(Topic, "send", fake_send)  # the dead-letter topic
-    monkeypatch.setattr(OutputProducer, "send", fake_output)  # the unified topics
-    # The engine's table keeps its data in memory here; its changelog would need a broker.
-    monkeypatch.setattr(Table, "on_key_set", lambda self, key, value: None)
-    monkeypatch.setattr(Table, "on_key_del", lambda self, key: None)
+    monkeypatch.setattr(Topic, "send", fake_send)  # Faust's own sends (none expected)
+    monkeypatch.setattr(OutputProducer, "send", fake_output)  # unified topics, DLQ
     worker_app.COUNTS.clear()
     return records
 
 
 @pytest.fixture
-async def agent(monkeypatch):
+def transactions(monkeypatch) -> list[str]:
+    """The transactional calls the worker makes (no broker here)."""
+    calls: list[str] = []
+    monkeypatch.setattr(OutputProducer, "fence", lambda self, timeout: calls.append("fence"))
+    monkeypatch.setattr(OutputProducer, "commit", lambda self, timeout: calls.append("commit"))
+    monkeypatch.setattr(OutputProducer, "abort", lambda self, timeout: calls.append("abort"))
+    return calls
+
+
+@pytest.fixture
+async def agent(monkeypatch, transactions):
     settings = HubSettings(dlq_max_consecutive=3, dlq_window=10, kafka_bootstrap="127.0.0.1:1",
                            connector_watch_interval=0)  # fmt: skip
     app = worker_app.create_app(settings)
@@ -55,7 +64,8 @@ async def agent(monkeypatch):
     app.flow_control.resume()
     app.crash = AsyncMock()
     # The worker is given the POS stock partition (nothing published yet, no committed offset).
-    monkeypatch.setattr(worker_app, "read_published", lambda settings: MemoryStore())
+    monkeypatch.setattr(worker_app, "read_published", lambda bootstrap: MemoryStore())
+    monkeypatch.setattr(worker_app, "read_rows", lambda bootstrap, worker_id: MemoryStore())
     monkeypatch.setattr(worker_app, "resume_offsets", lambda *args: {})
     await app.on_partitions_assigned.send({TP(RAW_STOCK, 0)})
     agent = app.agents["normalise-pos"]
@@ -209,36 +219,91 @@ async def test_records_of_a_partition_the_worker_no_longer_holds_are_left_alone(
     assert worker_app.COUNTS["in"] == 1
 
 
-async def test_an_output_that_was_not_delivered_stops_the_worker_before_the_commit(monkeypatch):
+class FakeProducer:
+    """An ``OutputProducer`` stand-in: ``commit`` raises what it is told to."""
+
+    def __init__(self, error: Exception | None = None) -> None:
+        self.error, self.pending, self.calls = error, 0, []
+
+    def use(self, transactional_id):
+        self.calls.append(("use", transactional_id))
+
+    def fence(self, timeout):
+        self.calls.append(("fence",))
+
+    def commit(self, timeout):
+        self.calls.append(("commit", self.pending))
+        if self.error:
+            raise self.error
+        self.pending = 0
+
+
+@pytest.mark.parametrize(
+    ("error", "says"),
+    [(Fenced("another worker took the raw topics over"), "this worker was replaced"),
+     (TransactionFailed("Broker: timed out"), "transaction aborted, nothing of it is visible")],
+)  # fmt: skip
+async def test_a_transaction_that_cannot_commit_makes_the_worker_leave_before_its_offsets(
+    error, says
+):
     left: list[tuple[int, str]] = []
-    monkeypatch.setattr(worker_app, "leave", lambda status, reason: left.append((status, reason)))
-
-    class Flushed:
-        def __init__(self, failures: list[str]) -> None:
-            self.failures = failures
-
-        def flush(self, timeout: float) -> list[str]:
-            return self.failures
-
-    await worker_app.Deliveries(Flushed([])).verify()
-    assert left == []
-    await worker_app.Deliveries(Flushed(["unified.inventory key b'k': Broker: timed out"])).verify()
-    assert left == [(1, "1 outputs were not delivered, stopping before their input offsets are "
-                        "committed: [\"unified.inventory key b'k': Broker: timed out\"]")]  # fmt: skip
+    producer = FakeProducer(error)
+    txn = Transactions(producer, "g", 0.1, lambda status, reason: left.append((status, reason)))
+    await txn.take([0])
+    assert producer.calls == [("use", "g-raw-p0"), ("fence",)] and txn.gate.is_set()
+    await txn.commit()
+    assert producer.calls[-1:] == [("fence",)]  # nothing written: nothing to commit
+    producer.pending = 3
+    await txn.commit()
+    ((status, reason),) = left
+    assert status == EXIT_RESTART and says in reason
+    assert txn.gate.is_set()  # left (os._exit in the worker): the gate no longer matters
 
 
-def test_the_table_changelog_goes_out_with_the_outputs_as_faust_would_write_it(sent):
-    from hub.worker.state import rows_changelog
+async def test_agents_wait_while_a_commit_or_an_assignment_holds_the_gate():
+    producer = FakeProducer()
+    txn = Transactions(producer, "g", 0.1, lambda status, reason: None)
+    assert not txn.gate.is_set()  # nothing assigned yet
+    await txn.take([0])
+    txn.hold("assignment")
+    producer.pending = 1
+    await txn.commit()
+    assert not txn.gate.is_set()  # the commit ended, the assignment still holds it
+    txn.unhold("assignment")
+    assert txn.gate.is_set()
 
-    settings = HubSettings(kafka_bootstrap="127.0.0.1:1", worker_id="bench-sut")
-    app = worker_app.create_app(settings)
-    table = app.tables["engine-rows"]
-    changelog = table.changelog_topic.get_topic_name()
-    assert changelog == rows_changelog(settings.worker_id).name == "bench-sut-engine-rows-changelog"
-    store = worker_app.TableStore(table, OutputProducer("127.0.0.1:1", "t"), changelog)
+
+async def test_taking_the_raw_topics_over_fences_before_reading_the_state_back(
+    agent, monkeypatch
+):
+    order: list[str] = []
+    monkeypatch.setattr(OutputProducer, "fence", lambda self, timeout: order.append("fence"))
+    monkeypatch.setattr(worker_app, "read_rows", lambda *a: order.append("rows") or MemoryStore())
+    monkeypatch.setattr(worker_app, "read_published", lambda *a: order.append("pub") or MemoryStore())
+    signal = agent.app.on_partitions_assigned
+    await signal.send(set())  # a standby for a while
+    await signal.send({TP(RAW_STOCK, 0)})
+    assert order == ["fence", "rows", "pub"]
+    assert agent.app.pipeline.producer.config["transactional.id"].endswith("-raw-p0")
+
+
+def test_row_changes_go_out_with_the_outputs_as_the_changelog_always_had_them(sent):
+    from hub.worker.state import ChangelogStore, rows_changelog
+
+    written: list[tuple[str, bytes, bytes | None]] = []
+
+    class Recorder:
+        def send(self, topic, key, value, headers):
+            written.append((topic, key, value))
+
+    changelog = rows_changelog("bench-sut").name
+    assert changelog == "bench-sut-engine-rows-changelog"  # the name Faust's table gave it
+    store = ChangelogStore(Recorder(), changelog)
     store.put("row:pos:pos.ticket:{}", {"row": {"ticket_id": 7}})
     assert store.get("row:pos:pos.ticket:{}") == {"row": {"ticket_id": 7}}
     store.put("row:pos:pos.ticket:{}", None)
     assert store.get("row:pos:pos.ticket:{}") is None
     key = b'"row:pos:pos.ticket:{}"'  # Faust's JSON key serializer
-    assert sent == [(changelog, key, b'{"row":{"ticket_id":7}}', {}), (changelog, key, None, {})]
+    assert written == [(changelog, key, b'{"row":{"ticket_id":7}}'), (changelog, key, None)]
+    store.replace(MemoryStore({"row:a": {"row": {}}}))
+    assert dict(store) == {"row:a": {"row": {}}} and len(written) == 2  # read back, not written

@@ -1,0 +1,100 @@
+"""The worker's transactions, run on its event loop.
+
+Agents write while the **gate** is open: while nothing holds it (``hold(reason)``). A commit
+holds it (no agent can then be half-way through an event: the agents produce synchronously,
+between two awaits), commits off the loop and opens the next transaction; so does an assignment
+while the state is read back, and the gate starts held until the first one.
+
+Commits happen every ``interval`` seconds while something was written, and before Faust commits
+input offsets (the worker wraps Faust's producer flush): an input offset is committed only once
+every output of its event is committed and visible.
+
+Whatever cannot go on safely ends the process through ``leave`` (see app.py): fenced by a newer
+holder of the raw topics, or a transaction Kafka refused (aborted: the next process redoes it from
+the committed offsets).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable
+
+from hub.worker.continuity import EXIT_RESTART
+from hub.worker.output import Fenced, OutputProducer, TransactionFailed, transactional_id
+
+log = logging.getLogger("hub.worker")
+
+
+class Transactions:
+    def __init__(
+        self,
+        producer: OutputProducer,
+        worker_id: str,
+        interval: float,
+        leave: Callable[[int, str], None],
+        timeout: float = 30.0,
+    ) -> None:
+        self.producer, self.worker_id = producer, worker_id
+        self.interval, self.timeout, self.leave = interval, timeout, leave
+        self.gate = asyncio.Event()  # set while agents may write: nothing holds it
+        self.holds: set[str] = {"unassigned"}
+        self.holding: tuple[int, ...] = ()  # the raw partition numbers written for
+        self._lock = asyncio.Lock()
+
+    def hold(self, reason: str) -> None:
+        self.holds.add(reason)
+        self.gate.clear()
+
+    def unhold(self, reason: str) -> None:
+        self.holds.discard(reason)
+        if not self.holds:
+            self.gate.set()
+
+    async def take(self, partitions: Iterable[int]) -> None:
+        """Write for these raw partition numbers from now on: fences their previous holder and
+        aborts what it left open. Call before reading any state back: what the previous holder
+        committed is then final. Call with the gate held until the state is read."""
+        async with self._lock:
+            self.unhold("unassigned")
+            self.holding = tuple(sorted(set(partitions)))
+            self.producer.use(transactional_id(self.worker_id, self.holding))
+            try:
+                await self._off_loop(self.producer.fence, self.timeout)
+            except Fenced as exc:  # a newer holder exists already: this one is a zombie
+                self.leave(EXIT_RESTART, f"{exc}; starting afresh")
+
+    async def release(self) -> None:
+        """No raw partition is held any more: commit what is open (``Fenced`` leaves), then stop
+        writing."""
+        await self.commit()
+        async with self._lock:
+            self.hold("unassigned")
+            self.holding = ()
+            self.producer.use(None)
+
+    async def commit(self) -> None:
+        """Commit what was written since the last commit, if anything (blocks the agents, not the
+        loop). Leaves the process when the transaction cannot be committed."""
+        async with self._lock:
+            if not self.holding or not self.producer.pending:
+                return
+            self.hold("commit")
+            try:
+                await self._off_loop(self.producer.commit, self.timeout)
+            except Fenced as exc:
+                self.leave(EXIT_RESTART, f"{exc}; this worker was replaced, starting afresh")
+            except TransactionFailed as exc:
+                self.leave(EXIT_RESTART, f"transaction aborted, nothing of it is visible: {exc}; "
+                                         "starting afresh from the committed offsets")  # fmt: skip
+            finally:
+                self.unhold("commit")
+
+    async def run(self) -> None:
+        """Commit every ``interval`` seconds (a Faust task)."""
+        while True:
+            await asyncio.sleep(self.interval)
+            await self.commit()
+
+    async def _off_loop(self, call: Callable[[float], None], timeout: float) -> None:
+        await asyncio.get_running_loop().run_in_executor(None, call, timeout)

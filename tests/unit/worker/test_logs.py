@@ -1,0 +1,47 @@
+"""Repeated framework log lines are held back with a growing back-off; the hub's own all pass."""
+
+from __future__ import annotations
+
+import logging
+
+from hub.worker.logs import RepeatFilter
+
+
+def record(name: str = "aiokafka.client", msg: str = "Unable connect to node with id %s") -> logging.LogRecord:
+    return logging.LogRecord(name, logging.ERROR, __file__, 1, msg, (1,), None)
+
+
+def test_a_reconnect_storm_is_logged_with_a_growing_back_off():
+    now = [0.0]
+    repeat = RepeatFilter(first=1.0, longest=8.0, clock=lambda: now[0])
+    passed = []
+    for tick in range(70 * 60):  # a minute of 70 failed reconnections a second
+        now[0] = tick / 70
+        rec = record()
+        if repeat.filter(rec):
+            passed.append((now[0], rec.getMessage()))
+    # 0, ~1, ~3, ~7, ~15, ~23, … : a handful of lines instead of 4,200, each saying what it held.
+    assert 8 <= len(passed) <= 12, passed
+    assert passed[0][1] == "Unable connect to node with id 1"
+    assert "more like this held back" in passed[1][1]
+    gaps = [b[0] - a[0] for a, b in zip(passed, passed[1:], strict=False)]
+    assert gaps == sorted(gaps) and max(gaps) <= 8.1
+
+
+def test_other_kinds_and_the_hubs_own_lines_are_not_held_back():
+    repeat = RepeatFilter(clock=lambda: 0.0)
+    assert repeat.filter(record())
+    assert repeat.filter(record(msg="Heartbeat failed"))  # another kind
+    assert all(repeat.filter(record("hub.worker", "dead-lettered %s")) for _ in range(50))
+    assert not repeat.filter(record())
+
+
+def test_a_kind_quiet_for_a_while_starts_over():
+    now = [0.0]
+    repeat = RepeatFilter(first=1.0, longest=4.0, clock=lambda: now[0])
+    assert repeat.filter(record())
+    now[0] = 0.5
+    assert not repeat.filter(record())
+    now[0] = 100.0
+    rec = record()
+    assert repeat.filter(rec) and "held back" not in rec.getMessage()
