@@ -273,13 +273,13 @@ async def test_agents_wait_while_a_commit_or_an_assignment_holds_the_gate():
     assert txn.gate.is_set()
 
 
-async def test_taking_the_raw_topics_over_fences_before_reading_the_state_back(
-    agent, monkeypatch
-):
+async def test_taking_the_raw_topics_over_fences_before_reading_the_state_back(agent, monkeypatch):
     order: list[str] = []
     monkeypatch.setattr(OutputProducer, "fence", lambda self, timeout: order.append("fence"))
     monkeypatch.setattr(worker_app, "read_rows", lambda *a: order.append("rows") or MemoryStore())
-    monkeypatch.setattr(worker_app, "read_published", lambda *a: order.append("pub") or MemoryStore())
+    monkeypatch.setattr(
+        worker_app, "read_published", lambda *a: order.append("pub") or MemoryStore()
+    )
     signal = agent.app.on_partitions_assigned
     await signal.send(set())  # a standby for a while
     await signal.send({TP(RAW_STOCK, 0)})

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 
 from hub.worker.logs import RepeatFilter
 
 
-def record(name: str = "aiokafka.client", msg: str = "Unable connect to node with id %s") -> logging.LogRecord:
+def record(
+    name: str = "aiokafka.client", msg: str = "Unable connect to node with id %s"
+) -> logging.LogRecord:
     return logging.LogRecord(name, logging.ERROR, __file__, 1, msg, (1,), None)
 
 
@@ -24,7 +27,7 @@ def test_a_reconnect_storm_is_logged_with_a_growing_back_off():
     assert 8 <= len(passed) <= 12, passed
     assert passed[0][1] == "Unable connect to node with id 1"
     assert "more like this held back" in passed[1][1]
-    gaps = [b[0] - a[0] for a, b in zip(passed, passed[1:], strict=False)]
+    gaps = [b[0] - a[0] for a, b in itertools.pairwise(passed)]
     assert gaps == sorted(gaps) and max(gaps) <= 8.1
 
 
