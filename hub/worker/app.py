@@ -176,8 +176,8 @@ class Pipeline:
         settings = self.settings
         kept = mine == self.held and bool(self.transactions.holding)
         self.held = mine
-        metrics.ACTIVE.set(1 if mine else 0)
         if not mine:
+            metrics.ACTIVE.set(0)
             await self.transactions.release()
             self.guard.reset({})
             return
@@ -198,6 +198,7 @@ class Pipeline:
                 None, resume_offsets, settings.bootstrap, settings.worker_id, list(mine)
             )
         )
+        metrics.ACTIVE.set(1)  # only now: the previous holder is fenced, the state read back
 
     # -- liveness (called from the watchdog's thread)
 

@@ -173,6 +173,7 @@ class OutputProducer:
 def _translate(exc: KafkaException) -> Exception:
     error: KafkaError = exc.args[0]
     if error.fatal() or error.code() in (
+        KafkaError._FATAL,
         KafkaError._FENCED,
         KafkaError.PRODUCER_FENCED,
         KafkaError.INVALID_PRODUCER_EPOCH,

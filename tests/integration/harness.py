@@ -5,6 +5,7 @@ twice)."""
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import signal
@@ -13,6 +14,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from pathlib import Path
 
 import psycopg
 import pymysql
@@ -45,6 +47,17 @@ class Worker:
     def active(self) -> bool:
         """Whether it holds the raw topics (its ``hub_worker_active`` gauge), not a standby."""
         return worker_is_active("127.0.0.1", int(self.env["HUB_WORKER_WEB_PORT"]))
+
+    def child_pid(self) -> int | None:
+        """The Faust process the supervisor runs now (None between two)."""
+        assert self.proc is not None
+        children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split()
+        return int(children[0]) if children else None
+
+    def signal_all(self, signum: int) -> None:
+        """Send ``signum`` to the supervisor and its child at once (their own session)."""
+        assert self.proc is not None and self.proc.poll() is None
+        os.killpg(self.proc.pid, signum)
 
     def kill9(self) -> None:
         assert self.proc is not None and self.proc.poll() is None, self.log.read_text()[-3000:]
@@ -192,6 +205,21 @@ def duplicate_effects(stack) -> tuple[int, dict[tuple[str, str, str], int]]:
     return sum(seen.values()), {key: n for key, n in seen.items() if n > 1}
 
 
+def out_of_order_effects(stack) -> dict[tuple[str, str], list[str]]:
+    """Keys of the unified topics whose source positions, in log order, do not strictly increase
+    (a worker that wrote after it was replaced would show here): key → its positions."""
+    specs = [spec for spec in registry().topics.values() if spec.kind == "unified"]
+    positions: dict[tuple[str, str], list[str]] = {}
+    for msg in read_to_end(stack.endpoints["kafka_bootstrap"], specs):
+        key = (msg.topic() or "", (msg.key() or b"").decode())
+        positions.setdefault(key, []).append(header(msg, "hub.source_position") or "")
+    return {
+        key: seen
+        for key, seen in positions.items()
+        if any(later <= earlier for earlier, later in itertools.pairwise(seen))
+    }
+
+
 def assert_no_duplicate_effect(stack) -> int:
     """No key on a unified topic received the same source position twice; returns the records."""
     records, twice = duplicate_effects(stack)
@@ -212,6 +240,10 @@ def under_load(stack, seed: int, inject) -> None:
     drained(stack)
     assert_reconciled(stack)
     assert_no_duplicate_effect(stack)
+    disorder = out_of_order_effects(stack)
+    assert not disorder, (
+        f"{len(disorder)} keys went back in source order: {list(disorder.items())[:3]}"
+    )
 
 
 def stable_members(stack) -> int:

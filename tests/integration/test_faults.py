@@ -8,6 +8,8 @@ their own (same consumer group), so they run after the other integration tests.
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -121,3 +123,104 @@ consumer.commit(offsets=[TopicPartition(s.name, p, 0) for s in raw for p in rang
                 asynchronous=False)
 consumer.close()
 """
+
+
+@pytest.fixture
+def quiet_group(stack, worker):
+    """The session's worker stopped: these tests start workers of the same group themselves."""
+    worker.terminate()
+    worker.wait(60)
+    started: list[Worker] = []
+    yield started
+    for each in started:
+        each.stop()
+
+
+def test_a_worker_that_stops_consuming_is_replaced_and_the_pipeline_catches_up(stack, quiet_group):
+    frozen = Worker(stack, "frozen-worker")
+    frozen.env["HUB_WORKER_STALL_TIMEOUT"] = "8"
+    quiet_group.append(frozen)
+    frozen.start()
+    wait_until(frozen.active, "the worker holding the raw topics")
+    first = frozen.child_pid()
+    assert first is not None
+
+    def inject() -> None:
+        # The drill: its agents take no more records, as a stalled framework's would; it still
+        # says "ready", its heartbeats go on, and the group sees nothing wrong.
+        os.kill(first, signal.SIGUSR2)
+
+    under_load(stack, 505, inject)
+    text = frozen.log.read_text(errors="replace")
+    assert "drill (SIGUSR2)" in text
+    assert "[CRITICAL] stalled: no progress for" in text, text[-3000:]
+    assert "asked for a fresh start" in text
+    assert frozen.alive() and frozen.child_pid() not in (None, first)
+
+
+def test_a_worker_paused_past_its_session_timeout_cannot_publish_once_replaced(stack, quiet_group):
+    first, second = Worker(stack, "paused-worker"), Worker(stack, "standby-worker")
+    quiet_group.extend([first, second])
+    for each in quiet_group:
+        each.start()
+    wait_until(lambda: stable_members(stack) == 2, "two workers in a stable group")
+    wait_until(
+        lambda: sum(w.active() for w in quiet_group) == 1, "one worker holding the raw topics"
+    )
+    paused: list[Worker] = []
+
+    def inject() -> None:
+        # SIGSTOP, as a long GC or a frozen VM would: the worker holds records and an open
+        # transaction, and sends no heartbeat. The standby takes over after the session timeout
+        # and writes for a while; then the paused worker wakes up with its records in hand.
+        active = next(w for w in quiet_group if w.active())
+        standby = next(w for w in quiet_group if w is not active)
+        paused.append(active)
+        active.signal_all(signal.SIGSTOP)
+        try:
+            wait_until(standby.active, "the standby taking the raw topics over")
+            time.sleep(5)
+        finally:
+            active.signal_all(signal.SIGCONT)
+
+    under_load(stack, 606, inject)  # no loss, no duplicate, no key back in source order
+    (woken,) = paused
+    wait_until(lambda: "this worker was replaced" in woken.log.read_text(errors="replace")
+               or "took the raw topics over" in woken.log.read_text(errors="replace"),
+               "the woken worker finding itself fenced", timeout=60)  # fmt: skip
+    assert woken.alive(), woken.log.read_text(errors="replace")[-3000:]  # restarted, a standby
+
+
+def test_a_worker_whose_kafka_went_away_stops_within_its_stop_timeout(stack, quiet_group):
+    from hub.settings import HubSettings
+    from hub.stack.manager import Stack
+
+    lonely = Worker(stack, "lonely-worker")
+    lonely.env["HUB_WORKER_STOP_TIMEOUT"] = "10"
+    quiet_group.append(lonely)
+    lonely.start()
+    wait_until(lonely.active, "the worker holding the raw topics")
+    drained(stack)
+    kafka = Stack(HubSettings(state_dir=stack.state_dir)).kafka
+    kafka.stop()
+    try:
+        time.sleep(20)  # the worker tries to reconnect meanwhile
+        assert lonely.alive()
+        asked = time.monotonic()
+        assert lonely.proc is not None
+        lonely.proc.terminate()
+        status = lonely.proc.wait(60)
+        took = time.monotonic() - asked
+    finally:
+        up = stack.hub("stack", "up")
+        assert up.returncode == 0, up.stderr
+    text = lonely.log.read_text(errors="replace")
+    assert took < 10 + 5 + 5, (took, status, text[-3000:])  # its deadline, the supervisor's margin
+    assert (
+        lonely.child_pid is not None and status != 0 or "did not stop within" in text or took < 10
+    )
+    # Reconnection failures are logged with a back-off, not tens of times a second.
+    assert text.count("Unable connect to node") < 30, text.count("Unable connect to node")
+    lonely.start()  # Kafka is back: the pipeline goes on
+    drained(stack)
+    assert_reconciled(stack)
