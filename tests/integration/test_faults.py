@@ -216,9 +216,6 @@ def test_a_worker_whose_kafka_went_away_stops_within_its_stop_timeout(stack, qui
         assert up.returncode == 0, up.stderr
     text = lonely.log.read_text(errors="replace")
     assert took < 10 + 5 + 5, (took, status, text[-3000:])  # its deadline, the supervisor's margin
-    assert (
-        lonely.child_pid is not None and status != 0 or "did not stop within" in text or took < 10
-    )
     # Reconnection failures are logged with a back-off, not tens of times a second.
     assert text.count("Unable connect to node") < 30, text.count("Unable connect to node")
     lonely.start()  # Kafka is back: the pipeline goes on
