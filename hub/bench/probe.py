@@ -75,6 +75,10 @@ class LatencyProbe:
         """Records appended in [start_ms, end_ms)."""
         return sum(1 for t in self.appended if start_ms <= t < end_ms)
 
+    def count_committed(self, start_ms: float, end_ms: float) -> int:
+        """Records whose source change was committed in [start_ms, end_ms) (seen so far)."""
+        return sum(1 for sample in self.samples if start_ms <= sample.committed_ms < end_ms)
+
     def quiet_for(self, seconds: float) -> bool:
         """Nothing appended in the last ``seconds``."""
         return not self.appended or self.appended[-1] < time.time() * 1000 - seconds * 1000

@@ -146,3 +146,15 @@ def test_sources_with_whole_second_commit_times_stay_out_of_the_overall_latency(
     got = latency_by_system(samples, 0, 2000, coarse=frozenset({"erp"}))
     assert (got["all"]["count"], got["all"]["max"]) == (2, 20)
     assert got["erp"]["max"] == 900
+
+
+def test_delivery_is_counted_by_source_commit_time_not_by_arrival():
+    from hub.bench.probe import LatencyProbe
+
+    # A burst committed at the end of the window arrives after it (a 500 ms poll interval): it
+    # still counts as delivered for the window it was committed in.
+    probe = LatencyProbe("unused", [], samples=[Sample("pos", 1900, 600), Sample("pos", 1950, 550),
+                                                Sample("pos", 2100, 10)])  # fmt: skip
+    probe.appended = [2500.0, 2500.0, 2110.0]
+    assert probe.count(1000, 2000) == 0
+    assert probe.count_committed(1000, 2000) == 2
