@@ -94,6 +94,18 @@ def restart_source(stack, system: str, pause: float) -> None:
     assert up.returncode == 0, up.stderr
 
 
+def restart_kafka(stack, pause: float) -> None:
+    """Stop the Kafka broker, wait ``pause`` s, then `hub stack up` starts it again (Connect and
+    the workers reconnect; connectors that failed meanwhile are restarted)."""
+    from hub.settings import HubSettings
+    from hub.stack.manager import Stack
+
+    Stack(HubSettings(state_dir=stack.state_dir)).kafka.stop()
+    time.sleep(pause)
+    up = stack.hub("stack", "up")
+    assert up.returncode == 0, up.stderr
+
+
 def wait_until(check, what: str, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while not check():

@@ -2,8 +2,11 @@
 checks as the fault tests: nothing lost (`hub reconcile` agrees) and nothing applied twice.
 
 Two workers of one group run throughout, so killing the active one is also a takeover. The faults
-are drawn from: kill -9 of a worker (restarted a moment later), kill -9 of Kafka Connect, and a
-restart of one source database. ``HUB_CHAOS_FAULTS`` (default 20) and ``HUB_CHAOS_SEED`` (default
+are drawn from: kill -9 of a worker (restarted a moment later), SIGSTOP of a worker for 5-25 s
+then SIGCONT (past the 15 s session timeout the standby takes over, and the paused one must find
+itself fenced), kill -9 of Kafka Connect, a restart of one source database, and a restart of the
+Kafka broker. Besides nothing lost and nothing applied twice, no key may go back in source order.
+``HUB_CHAOS_FAULTS`` (default 20) and ``HUB_CHAOS_SEED`` (default
 2026) choose how many and which; the figures are printed at the end.
 """
 
@@ -12,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import signal
 import sys
 import time
 from collections import Counter
@@ -24,7 +28,9 @@ from tests.integration.harness import (
     drained,
     duplicate_effects,
     kill9_connect,
+    out_of_order_effects,
     reconcile_report,
+    restart_kafka,
     restart_source,
     stable_members,
     wait_until,
@@ -51,14 +57,23 @@ def test_random_faults_under_load_lose_nothing_and_apply_nothing_twice(stack, wo
     try:
         for n in range(1, FAULTS + 1):
             time.sleep(rng.uniform(2, 8))
-            kind = rng.choice(["worker", "worker", "connect", "source"])
-            if kind == "worker":
+            kind = rng.choice(["worker", "worker", "pause", "connect", "source", "kafka"])
+            if kind in ("worker", "pause"):
                 alive = [w for w in workers if w.alive()]
                 victim = next((w for w in alive if w.active()), rng.choice(alive))
-                kind = "active worker" if victim.active() else "standby worker"
-                victim.kill9()
-                time.sleep(rng.uniform(0, 3))
-                victim.start()
+                role = "active worker" if victim.active() else "standby worker"
+                if kind == "worker":
+                    kind = f"kill -9 {role}"
+                    victim.kill9()
+                    time.sleep(rng.uniform(0, 3))
+                    victim.start()
+                else:
+                    kind = f"SIGSTOP {role}"
+                    victim.signal_all(signal.SIGSTOP)
+                    time.sleep(rng.uniform(5, 25))
+                    victim.signal_all(signal.SIGCONT)
+            elif kind == "kafka":
+                restart_kafka(stack, rng.uniform(0, 3))
             elif kind == "connect":
                 kill9_connect(stack, rng.uniform(0, 3))
             else:
@@ -73,6 +88,7 @@ def test_random_faults_under_load_lose_nothing_and_apply_nothing_twice(stack, wo
         drained(stack)
         report = reconcile_report(stack)
         records, twice = duplicate_effects(stack)
+        disorder = out_of_order_effects(stack)
         figures = {
             "faults": dict(injected),
             "seed": SEED,
@@ -82,15 +98,18 @@ def test_random_faults_under_load_lose_nothing_and_apply_nothing_twice(stack, wo
             "lost": sum(len(r["missing"]) + len(r["wrong"]) for r in report["topics"].values()),
             "extra": sum(len(r["extra"]) for r in report["topics"].values()),
             "duplicate_effects": len(twice),
+            "out_of_order_keys": len(disorder),
             "unified_records": records,
-            # Workers that found records skipped after a rebalance and started afresh.
+            # Workers that started afresh: records skipped after a rebalance, fenced after a
+            # pause, or stalled.
             "fresh_starts": sum(
-                w.log.read_text(errors="replace").count("starting afresh") for w in workers
+                w.log.read_text(errors="replace").count("asked for a fresh start") for w in workers
             ),
         }
         sys.stderr.write(f"[chaos] {json.dumps(figures)}\n")
         assert report["agree"], json.dumps(report)[:3000]
         assert not twice, f"same source position twice: {list(twice.items())[:5]}"
+        assert not disorder, f"keys back in source order: {list(disorder.items())[:5]}"
     finally:
         load.finish()
         for each in workers:
