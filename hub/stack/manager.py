@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import requests
 from rich.console import Console
 from rich.table import Table
 
@@ -234,6 +235,7 @@ class Stack:
                     }
             except (ConnectError, OSError) as exc:
                 connectors["?"] = {"state": f"unreachable: {exc}", "tasks": []}
+        components["hub worker"] = worker_health(self.settings.host, self.settings.worker_web_port)
         return {"components": components, "connectors": connectors}
 
     def print_status(self) -> None:
@@ -242,8 +244,10 @@ class Stack:
         for column in ("component", "state", "pid", "log"):
             table.add_column(column)
         for name, info in status["components"].items():
-            color = "green" if info["state"] == "running" else "red"
-            table.add_row(name, f"[{color}]{info['state']}[/]", str(info["pid"] or ""), info["log"])
+            ok = info["state"] == "running" or info["state"].startswith(("active", "standby"))
+            color = "green" if ok else "yellow" if info["state"] == "not running" else "red"
+            table.add_row(name, f"[{color}]{info['state']}[/]", str(info.get("pid") or ""),
+                          info.get("log", ""))  # fmt: skip
         for name, info in status["connectors"].items():
             color = "green" if info["state"] == "RUNNING" else "red"
             table.add_row(f"connector {name}", f"[{color}]{info['state']}[/]",
@@ -257,6 +261,20 @@ class Stack:
             "sources": {system: db.dsn() for system, db in self.sources.items()},
             "state_dir": str(self.state_dir),
         }
+
+
+def worker_health(host: str, port: int) -> dict[str, Any]:
+    """The hub worker's own view of itself, from its ``/health`` (the local stack does not start
+    it: ``hub worker`` or ``make run`` does)."""
+    try:
+        health = requests.get(f"http://{host}:{port}/health", timeout=2).json()
+    except (requests.RequestException, ValueError):
+        return {"state": "not running", "url": f"http://{host}:{port}/health"}
+    role = "active" if health.get("active") else "standby"
+    state = health.get("status", "?")
+    if state != "ok":
+        role += f", {state}: {health.get('seconds_without_progress', 0):.0f} s without progress"
+    return {"state": role, "health": health}
 
 
 def wait_running(

@@ -8,6 +8,8 @@ their own (same consumer group), so they run after the other integration tests.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -15,6 +17,7 @@ import sys
 import time
 
 import pytest
+import requests
 
 from hub.topics import registry
 from tests.integration.harness import (
@@ -145,12 +148,29 @@ def test_a_worker_that_stops_consuming_is_replaced_and_the_pipeline_catches_up(s
     first = frozen.child_pid()
     assert first is not None
 
+    health = f"http://127.0.0.1:{frozen.env['HUB_WORKER_WEB_PORT']}/health"
+    seen: list[dict] = []
+
     def inject() -> None:
         # The drill: its agents take no more records, as a stalled framework's would; it still
         # says "ready", its heartbeats go on, and the group sees nothing wrong.
         os.kill(first, signal.SIGUSR2)
 
+        def reports_stalling() -> bool:
+            with contextlib.suppress(requests.RequestException):
+                answer = requests.get(health, timeout=2)
+                seen.append(answer.json())
+                return answer.status_code == 503 and seen[-1]["status"] in ("stalling", "stalled")
+            return False
+
+        wait_until(reports_stalling, "/health reporting the stall", timeout=30)
+
     under_load(stack, 505, inject)
+    lagging = [p for p in seen[-1]["partitions"].values() if p["lag"] > 0]
+    assert lagging and max(p["seconds_without_progress"] for p in lagging) >= 4, seen[-1]
+    status = subprocess.run([sys.executable, "-m", "hub", "stack", "status", "--json"],
+                            env=frozen.env, capture_output=True, text=True, check=True)  # fmt: skip
+    assert json.loads(status.stdout)["components"]["hub worker"]["state"] == "active"
     text = frozen.log.read_text(errors="replace")
     assert "drill (SIGUSR2)" in text
     assert "[CRITICAL] stalled: no progress for" in text, text[-3000:]
