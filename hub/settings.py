@@ -76,8 +76,9 @@ class HubSettings(BaseSettings):
     )
     worker_transaction_interval: float = Field(
         default=0.1,
-        description="Seconds between the worker's transaction commits while it writes (outputs "
-        "become visible to read_committed consumers at each commit).",
+        description="Longest time between the worker's transaction commits under a steady stream "
+        "(it also commits as soon as it has a quiet moment); outputs become visible to "
+        "read_committed consumers at each commit.",
     )
     connector_watch_interval: float = Field(
         default=15.0,

@@ -19,6 +19,7 @@ Without a transactional id (the benchmark's baseline loops) records go out idemp
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterable
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
@@ -62,6 +63,7 @@ class OutputProducer:
         self._failures: list[str] = []
         self._lock = threading.Lock()
         self.pending = 0  # records handed over since the last commit (transactional)
+        self.last_send = 0.0  # when the last one was (monotonic clock)
 
     @property
     def producer(self) -> Producer:
@@ -92,6 +94,7 @@ class OutputProducer:
                     raise
                 raise error from exc
         self.pending += 1
+        self.last_send = time.monotonic()
         self.producer.poll(0)
 
     def publish(self, topic: str, output: Output) -> None:

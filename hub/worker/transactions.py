@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Iterable
 
 from hub.worker.continuity import EXIT_RESTART
@@ -90,11 +91,21 @@ class Transactions:
             finally:
                 self.unhold("commit")
 
-    async def run(self) -> None:
-        """Commit every ``interval`` seconds (a Faust task)."""
+    async def run(self, idle: float = 0.003) -> None:
+        """Commit as soon as the agents have written nothing for ``idle`` seconds (a quiet
+        moment: the outputs become visible at once), and at least every ``interval`` seconds under
+        a steady stream (each commit costs a broker round trip while the agents wait). A Faust
+        task: runs until cancelled."""
+        last_commit = time.monotonic()
         while True:
-            await asyncio.sleep(self.interval)
-            await self.commit()
+            await asyncio.sleep(idle)
+            if not self.producer.pending:
+                last_commit = time.monotonic()
+                continue
+            now = time.monotonic()
+            if now - self.producer.last_send >= idle or now - last_commit >= self.interval:
+                await self.commit()
+                last_commit = time.monotonic()
 
     async def _off_loop(self, call: Callable[[float], None], timeout: float) -> None:
         await asyncio.get_running_loop().run_in_executor(None, call, timeout)

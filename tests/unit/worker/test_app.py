@@ -307,3 +307,26 @@ def test_row_changes_go_out_with_the_outputs_as_the_changelog_always_had_them(se
     assert written == [(changelog, key, b'{"row":{"ticket_id":7}}'), (changelog, key, None)]
     store.replace(MemoryStore({"row:a": {"row": {}}}))
     assert dict(store) == {"row:a": {"row": {}}} and len(written) == 2  # read back, not written
+
+
+async def test_a_quiet_moment_commits_at_once_and_a_steady_stream_at_least_every_interval():
+    import time
+
+    producer = FakeProducer()
+    txn = Transactions(producer, "g", 0.05, lambda status, reason: None)
+    await txn.take([0])
+    runner = asyncio.create_task(txn.run(idle=0.003))
+    try:
+        producer.pending, producer.last_send = 1, time.monotonic()  # one write, then quiet
+        await asyncio.sleep(0.03)
+        assert ("commit", 1) in producer.calls
+        commits = len(producer.calls)
+        stop = time.monotonic() + 0.3
+        while time.monotonic() < stop:  # a write every ms: never quiet
+            producer.pending += 1
+            producer.last_send = time.monotonic()
+            await asyncio.sleep(0.001)
+        made = len(producer.calls) - commits
+        assert 2 <= made <= 12, producer.calls  # about one per 50 ms interval, not one per write
+    finally:
+        runner.cancel()
