@@ -235,8 +235,8 @@ class Stack:
                     }
             except (ConnectError, OSError) as exc:
                 connectors["?"] = {"state": f"unreachable: {exc}", "tasks": []}
-        components["hub worker"] = worker_health(self.settings.host, self.settings.worker_web_port)
-        return {"components": components, "connectors": connectors}
+        worker = worker_health(self.settings.host, self.settings.worker_web_port)
+        return {"components": components, "connectors": connectors, "worker": worker}
 
     def print_status(self) -> None:
         status = self.status()
@@ -244,14 +244,16 @@ class Stack:
         for column in ("component", "state", "pid", "log"):
             table.add_column(column)
         for name, info in status["components"].items():
-            ok = info["state"] == "running" or info["state"].startswith(("active", "standby"))
-            color = "green" if ok else "yellow" if info["state"] == "not running" else "red"
-            table.add_row(name, f"[{color}]{info['state']}[/]", str(info.get("pid") or ""),
-                          info.get("log", ""))  # fmt: skip
+            color = "green" if info["state"] == "running" else "red"
+            table.add_row(name, f"[{color}]{info['state']}[/]", str(info["pid"] or ""), info["log"])
         for name, info in status["connectors"].items():
             color = "green" if info["state"] == "RUNNING" else "red"
             table.add_row(f"connector {name}", f"[{color}]{info['state']}[/]",
                           "tasks: " + ",".join(info["tasks"]), "")  # fmt: skip
+        worker = status["worker"]
+        state = worker["state"]
+        color = "yellow" if state == "not running" else "green" if "without" not in state else "red"
+        table.add_row("hub worker", f"[{color}]{state}[/]", "", worker["url"])
         Console().print(table)
 
     def env(self) -> dict[str, Any]:
@@ -274,7 +276,7 @@ def worker_health(host: str, port: int) -> dict[str, Any]:
     state = health.get("status", "?")
     if state != "ok":
         role += f", {state}: {health.get('seconds_without_progress', 0):.0f} s without progress"
-    return {"state": role, "health": health}
+    return {"state": role, "health": health, "url": f"http://{host}:{port}/health"}
 
 
 def wait_running(

@@ -21,6 +21,7 @@ import requests
 
 from hub.topics import registry
 from tests.integration.harness import (
+    Load,
     Worker,
     assert_reconciled,
     drained,
@@ -170,7 +171,7 @@ def test_a_worker_that_stops_consuming_is_replaced_and_the_pipeline_catches_up(s
     assert lagging and max(p["seconds_without_progress"] for p in lagging) >= 4, seen[-1]
     status = subprocess.run([sys.executable, "-m", "hub", "stack", "status", "--json"],
                             env=frozen.env, capture_output=True, text=True, check=True)  # fmt: skip
-    assert json.loads(status.stdout)["components"]["hub worker"]["state"] == "active"
+    assert json.loads(status.stdout)["worker"]["state"] == "active"
     text = frozen.log.read_text(errors="replace")
     assert "drill (SIGUSR2)" in text
     assert "[CRITICAL] stalled: no progress for" in text, text[-3000:]
@@ -239,5 +240,10 @@ def test_a_worker_whose_kafka_went_away_stops_within_its_stop_timeout(stack, qui
     # Reconnection failures are logged with a back-off, not tens of times a second.
     assert text.count("Unable connect to node") < 30, text.count("Unable connect to node")
     lonely.start()  # Kafka is back: the pipeline goes on
+    wait_until(lonely.active, "the worker holding the raw topics again")
+    load = Load(stack, actions=40, rate=20, seed=707)
+    load.start()
+    load.join(60)
+    assert load.done == 40, dict(load.errors)
     drained(stack)
     assert_reconciled(stack)
