@@ -80,6 +80,11 @@ class HubSettings(BaseSettings):
         "(it also commits as soon as it has a quiet moment); outputs become visible to "
         "read_committed consumers at each commit.",
     )
+    worker_fetch_max_wait_ms: int = Field(
+        default=20,
+        description="Longest time the broker holds the worker's fetch of raw records when there is "
+        "nothing new (Faust's own 1,500 ms held busy partitions behind quiet ones).",
+    )
     connector_watch_interval: float = Field(
         default=15.0,
         description="Seconds between the worker's checks for FAILED connectors and tasks to restart "

@@ -454,6 +454,7 @@ def run_worker(settings: HubSettings, loglevel: str) -> None:
 
     check_inputs(settings, [spec for spec in registry().topics.values() if spec.kind == "raw"])
     ensure_topics(settings.bootstrap, [rows_changelog(settings.worker_id)])
+    cap_fetch_wait(settings.worker_fetch_max_wait_ms)
     app = create_app(settings)
     pipeline: Pipeline = app.pipeline  # type: ignore[attr-defined]  # set by create_app
     worker = HubWorker(app, pipeline, settings.worker_stop_timeout, loglevel=loglevel)
@@ -461,3 +462,23 @@ def run_worker(settings: HubSettings, loglevel: str) -> None:
     # message spins it, and every debug call of Faust and aiokafka then builds a log record.
     worker.spinner = None
     worker.execute_from_commandline()
+
+
+def cap_fetch_wait(millis: int) -> None:
+    """Faust gives its aiokafka consumer ``fetch_max_wait_ms=1500`` (no setting): a fetch that
+    covers only quiet partitions is held that long by the broker, and records of busy partitions
+    on the same broker wait behind it. Cap the wait: a quiet fetch then costs a round trip every
+    ``millis`` ms. aiokafka reads the value when it builds its fetcher, at start."""
+    from faust.transport.drivers import aiokafka as driver
+
+    create = driver.AIOKafkaConsumerThread._create_worker_consumer
+    if getattr(create, "capped", False):
+        return
+
+    def create_with_short_wait(self: Any, transport: Any) -> Any:
+        consumer = create(self, transport)
+        consumer._fetch_max_wait_ms = millis
+        return consumer
+
+    create_with_short_wait.capped = True  # type: ignore[attr-defined]
+    driver.AIOKafkaConsumerThread._create_worker_consumer = create_with_short_wait  # type: ignore[method-assign]

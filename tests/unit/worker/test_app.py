@@ -330,3 +330,21 @@ async def test_a_quiet_moment_commits_at_once_and_a_steady_stream_at_least_every
         assert 2 <= made <= 12, producer.calls  # about one per 50 ms interval, not one per write
     finally:
         runner.cancel()
+
+
+def test_the_consumers_fetch_wait_is_capped_once(monkeypatch):
+    from types import SimpleNamespace
+
+    from faust.transport.drivers import aiokafka as driver
+
+    made: list[SimpleNamespace] = []
+
+    def create(self, transport):
+        made.append(SimpleNamespace(_fetch_max_wait_ms=1500))
+        return made[-1]
+
+    monkeypatch.setattr(driver.AIOKafkaConsumerThread, "_create_worker_consumer", create)
+    worker_app.cap_fetch_wait(20)
+    worker_app.cap_fetch_wait(20)  # a second call does not wrap it again
+    consumer = driver.AIOKafkaConsumerThread._create_worker_consumer(None, None)
+    assert consumer._fetch_max_wait_ms == 20 and len(made) == 1
