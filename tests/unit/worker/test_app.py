@@ -13,6 +13,7 @@ from faust.types import TP
 from hub.core.engine import MemoryStore
 from hub.settings import HubSettings
 from hub.worker import app as worker_app
+from hub.worker import pipeline as pipeline_module
 from hub.worker.continuity import EXIT_RESTART
 from hub.worker.output import Fenced, OutputProducer, TransactionFailed
 from hub.worker.transactions import Transactions
@@ -40,7 +41,7 @@ def sent(monkeypatch) -> Sent:
 
     monkeypatch.setattr(Topic, "send", fake_send)  # Faust's own sends (none expected)
     monkeypatch.setattr(OutputProducer, "send", fake_output)  # unified topics, DLQ
-    worker_app.COUNTS.clear()
+    pipeline_module.COUNTS.clear()
     return records
 
 
@@ -64,9 +65,9 @@ async def agent(monkeypatch, transactions):
     app.flow_control.resume()
     app.crash = AsyncMock()
     # The worker is given the POS stock partition (nothing published yet, no committed offset).
-    monkeypatch.setattr(worker_app, "read_published", lambda bootstrap: MemoryStore())
-    monkeypatch.setattr(worker_app, "read_rows", lambda bootstrap, worker_id: MemoryStore())
-    monkeypatch.setattr(worker_app, "resume_offsets", lambda *args: {})
+    monkeypatch.setattr(pipeline_module, "read_published", lambda bootstrap: MemoryStore())
+    monkeypatch.setattr(pipeline_module, "read_rows", lambda bootstrap, worker_id: MemoryStore())
+    monkeypatch.setattr(pipeline_module, "resume_offsets", lambda *args: {})
     await app.on_partitions_assigned.send({TP(RAW_STOCK, 0)})
     agent = app.agents["normalise-pos"]
     async with agent.test_context() as ctx:
@@ -91,7 +92,7 @@ async def test_change_is_produced_to_unified_inventory(agent, sent):
     assert topic == "unified.inventory"
     assert out_key == b"3769999999996@store:LYO01"
     assert orjson.loads(out_value)["on_hand"] == "9"
-    assert worker_app.COUNTS == {"in": 1, "applied": 1}
+    assert pipeline_module.COUNTS == {"in": 1, "applied": 1}
 
 
 async def test_delete_is_produced_as_tombstone(agent, sent):
@@ -107,7 +108,7 @@ async def test_debezium_tombstone_produces_nothing(agent, sent):
     record = pick("pos_stock", "pos.stock", None)
     await agent.put(None, key=record.key)
     assert sent == []
-    assert worker_app.COUNTS == {"in": 1, "skipped": 1}
+    assert pipeline_module.COUNTS == {"in": 1, "skipped": 1}
 
 
 async def test_bad_event_goes_to_dlq_unchanged_with_provenance(agent, sent):
@@ -119,7 +120,7 @@ async def test_bad_event_goes_to_dlq_unchanged_with_provenance(agent, sent):
     assert headers["hub.dlq.reason"] == b"malformed_json"
     assert headers["hub.dlq.step"] == b"normalise"
     assert "hub.dlq.offset" in headers and "hub.dlq.partition" in headers
-    assert worker_app.COUNTS["dead_lettered"] == 1
+    assert pipeline_module.COUNTS["dead_lettered"] == 1
 
 
 async def test_pipeline_goes_on_after_a_bad_event(agent, sent):
@@ -164,7 +165,7 @@ async def test_an_output_the_producer_refuses_stops_the_worker_instead_of_dead_l
     assert status == 1
     assert reason.startswith(f"cannot produce for {RAW_STOCK}[0]@0, stopping: BufferError")
     # Not the input's fault: it will be processed again, not dead-lettered.
-    assert worker_app.COUNTS["dead_lettered"] == 0
+    assert pipeline_module.COUNTS["dead_lettered"] == 0
 
 
 async def test_being_given_the_raw_topics_reads_the_published_state_back(agent, monkeypatch):
@@ -176,7 +177,7 @@ async def test_being_given_the_raw_topics_reads_the_published_state_back(agent, 
         reads.append(1)
         return MemoryStore({"out:unified.inventory:k": {"pos": "pg:9:9", "hash": "h"}})
 
-    monkeypatch.setattr(worker_app, "read_published", read_published)
+    monkeypatch.setattr(pipeline_module, "read_published", read_published)
     signal = agent.app.on_partitions_assigned
     assert metrics.ACTIVE._value.get() == 1  # the fixture gave it the stock partition
     await signal.send({TP(RAW_STOCK, 0), TP("hub-engine-rows-changelog", 0)})
@@ -195,7 +196,7 @@ async def test_records_skipped_after_a_rebalance_make_the_worker_start_afresh(
     monkeypatch.setattr(worker_app, "leave", lambda status, reason: left.append((status, reason)))
     # The group committed offset 0 and the test context numbers records 0, 1, 2…; then records 1-4
     # vanish (the next record the agent sees is 5).
-    monkeypatch.setattr(worker_app, "resume_offsets", lambda *a: {(RAW_STOCK, 0): 0})
+    monkeypatch.setattr(pipeline_module, "resume_offsets", lambda *a: {(RAW_STOCK, 0): 0})
     await agent.app.on_partitions_assigned.send({TP(RAW_STOCK, 0)})
     record = pick("pos_stock", "pos.stock", "u")
     await agent.put(record.value, key=record.key, partition=0)
@@ -216,7 +217,7 @@ async def test_records_of_a_partition_the_worker_no_longer_holds_are_left_alone(
     await agent.put(record.value, key=record.key, partition=0, wait=False)
     await agent.put(record.value, key=record.key, partition=1)
     assert len(sent) == 1
-    assert worker_app.COUNTS["in"] == 1
+    assert pipeline_module.COUNTS["in"] == 1
 
 
 class FakeProducer:
@@ -276,9 +277,11 @@ async def test_agents_wait_while_a_commit_or_an_assignment_holds_the_gate():
 async def test_taking_the_raw_topics_over_fences_before_reading_the_state_back(agent, monkeypatch):
     order: list[str] = []
     monkeypatch.setattr(OutputProducer, "fence", lambda self, timeout: order.append("fence"))
-    monkeypatch.setattr(worker_app, "read_rows", lambda *a: order.append("rows") or MemoryStore())
     monkeypatch.setattr(
-        worker_app, "read_published", lambda *a: order.append("pub") or MemoryStore()
+        pipeline_module, "read_rows", lambda *a: order.append("rows") or MemoryStore()
+    )
+    monkeypatch.setattr(
+        pipeline_module, "read_published", lambda *a: order.append("pub") or MemoryStore()
     )
     signal = agent.app.on_partitions_assigned
     await signal.send(set())  # a standby for a while
