@@ -74,7 +74,7 @@ class OutputProducer:
     def send(
         self,
         topic: str,
-        key: bytes,
+        key: bytes | None,
         value: bytes | None,
         headers: list[tuple[str, str | bytes | None]],
     ) -> None:

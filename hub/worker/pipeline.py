@@ -223,7 +223,7 @@ class Pipeline:
         provenance: Provenance, error: InvalidEvent, extra: list[tuple[str, bytes]],
     ) -> None:  # fmt: skip
         headers = dead_letter_headers(provenance, error, STEP, self.settings.worker_id) + extra
-        self.producer.send(dlq, key or b"", value, list(headers))
+        self.producer.send(dlq, key, value, list(headers))
         tally(system, "dead_lettered")
         metrics.DEAD_LETTERS.labels(system, error.reason).inc()
         log.warning("dead-lettered %s[%d]@%d%s: %s", provenance.topic, provenance.partition,
