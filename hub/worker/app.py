@@ -45,9 +45,9 @@ log = logging.getLogger("hub.worker")
 
 
 def check_inputs(settings: HubSettings, specs: list[TopicSpec]) -> None:
-    """Refuse raw topics with more than one partition (the registry declares one): they would not
-    be co-partitioned with the engine's table, and two workers would share one key's state.
-    ``StackError`` says what to do."""
+    """Refuse raw topics with more than one partition (the registry declares one): rows that look
+    each other up would be split between workers, each with its own state. ``StackError`` says
+    what to do."""
     from confluent_kafka.admin import AdminClient
 
     admin = AdminClient({"bootstrap.servers": settings.bootstrap, "log_level": 3})
@@ -126,7 +126,6 @@ def create_app(settings: HubSettings, published: MemoryStore | None = None) -> f
                     await asyncio.Event().wait()
                 if (message.topic, message.partition) not in pipeline.held:
                     continue  # fetched before a rebalance that gave its partition to another
-                where = f"{message.topic}[{message.partition}]@{message.offset}"
                 try:
                     pipeline.handle(system, dlq, message)
                 except OffsetGap as gap:
@@ -145,6 +144,7 @@ def create_app(settings: HubSettings, published: MemoryStore | None = None) -> f
                 except Exception as exc:  # Kafka would not take our output: stop
                     # Not the input's fault, so not for the DLQ: stop before this offset is
                     # committed; a restarted worker processes the event again (nothing is lost).
+                    where = f"{message.topic}[{message.partition}]@{message.offset}"
                     leave(1, f"cannot produce for {where}, stopping: {exc!r}")
                     return
                 yield None
@@ -177,7 +177,7 @@ def create_app(settings: HubSettings, published: MemoryStore | None = None) -> f
         verdict = pipeline.watchdog.latest
         body = {
             "status": verdict.state,
-            "active": bool(pipeline.held),
+            "active": bool(pipeline.held) and not pipeline.taking_over,
             "seconds_without_progress": round(verdict.idle_for, 1),
             "stall_timeout": settings.worker_stall_timeout,
             "partitions": {
