@@ -175,11 +175,12 @@ class OutputProducer:
 
 def _translate(exc: KafkaException) -> Exception:
     error: KafkaError = exc.args[0]
-    if error.fatal() or error.code() in (
-        KafkaError._FATAL,
+    if error.code() in (
         KafkaError._FENCED,
         KafkaError.PRODUCER_FENCED,
         KafkaError.INVALID_PRODUCER_EPOCH,
     ):
         return Fenced(f"another worker took the raw topics over: {error.str()}")
+    if error.fatal() or error.code() == KafkaError._FATAL:  # the producer can write no more
+        return Fenced(f"the output producer failed for good: {error.str()}")
     return TransactionFailed(error.str()) if error.txn_requires_abort() else exc
