@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import requests
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 CONTENT_TYPE = "text/plain; version=0.0.4"  # Prometheus text exposition format
@@ -70,4 +70,10 @@ STALLED = Gauge(
 )
 STALLS = Counter(
     "hub_worker_stalls", "Stalls the liveness guard detected in this process.", registry=REGISTRY
+)
+TRANSACTION_SECONDS = Histogram(
+    "hub_worker_transaction_commit_seconds",
+    "How long each commit of the worker's output transaction held the agents.",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+    registry=REGISTRY,
 )

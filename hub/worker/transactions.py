@@ -1,9 +1,9 @@
 """The worker's transactions, run on its event loop.
 
-Agents write while the **gate** is open: while nothing holds it (``hold(reason)``). A commit
-holds it (no agent can then be half-way through an event: the agents produce synchronously,
-between two awaits), commits off the loop and opens the next transaction; so does an assignment
-while the state is read back, and the gate starts held until the first one.
+Agents write while the **gate** is open: while nothing holds it (``hold(reason)``): an assignment
+holds it while the state is read back, and it starts held until the first one. A commit does not
+hold the agents: it runs off the loop, and what they write meanwhile waits in the producer, in
+order, for the next transaction (librdkafka takes no record while it commits).
 
 Commits happen every ``interval`` seconds while something was written, and before Faust commits
 input offsets (the worker wraps Faust's producer flush): an input offset is committed only once
@@ -21,6 +21,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 
+from hub.worker import metrics
 from hub.worker.continuity import EXIT_RESTART
 from hub.worker.output import Fenced, OutputProducer, TransactionFailed, transactional_id
 
@@ -80,16 +81,21 @@ class Transactions:
         async with self._lock:
             if not self.holding or not self.producer.pending:
                 return
-            self.hold("commit")
+            self.producer.deferring = True
+            started = time.monotonic()
             try:
                 await self._off_loop(self.producer.commit, self.timeout)
+                metrics.TRANSACTION_SECONDS.observe(time.monotonic() - started)
             except Fenced as exc:
                 self.leave(EXIT_RESTART, f"{exc}; this worker was replaced, starting afresh")
+                return
             except TransactionFailed as exc:
                 self.leave(EXIT_RESTART, f"transaction aborted, nothing of it is visible: {exc}; "
                                          "starting afresh from the committed offsets")  # fmt: skip
+                return
             finally:
-                self.unhold("commit")
+                self.producer.deferring = False
+            self.producer.send_deferred()  # into the next transaction, in the order written
 
     async def run(self, idle: float = 0.003) -> None:
         """Commit as soon as the agents have written nothing for ``idle`` seconds (a quiet

@@ -225,6 +225,10 @@ class FakeProducer:
 
     def __init__(self, error: Exception | None = None) -> None:
         self.error, self.pending, self.calls = error, 0, []
+        self.deferring = False
+
+    def send_deferred(self):
+        self.calls.append(("send_deferred",))
 
     def use(self, transactional_id):
         self.calls.append(("use", transactional_id))
@@ -261,7 +265,7 @@ async def test_a_transaction_that_cannot_commit_makes_the_worker_leave_before_it
     assert txn.gate.is_set()  # left (os._exit in the worker): the gate no longer matters
 
 
-async def test_agents_wait_while_a_commit_or_an_assignment_holds_the_gate():
+async def test_agents_wait_while_an_assignment_holds_the_gate_but_not_while_a_commit_runs():
     producer = FakeProducer()
     txn = Transactions(producer, "g", 0.1, lambda status, reason: None)
     assert not txn.gate.is_set()  # nothing assigned yet
@@ -269,9 +273,35 @@ async def test_agents_wait_while_a_commit_or_an_assignment_holds_the_gate():
     txn.hold("assignment")
     producer.pending = 1
     await txn.commit()
-    assert not txn.gate.is_set()  # the commit ended, the assignment still holds it
+    assert not txn.gate.is_set()  # the assignment still holds it
     txn.unhold("assignment")
     assert txn.gate.is_set()
+    producer.pending = 1
+    await txn.commit()
+    assert txn.gate.is_set() and producer.deferring is False
+
+
+def test_records_written_during_a_commit_wait_and_go_out_after_it_in_order():
+    produced: list[bytes] = []
+
+    class Librdkafka:
+        def produce(self, topic, value, key, headers, on_delivery):
+            produced.append(key)
+
+        def poll(self, timeout):
+            return 0
+
+    producer = OutputProducer("127.0.0.1:1", "t")
+    producer._producer = Librdkafka()
+    producer.send("t", b"1", b"v", [])
+    producer.deferring = True  # a commit runs in another thread
+    producer.send("t", b"2", b"v", [])
+    producer.send("t", b"3", b"v", [])
+    assert produced == [b"1"]
+    producer.deferring = False
+    producer.send_deferred()
+    producer.send("t", b"4", b"v", [])
+    assert produced == [b"1", b"2", b"3", b"4"]
 
 
 async def test_taking_the_raw_topics_over_fences_before_reading_the_state_back(agent, monkeypatch):
