@@ -134,6 +134,8 @@ class Pipeline:
         self.transactions.hold("assignment")
         try:
             await self._assign(mine)
+        except Exception as exc:  # Faust would crash the whole worker: start afresh instead
+            leave(EXIT_RESTART, f"could not take the assignment over: {exc!r}; starting afresh")
         finally:
             self.taking_over = False
             self.watchdog.restart()

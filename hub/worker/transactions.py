@@ -63,8 +63,10 @@ class Transactions:
             self.producer.use(transactional_id(self.worker_id, self.holding))
             try:
                 await self._off_loop(self.producer.fence, self.timeout)
-            except Fenced as exc:  # a newer holder exists already: this one is a zombie
-                self.leave(EXIT_RESTART, f"{exc}; starting afresh")
+            except Exception as exc:  # fenced already (a zombie), or Kafka did not answer
+                self.leave(
+                    EXIT_RESTART, f"cannot take the transactional id: {exc}; starting afresh"
+                )
 
     async def release(self) -> None:
         """No raw partition is held any more: commit what is open (``Fenced`` leaves), then stop
@@ -91,6 +93,10 @@ class Transactions:
                 return
             except TransactionFailed as exc:
                 self.leave(EXIT_RESTART, f"transaction aborted, nothing of it is visible: {exc}; "
+                                         "starting afresh from the committed offsets")  # fmt: skip
+                return
+            except Exception as exc:  # whatever else: never go on without commits
+                self.leave(EXIT_RESTART, f"cannot commit the output transaction: {exc!r}; "
                                          "starting afresh from the committed offsets")  # fmt: skip
                 return
             finally:

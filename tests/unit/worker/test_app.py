@@ -246,7 +246,8 @@ class FakeProducer:
 @pytest.mark.parametrize(
     ("error", "says"),
     [(Fenced("another worker took the raw topics over"), "this worker was replaced"),
-     (TransactionFailed("Broker: timed out"), "transaction aborted, nothing of it is visible")],
+     (TransactionFailed("Broker: timed out"), "transaction aborted, nothing of it is visible"),
+     (RuntimeError("anything else"), "cannot commit the output transaction")],
 )  # fmt: skip
 async def test_a_transaction_that_cannot_commit_makes_the_worker_leave_before_its_offsets(
     error, says
@@ -381,3 +382,20 @@ def test_the_consumers_fetch_wait_is_capped_once(monkeypatch):
     worker_app.cap_fetch_wait(20)  # a second call does not wrap it again
     consumer = driver.AIOKafkaConsumerThread._create_worker_consumer(None, None)
     assert consumer._fetch_max_wait_ms == 20 and len(made) == 1
+
+
+async def test_an_assignment_that_cannot_be_taken_over_starts_the_worker_afresh(agent, monkeypatch):
+    left: list[tuple[int, str]] = []
+    monkeypatch.setattr(
+        pipeline_module, "leave", lambda status, reason: left.append((status, reason))
+    )
+
+    def unreadable(*args):
+        raise RuntimeError("Kafka stopped answering with 3 partitions still unread")
+
+    monkeypatch.setattr(pipeline_module, "read_rows", unreadable)
+    signal = agent.app.on_partitions_assigned
+    await signal.send(set())
+    await signal.send({TP(RAW_STOCK, 0)})  # Faust would crash the worker on an exception here
+    ((status, reason),) = left
+    assert status == EXIT_RESTART and "could not take the assignment over" in reason
