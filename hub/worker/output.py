@@ -54,7 +54,8 @@ def transactional_id(worker_id: str, partitions: Iterable[int]) -> str:
 
 
 class OutputProducer:
-    def __init__(self, bootstrap: str, client_id: str, transactional_id: str | None = None) -> None:
+    def __init__(self, bootstrap: str, client_id: str) -> None:
+        """Idempotent, not transactional, until ``use`` gives it a transactional id."""
         self.config: dict[str, object] = {
             "bootstrap.servers": bootstrap,
             "client.id": client_id,
@@ -64,10 +65,6 @@ class OutputProducer:
             "linger.ms": 1,
             "log_level": 3,
         }
-        if transactional_id:
-            self.config["transactional.id"] = transactional_id
-            self.config |= TRANSACTION_TUNING
-        self.transactional = transactional_id is not None
         self._producer: Producer | None = None
         self._failures: list[str] = []
         self._lock = threading.Lock()
@@ -134,7 +131,7 @@ class OutputProducer:
             failures.append(f"{left} records not acknowledged within {timeout:.0f} s")
         return failures
 
-    # -- transactions (blocking calls: the worker runs them off its event loop, agents held)
+    # -- transactions (blocking calls: the worker runs them off its event loop)
 
     def fence(self, timeout: float) -> None:
         """Take the transactional id: aborts the previous holder's open transaction and fences it,
@@ -177,7 +174,6 @@ class OutputProducer:
             self.config |= TRANSACTION_TUNING
         else:
             self.config.pop("transactional.id", None)
-        self.transactional = bool(transactional_id)
         self._producer = None
         self.pending = 0
         self._deferred = []

@@ -5,9 +5,9 @@ holds it while the state is read back, and it starts held until the first one. A
 hold the agents: it runs off the loop, and what they write meanwhile waits in the producer, in
 order, for the next transaction (librdkafka takes no record while it commits).
 
-Commits happen every ``interval`` seconds while something was written, and before Faust commits
-input offsets (the worker wraps Faust's producer flush): an input offset is committed only once
-every output of its event is committed and visible.
+Commits happen at the first quiet moment and at least every ``interval`` seconds while something
+was written (``run``), and before Faust commits input offsets (the worker wraps Faust's producer
+flush): an input offset is committed only once every output of its event is committed and visible.
 
 Whatever cannot go on safely ends the process through ``leave`` (see app.py): fenced by a newer
 holder of the raw topics, or a transaction Kafka refused (aborted: the next process redoes it from
@@ -78,8 +78,9 @@ class Transactions:
             self.producer.use(None)
 
     async def commit(self) -> None:
-        """Commit what was written since the last commit, if anything (blocks the agents, not the
-        loop). Leaves the process when the transaction cannot be committed."""
+        """Commit what was written since the last commit, if anything (off the loop; what the agents
+        write meanwhile waits for the next transaction). Leaves the process when the transaction
+        cannot be committed."""
         async with self._lock:
             if not self.holding or not self.producer.pending:
                 return
@@ -106,8 +107,8 @@ class Transactions:
     async def run(self, idle: float = 0.003) -> None:
         """Commit as soon as the agents have written nothing for ``idle`` seconds (a quiet
         moment: the outputs become visible at once), and at least every ``interval`` seconds under
-        a steady stream (each commit costs a broker round trip while the agents wait). A Faust
-        task: runs until cancelled."""
+        a steady stream (each commit costs broker round trips). A Faust task: runs until
+        cancelled."""
         last_commit = time.monotonic()
         while True:
             await asyncio.sleep(idle)

@@ -258,6 +258,13 @@ def under_load(stack, seed: int, inject) -> None:
     )
 
 
+def wait_for_pair(stack, workers: list[Worker]) -> None:
+    """Wait until two workers of the group are in a stable group and one of them holds the raw
+    topics (the other a standby)."""
+    wait_until(lambda: stable_members(stack) == 2, "two workers in a stable group")
+    wait_until(lambda: sum(w.active() for w in workers) == 1, "one worker holding the raw topics")
+
+
 def stable_members(stack) -> int:
     """Members of the worker's consumer group once it is stable (0 while it rebalances)."""
     from confluent_kafka import ConsumerGroupState

@@ -29,6 +29,7 @@ from tests.integration.harness import (
     restart_source,
     stable_members,
     under_load,
+    wait_for_pair,
     wait_until,
 )
 
@@ -36,13 +37,22 @@ pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
 
 @pytest.fixture
-def own_worker(stack, worker):
-    worker.terminate()  # the session's worker: these tests run their own of the same group
+def quiet_group(stack, worker):
+    """The session's worker stopped: these tests start workers of the same group themselves."""
+    worker.terminate()
     worker.wait(60)
+    started: list[Worker] = []
+    yield started
+    for each in started:
+        each.stop()
+
+
+@pytest.fixture
+def own_worker(stack, quiet_group):
     mine = Worker(stack)
+    quiet_group.append(mine)
     mine.start()
-    yield mine
-    mine.stop()
+    return mine
 
 
 def test_kill_9_the_worker_mid_stream(stack, own_worker):
@@ -67,10 +77,7 @@ def test_two_workers_in_one_group_kill_9_the_active_one(stack, own_worker):
     standby.start()
     workers = [own_worker, standby]
     try:
-        wait_until(lambda: stable_members(stack) == 2, "two workers in a stable group")
-        wait_until(
-            lambda: sum(w.active() for w in workers) == 1, "one worker holding the raw topics"
-        )
+        wait_for_pair(stack, workers)
         survivors: list[Worker] = []
 
         def inject() -> None:
@@ -129,17 +136,6 @@ consumer.close()
 """
 
 
-@pytest.fixture
-def quiet_group(stack, worker):
-    """The session's worker stopped: these tests start workers of the same group themselves."""
-    worker.terminate()
-    worker.wait(60)
-    started: list[Worker] = []
-    yield started
-    for each in started:
-        each.stop()
-
-
 def test_a_worker_that_stops_consuming_is_replaced_and_the_pipeline_catches_up(stack, quiet_group):
     frozen = Worker(stack, "frozen-worker")
     frozen.env["HUB_WORKER_STALL_TIMEOUT"] = "8"
@@ -184,10 +180,7 @@ def test_a_worker_paused_past_its_session_timeout_cannot_publish_once_replaced(s
     quiet_group.extend([first, second])
     for each in quiet_group:
         each.start()
-    wait_until(lambda: stable_members(stack) == 2, "two workers in a stable group")
-    wait_until(
-        lambda: sum(w.active() for w in quiet_group) == 1, "one worker holding the raw topics"
-    )
+    wait_for_pair(stack, quiet_group)
     paused: list[Worker] = []
 
     def inject() -> None:
