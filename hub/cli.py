@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import click
 from rich.console import Console
 
-from hub.errors import StackError
+from hub.errors import RegistryError, StackError
 from hub.settings import get_settings
 
 if TYPE_CHECKING:
@@ -20,7 +20,27 @@ if TYPE_CHECKING:
 err = Console(stderr=True)
 
 
-@click.group()
+class HubGroup(click.Group):
+    """Every command's operational errors end as one line and a non-zero exit, never a traceback:
+    the message says what exists or what to do."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        from requests import RequestException
+
+        from hub.connect_client import ConnectError
+
+        try:
+            return super().invoke(ctx)
+        except (StackError, RegistryError, ConnectError) as exc:
+            err.print(f"[bold red]✗[/] {exc}", highlight=False, soft_wrap=True)
+            sys.exit(1)
+        except RequestException as exc:
+            err.print(f"[bold red]✗[/] cannot reach {exc.request.url if exc.request else 'the service'}: "
+                      f"{type(exc).__name__}; is the stack up ('hub stack status')?")  # fmt: skip
+            sys.exit(1)
+
+
+@click.group(cls=HubGroup)
 def main() -> None:
     """Unified Commerce CDC Hub: sources → Debezium/Kafka Connect → Kafka → hub → unified topics."""
 
@@ -261,3 +281,92 @@ def schemas_write() -> None:
 
     for path in write_all():
         click.echo(f"wrote {path}")
+
+
+@main.group()
+def secrets() -> None:
+    """Source passwords for Kafka Connect, kept in the Connect workers' secrets file."""
+
+
+def _secrets_file() -> Path:
+    """The local stack's Connect secrets file, or ``HUB_CONNECT_SECRETS_FILE`` against an existing
+    Connect cluster."""
+    settings = get_settings()
+    if settings.connect_url is None:
+        return _stack().secrets.connect_properties
+    if settings.connect_secrets_file is None:
+        raise StackError(
+            "against an existing Connect cluster set HUB_CONNECT_SECRETS_FILE (the file the "
+            "Connect workers read) or keep the secret in your own secret store"
+        )
+    return settings.connect_secrets_file
+
+
+@secrets.command("set")
+@click.argument("key")
+def secrets_set(key: str) -> None:
+    """Set KEY (a definition's password_secret, e.g. wms.password) from stdin or a hidden prompt.
+
+    The value never goes on the command line (shell history, process list); `hub stack up` keeps
+    it. Restart the system's connector to use a changed password.
+    """
+    from hub.connectors import load_definitions
+    from hub.stack.secrets import write_properties
+
+    named = {d.connection.password_secret: s for s, d in load_definitions().items()}
+    if key not in named:
+        raise click.BadParameter(
+            f"no definition names {key!r} as its password_secret; "
+            f"defined: {', '.join(sorted(named)) or 'none'}",
+            param_hint="KEY",
+        )
+    if sys.stdin.isatty():
+        value = click.prompt(f"Password for {named[key]}", hide_input=True,
+                             confirmation_prompt=True, err=True)  # fmt: skip
+    else:
+        value = sys.stdin.read().rstrip("\r\n")
+    if not value:
+        raise click.BadParameter("an empty password", param_hint="stdin")
+    path = _secrets_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_properties(path, {key: value})
+    err.print(f"[green]✓[/] {key} set in {path}")
+
+
+@secrets.command("list")
+def secrets_list() -> None:
+    """The keys the secrets file holds (never their values), and the definitions that need them."""
+    from hub.connectors import load_definitions
+    from hub.stack.secrets import read_property_keys
+
+    path = _secrets_file()
+    held = set(read_property_keys(path))
+    for system, definition in sorted(load_definitions().items()):
+        key = definition.connection.password_secret
+        click.echo(f"{system:<10} {key:<24} {'set' if key in held else 'MISSING'}")
+
+
+@main.group()
+def topics() -> None:
+    """The topics declared in the topic registry, on the Kafka cluster."""
+
+
+@topics.command("apply")
+@click.option(
+    "--check", is_flag=True, help="Create nothing: exit 1 if a topic is missing or differs."
+)
+def topics_apply(check: bool) -> None:
+    """Create every declared topic that is missing and check the others (partitions, configs)."""
+    from hub.kafka_io import apply_topics
+    from hub.topics import registry
+
+    report = apply_topics(get_settings().bootstrap, registry().topics.values(), create=not check)
+    for name in report.created:
+        err.print(f"[green]✓[/] {name}: created")
+    for name in report.missing:
+        err.print(f"[red]✗[/] {name}: missing")
+    for name, problem in report.differs.items():
+        err.print(f"[red]✗[/] {name}: {problem}")
+    err.print(f"{report.ok} declared topics as declared, {len(report.created)} created, "
+              f"{len(report.missing) + len(report.differs)} not")  # fmt: skip
+    sys.exit(1 if report.missing or report.differs else 0)

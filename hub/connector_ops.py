@@ -1,7 +1,8 @@
 """``hub connectors``: validate and apply the definitions in connectors/ to a Kafka Connect cluster.
 
-Against the local stack the endpoints come from the stack; against an existing cluster
-(``HUB_CONNECT_URL``) from ``HUB_SOURCE_HOSTS`` and ``HUB_CONNECT_SECRETS_FILE``.
+Against the local stack the built-in systems' endpoints come from the stack; any system's may come
+from its definition (``connection.hostname``/``port``) or from ``HUB_SOURCE_HOSTS``; against an
+existing cluster (``HUB_CONNECT_URL``) the secrets file is ``HUB_CONNECT_SECRETS_FILE``.
 """
 
 from __future__ import annotations
@@ -16,19 +17,45 @@ from hub.topics import registry
 
 
 def endpoint_for(settings: HubSettings, definition: ConnectorDefinition) -> Endpoint:
-    """Where Connect reaches ``definition``'s database; ``StackError`` when it is not configured."""
+    """Where Connect reaches ``definition``'s database and finds its secrets file.
+
+    The host and port: ``HUB_SOURCE_HOSTS`` for the system, else the definition's
+    ``connection.hostname``/``port``, else (local stack only) the stack's own server for a
+    built-in system. The secrets file: ``HUB_CONNECT_SECRETS_FILE`` against an existing Connect
+    cluster, the stack's own otherwise. ``StackError`` says what to set when one is missing.
+    """
+    system, conn = definition.system, definition.connection
+    local = None
     if settings.connect_url is None:
         from hub.stack.manager import Stack
 
-        return Stack(settings).endpoint(definition.system)
-    address = settings.source_hosts.get(definition.system)
-    if address is None or settings.connect_secrets_file is None:
+        local = Stack(settings)
+    address = settings.source_hosts.get(system)
+    if address is not None:
+        host, _, port = address.rpartition(":")
+        if not host or not port.isdigit():
+            raise StackError(f'HUB_SOURCE_HOSTS["{system}"] is {address!r}: write it host:port')
+        hostname, port_number = host, int(port)
+    elif conn.hostname is not None and conn.port is not None:
+        hostname, port_number = conn.hostname, conn.port
+    elif local is not None and system in local.sources:
+        built_in = local.endpoint(system)
+        hostname, port_number = conn.hostname or built_in.hostname, conn.port or built_in.port
+    else:
         raise StackError(
-            f"{definition.system}: against an existing Connect cluster set HUB_SOURCE_HOSTS "
-            f'(e.g. {{"{definition.system}": "db.internal:5432"}}) and HUB_CONNECT_SECRETS_FILE'
+            f"{system}: where is its database? Set connection.hostname and connection.port in "
+            f'its definition, or HUB_SOURCE_HOSTS=\'{{"{system}": "db.internal:5432"}}\''
         )
-    host, _, port = address.rpartition(":")
-    return Endpoint(host, int(port), settings.connect_secrets_file, settings.bootstrap)
+    if local is not None:
+        return Endpoint(
+            hostname, port_number, local.secrets.connect_properties, local.kafka.bootstrap
+        )
+    if settings.connect_secrets_file is None:
+        raise StackError(
+            "against an existing Connect cluster set HUB_CONNECT_SECRETS_FILE: the secrets file "
+            "the Connect workers read with their FileConfigProvider"
+        )
+    return Endpoint(hostname, port_number, settings.connect_secrets_file, settings.bootstrap)
 
 
 def validate(
@@ -53,7 +80,10 @@ def apply(
     definitions = load_definitions()
     unknown = set(systems) - set(definitions)
     if unknown:
-        raise StackError(f"no definition in connectors/ for {', '.join(sorted(unknown))}")
+        raise StackError(
+            f"no definition for {', '.join(sorted(unknown))} in {settings.connectors_dir}; "
+            f"defined: {', '.join(sorted(definitions))}"
+        )
     client = ConnectClient(settings.connect)
     verdicts: dict[str, str] = {}
     for system, definition in definitions.items():

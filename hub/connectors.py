@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from hub.core.engine import SystemMappings
 from hub.core.mapping import MappingSpec, compile_mapping
 from hub.errors import RegistryError
-from hub.settings import REPO_ROOT
+from hub.settings import REPO_ROOT, get_settings
 from hub.topics import TopicRegistry
 
 CONNECTORS_DIR = REPO_ROOT / "connectors"
@@ -107,13 +107,19 @@ class Endpoint:
 
 
 def load_definitions(directory: Path | None = None) -> dict[str, ConnectorDefinition]:
-    """All definitions, by system name. Raises ``RegistryError`` naming the file at fault."""
+    """All definitions, by system name: those in ``directory``, by default the settings'
+    ``HUB_CONNECTORS_DIR``. Raises ``RegistryError`` naming the file at fault."""
+    directory = directory or get_settings().connectors_dir
+    if not directory.is_dir():
+        raise RegistryError(f"no connector definitions: {directory} is not a directory")
     definitions: dict[str, ConnectorDefinition] = {}
-    for path in sorted((directory or CONNECTORS_DIR).glob("*.yaml")):
+    for path in sorted(directory.glob("*.yaml")):
         try:
             definition = ConnectorDefinition(**yaml.safe_load(path.read_text()))
-        except (ValidationError, TypeError) as exc:
+        except (ValidationError, TypeError, yaml.YAMLError) as exc:
             raise RegistryError(f"{path}: {exc}") from exc
+        if definition.system in definitions:
+            raise RegistryError(f"{path}: system {definition.system!r} is defined twice")
         definitions[definition.system] = definition
     return definitions
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
@@ -114,3 +115,66 @@ def partition_mismatches(
         for spec in specs
         if spec.name in existing and len(existing[spec.name].partitions) != spec.partitions
     }
+
+
+@dataclass
+class TopicReport:
+    """What ``apply_topics`` found: topics created, missing (not created), differing, and how
+    many were as declared."""
+
+    created: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    differs: dict[str, str] = field(default_factory=dict)
+    ok: int = 0
+
+
+def apply_topics(bootstrap: str, specs: Iterable[TopicSpec], create: bool = True) -> TopicReport:
+    """Create the declared topics that do not exist (unless ``create`` is False) and compare the
+    others with their declarations: partition count and the topic configs declared."""
+    from confluent_kafka.admin import (  # type: ignore[attr-defined]
+        AdminClient,
+        ConfigResource,
+        NewTopic,
+    )
+
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 3})
+    existing = admin.list_topics(timeout=10).topics
+    specs = list(specs)
+    report = TopicReport()
+    for name, (actual, declared) in partition_mismatches(existing, specs).items():
+        report.differs[name] = f"{actual} partitions, declared {declared}"
+    present = [s for s in specs if s.name in existing and s.name not in report.differs]
+    if present:
+        resources = [ConfigResource(ConfigResource.Type.TOPIC, s.name) for s in present]
+        described = admin.describe_configs(resources, request_timeout=30)
+        for spec, resource in zip(present, resources, strict=True):
+            entries = described[resource].result()
+            wrong = {
+                key: (entries[key].value if key in entries else None, value)
+                for key, value in spec.kafka_config().items()
+                if key not in entries or entries[key].value != value
+            }
+            if wrong:
+                report.differs[spec.name] = "; ".join(
+                    f"{key} is {actual}, declared {declared}"
+                    for key, (actual, declared) in wrong.items()
+                )
+            else:
+                report.ok += 1
+    absent = [s for s in specs if s.name not in existing]
+    if not create:
+        report.missing = [s.name for s in absent]
+        return report
+    if absent:
+        futures = admin.create_topics(
+            [NewTopic(s.name, s.partitions, 1, config=s.kafka_config()) for s in absent],
+            request_timeout=30,
+        )
+        for name, future in futures.items():
+            try:
+                future.result()
+            except Exception as exc:
+                if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                    raise RuntimeError(f"could not create topic {name}: {exc}") from exc
+            report.created.append(name)
+    return report

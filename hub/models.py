@@ -64,10 +64,12 @@ class InventoryLevel(SourceFields):
     Key on ``unified.inventory``: ``<gtin>@<location_id>``. A deleted source row becomes a tombstone.
     """
 
-    model_config = _config("InventoryLevel", "inventory_level/v1.json")
+    model_config = _config("InventoryLevel", "inventory_level/v2.json")
     KEY_FORMAT: ClassVar[str] = "{gtin}@{location_id}"
 
-    schema_version: Literal[1] = 1
+    # 2 added ``unsellable``. Every version of a model reads the records of the earlier ones (a
+    # field is only ever added, optional): a consumer upgrades its schema first, then reads both.
+    schema_version: Literal[1, 2] = 2
     gtin: str = GTIN
     source_article_id: str = Field(description="The article's id in its source system.")
     location_id: str = Field(
@@ -80,6 +82,11 @@ class InventoryLevel(SourceFields):
         default=None, description="Units promised to orders (ERP allocations, shop committed)."
     )
     safety_stock: Decimal | None = Field(default=None, description="Units kept back (ERP).")
+    unsellable: Decimal | None = Field(
+        default=None,
+        description="Units there, counted in on_hand, that cannot be sold: damaged, quality hold, "
+        "expired (a warehouse's blocked stock). None: the source does not say.",
+    )
     unit: str = Field(description="Unit of measure as the source states it, e.g. PCE, KG.")
     updated_at: datetime | None = Field(
         default=None, description="The row's own timestamp (last count, last update); UTC."

@@ -34,6 +34,15 @@ class HubSettings(BaseSettings):
         description="Where mvn copies Kafka, Connect and Debezium jars; shared by all state dirs.",
     )
     repo_root: Path = Field(default=REPO_ROOT, description="Holds connectors/, schemas/, deploy/.")
+    connectors_dir: Path = Field(
+        default=REPO_ROOT / "connectors",
+        description="The source definitions (one YAML file per system). Point it elsewhere to keep "
+        "a deployment's own systems outside the checkout.",
+    )
+    topics_file: Path = Field(
+        default=REPO_ROOT / "schemas" / "topics.yaml",
+        description="The topic registry: every topic the hub reads or writes, declared once.",
+    )
 
     host: str = Field(default="127.0.0.1", description="Every local service binds here.")
     kafka_port: int = 19092
@@ -84,6 +93,16 @@ class HubSettings(BaseSettings):
         default=20,
         description="Longest time the broker holds the worker's fetch of raw records when there is "
         "nothing new (Faust's own 1,500 ms held busy partitions behind quiet ones).",
+    )
+    worker_max_position_leap: int = Field(
+        default=4 << 30,
+        description="Bytes of source log a change may be ahead of the newest position seen from "
+        "its system (plus worker_max_log_rate per second between their commits) before it is "
+        "dead-lettered as implausible_position instead of becoming its key's mark.",
+    )
+    worker_max_log_rate: int = Field(
+        default=256 << 20,
+        description="Bytes per second of log a source may write (see worker_max_position_leap).",
     )
     connector_watch_interval: float = Field(
         default=15.0,

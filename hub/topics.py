@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -10,7 +11,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from hub.errors import RegistryError
-from hub.settings import REPO_ROOT
+from hub.settings import REPO_ROOT, get_settings
 
 SCHEMAS_DIR = REPO_ROOT / "schemas"
 
@@ -28,7 +29,7 @@ class TopicSpec(BaseModel):
 
     id: str
     name: str
-    kind: Literal["raw", "internal", "unified", "dlq"]
+    kind: Literal["raw", "internal", "unified", "dlq", "control"]
     key: str
     value: str
     partitions: int
@@ -63,9 +64,14 @@ class TopicRegistry(BaseModel):
         try:
             return self.topics[topic_id]
         except KeyError:
-            raise RegistryError(
-                f"topic id {topic_id!r} is not declared in schemas/topics.yaml"
-            ) from None
+            close = difflib.get_close_matches(topic_id, self.topics, n=3, cutoff=0.5)
+            close += [t for t in self.topics if topic_id in t and t not in close]
+            hint = (
+                f"did you mean {', '.join(close[:3])}?"
+                if close
+                else f"declared: {', '.join(sorted(self.topics))}"
+            )
+            raise RegistryError(f"no topic with id {topic_id!r}; {hint}") from None
 
     def by_name(self, name: str) -> TopicSpec:
         for spec in self.topics.values():
@@ -86,7 +92,10 @@ class TopicRegistry(BaseModel):
 def load_registry(path: Path | None = None) -> TopicRegistry:
     """Parse and validate the registry file; raises ``RegistryError`` with the offending entry."""
     path = path or SCHEMAS_DIR / "topics.yaml"
-    document = yaml.safe_load(path.read_text())
+    try:
+        document = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise RegistryError(f"cannot read the topic registry {path}: {exc}") from exc
     topics: dict[str, TopicSpec] = {}
     for topic_id, raw in (document or {}).get("topics", {}).items():
         fields = dict(raw)
@@ -112,5 +121,5 @@ def load_registry(path: Path | None = None) -> TopicRegistry:
 
 @lru_cache(maxsize=1)
 def registry() -> TopicRegistry:
-    """The registry of this checkout, parsed once."""
-    return load_registry()
+    """The registry the settings name (``HUB_TOPICS_FILE``; this checkout's by default), parsed once."""
+    return load_registry(get_settings().topics_file)

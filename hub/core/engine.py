@@ -28,6 +28,7 @@ from pydantic import ValidationError
 
 from hub.core.debezium import ChangeEvent, decode
 from hub.core.mapping import CompiledMapping, MappingSpec, Pending, Row, compile_mapping
+from hub.core.positions import Frontiers
 from hub.core.records import Output, Tombstone, Upsert
 from hub.errors import InvalidEvent
 from hub.models import MODELS
@@ -108,8 +109,12 @@ def out_ref(topic_id: str, key: str) -> str:
     return f"out:{topic_id}:{key}"
 
 
-# Fields that say when and where, not what: they do not make a record different.
-PROVENANCE = frozenset({"emitted_at", "source_position", "source_committed_at", "source_op"})
+# Fields that say when, where and in which schema version, not what: they do not make a record
+# different (a worker upgraded to a new schema version republishes a key when it changes, not all
+# at once).
+PROVENANCE = frozenset(
+    {"emitted_at", "source_position", "source_committed_at", "source_op", "schema_version"}
+)
 
 
 def seed_entry(value: Mapping[str, Any] | None, position: str) -> dict[str, Any]:
@@ -144,12 +149,18 @@ class Engine:
         topic_for_model: Mapping[str, str],
         store: Store,
         published: Store | None = None,
+        max_leap: int | None = None,
+        log_rate: int = 0,
     ) -> None:
         """``store`` keeps rows and dependencies; ``published`` the last source position and
         content digest per output key (by default the same store). A runner that can lose state
-        on a crash seeds ``published`` from the unified topics themselves (``seed_entry``)."""
+        on a crash seeds ``published`` from the unified topics themselves (``seed_entry``).
+        ``max_leap`` (bytes of log) and ``log_rate`` (bytes/s) turn on the frontier check of
+        ``hub.core.positions``; without ``max_leap`` every position is taken as it comes."""
         self.store = store
         self.published = published if published is not None else store
+        self.frontiers = Frontiers(store, max_leap, log_rate) if max_leap is not None else None
+        self._repairing = False
         self.topic_for_model = dict(topic_for_model)
         self.mappings: dict[tuple[str, str], list[CompiledMapping]] = {}
         self.keep: set[tuple[str, str]] = set()
@@ -175,6 +186,10 @@ class Engine:
     def routes(self, system: str, table: str) -> bool:
         return (system, table) in self.mappings or (system, table) in self.keep
 
+    def routed(self) -> set[tuple[str, str]]:
+        """Every (system, table) whose events the engine takes."""
+        return set(self.mappings) | self.keep
+
     def process(
         self, system: str, key: bytes | None, value: bytes | None, now: datetime
     ) -> Outcome:
@@ -192,6 +207,11 @@ class Engine:
             raise InvalidEvent("no_route", f"no mapping for {system}:{table}")
         if not event.key:
             raise InvalidEvent("missing_key", f"{system}:{table} event without a row key")
+        if self.frontiers is not None:
+            self.frontiers.admit(
+                system, event.source.position, event.source.committed_at.timestamp(),
+                now.timestamp(),
+            )  # fmt: skip
         ref = row_ref(system, table, event.key)
         src = {
             "source_system": system, "source_table": table, "source_position": event.source.position,
@@ -227,6 +247,24 @@ class Engine:
         skipped = f"pending:{pending}" if pending else "reference_row"
         return self._finish(Outcome(skipped=skipped, failures=failures))
 
+    def repair(self, system: str, event: ChangeEvent, now: datetime) -> Outcome:
+        """Apply a change read from the source itself by ``hub repair``: the truth at
+        ``event``'s position, which replaces whatever its keys were marked with, newer or not
+        (a mark set by a wrong record would otherwise drop every real change after it). Every
+        output is published, unchanged content too: its position becomes the key's mark on the
+        topic, where a restarted worker reads marks back."""
+        self._repairing = True
+        try:
+            return self.apply(system, event, now)
+        finally:
+            self._repairing = False
+
+    def drop(self, topic_id: str, key: str, position: str) -> Outcome:
+        """``hub repair`` for a key no source row produces: a tombstone that replaces its mark."""
+        tombstone = Tombstone(topic_id, key, position)
+        self.published.put(out_ref(topic_id, key), seed_entry(None, position))
+        return Outcome([tombstone])
+
     def _finish(self, outcome: Outcome) -> Outcome:
         duplicates, noops = self._tally["duplicate"], self._tally["noop"]
         skipped = outcome.skipped
@@ -247,6 +285,9 @@ class Engine:
         """
         ref = out_ref(output.topic_id, output.key)
         last = self.published.get(ref)
+        if self._repairing:
+            self.published.put(ref, {"pos": position, "hash": digest(output)})
+            return True
         if last is not None and last["pos"] >= position:
             self._tally["duplicate"] += 1
             return False

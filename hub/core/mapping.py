@@ -7,10 +7,12 @@ field. Expressions:
     {const: VALUE}                            a constant
     {concat: [PART, ...]}                     text; a PART is a literal string or an expression
     {sum: [EXPR, ...]}                        exact decimal sum
+    {sub: [EXPR, EXPR, ...]}                  exact decimal difference: the first minus the others
+    {coalesce: [EXPR, ...]}                   the first value that is not None
     {lookup: TABLE, key: {COL: EXPR}, column: NAME}
                                               a column of another captured table's row
 and any expression may add ``then: [TRANSFORM, ...]`` (see ``hub.core.transforms``). A ``None``
-anywhere in a concat or sum makes the result ``None``; transforms pass ``None`` through.
+anywhere in a concat, sum or sub makes the result ``None``; transforms pass ``None`` through.
 
 Compiling is strict (unknown keys, transforms or models raise ``ValueError`` when the definition is
 loaded); evaluating raises ``InvalidEvent`` for bad values and ``Pending`` for a lookup whose row
@@ -45,6 +47,9 @@ class Pending(Exception):
         self.key = key
 
 
+SOURCES = ("col", "const", "concat", "sum", "sub", "coalesce", "lookup")
+
+
 class Expr(BaseModel):
     """One field expression, as written in a definition."""
 
@@ -54,6 +59,8 @@ class Expr(BaseModel):
     const: Any = None
     concat: list[str | Expr] | None = None
     sum: list[Expr] | None = None
+    sub: list[Expr] | None = Field(default=None, min_length=2)
+    coalesce: list[Expr] | None = Field(default=None, min_length=1)
     lookup: str | None = None
     key: dict[str, Expr] | None = None
     column: str | None = None
@@ -63,11 +70,9 @@ class Expr(BaseModel):
     @classmethod
     def _one_source(cls, data: Any) -> Any:
         if isinstance(data, dict):
-            sources = [k for k in ("col", "const", "concat", "sum", "lookup") if k in data]
+            sources = [k for k in SOURCES if k in data]
             if len(sources) != 1:
-                raise ValueError(
-                    f"an expression has exactly one of col/const/concat/sum/lookup: {data}"
-                )
+                raise ValueError(f"an expression has exactly one of {'/'.join(SOURCES)}: {data}")
             if "lookup" in data and not ("key" in data and "column" in data):
                 raise ValueError(f"a lookup needs key and column: {data}")
         return data
@@ -165,6 +170,28 @@ def _compile_base(expr: Expr) -> Callable[[Row, Lookup], Any]:
             return sum((to_decimal(v) for v in values), Decimal(0))
 
         return total
+    if expr.sub is not None:
+        first, *rest = [compile_expr(p) for p in expr.sub]
+
+        def difference(row: Row, lookup: Lookup) -> Any:
+            start = first.evaluate(row, lookup)
+            values = [t.evaluate(row, lookup) for t in rest]
+            if start is None or any(v is None for v in values):
+                return None
+            return to_decimal(start) - sum((to_decimal(v) for v in values), Decimal(0))
+
+        return difference
+    if expr.coalesce is not None:
+        choices = [compile_expr(p) for p in expr.coalesce]
+
+        def first_set(row: Row, lookup: Lookup) -> Any:
+            for choice in choices:
+                value = choice.evaluate(row, lookup)
+                if value is not None:
+                    return value
+            return None
+
+        return first_set
     if expr.lookup is not None:
         table, column = expr.lookup, expr.column or ""
         keys = {name: compile_expr(e) for name, e in (expr.key or {}).items()}
@@ -215,7 +242,7 @@ def _lookup_tables(exprs: Any) -> set[str]:
             tables.add(expr.lookup)
             tables |= _lookup_tables((expr.key or {}).values())
         tables |= _lookup_tables([p for p in (expr.concat or []) if isinstance(p, Expr)])
-        tables |= _lookup_tables(expr.sum or [])
+        tables |= _lookup_tables([*(expr.sum or []), *(expr.sub or []), *(expr.coalesce or [])])
     return tables
 
 

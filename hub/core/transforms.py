@@ -13,6 +13,8 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import phonenumbers
+from stdnum import ean
+from stdnum.exceptions import ValidationError as NumberError
 
 from hub.errors import InvalidEvent
 
@@ -196,6 +198,31 @@ def name_part(part: str, order: str) -> Transform:
     return apply
 
 
+def gtin(value: Any) -> str:
+    """A GTIN-8, -12 (UPC-A), -13 (EAN-13) or -14 → the 13-digit key the hub uses for articles.
+
+    The check digit is verified (python-stdnum). Shorter GTINs are left-padded with zeros, as GS1
+    pads them in a GTIN-14 field. A GTIN-14 is a trade item's EAN-13 only with indicator digit 0;
+    indicators 1-8 name a case or pallet of it and 9 a variable-measure item, neither of which is
+    the article a channel sells: a bad value, said so.
+    """
+    text = str(value).strip() if isinstance(value, str | int) else None
+    if text is None or not text.isdigit():
+        raise _bad("gtin", value, "not digits")
+    if len(text) not in (8, 12, 13, 14):
+        raise _bad("gtin", value, f"{len(text)} digits; a GTIN has 8, 12, 13 or 14")
+    try:
+        ean.validate(text)
+    except NumberError:
+        raise _bad("gtin", value, "wrong check digit") from None
+    if len(text) == 14:
+        if text[0] != "0":
+            kind = "variable-measure item" if text[0] == "9" else "packaging level (case, pallet)"
+            raise _bad("gtin", value, f"indicator digit {text[0]}: a {kind}, not an EAN-13 article")
+        return text[1:]
+    return text.zfill(13)
+
+
 def value_map(table: Mapping[str, Any]) -> Transform:
     """Translate codes (e.g. O/C/V → open/completed/voided); an unknown code is an error."""
 
@@ -230,6 +257,7 @@ TRANSFORMS: dict[str, TransformSpec] = {
         TransformSpec("epoch_millis", plain=epoch_millis),
         TransformSpec("epoch_days", plain=epoch_days),
         TransformSpec("iso_datetime", plain=iso_datetime),
+        TransformSpec("gtin", plain=gtin),
         TransformSpec("scale", build=lambda arg: scale(int(arg))),
         TransformSpec("e164", build=lambda arg: e164(str(arg))),
         TransformSpec("name", build=lambda arg: name_part(arg["part"], arg["order"])),

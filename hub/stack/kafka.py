@@ -8,11 +8,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+from confluent_kafka.admin import AdminClient
 
 from hub.connect_client import ConnectClient
 from hub.errors import StackError
-from hub.kafka_io import partition_mismatches
+from hub.kafka_io import apply_topics, partition_mismatches
 from hub.stack.procs import Proc, port_open, require_started
 from hub.stack.runtime import Runtime
 from hub.topics import TopicSpec
@@ -147,10 +147,8 @@ def ensure_topics(bootstrap: str, specs: Iterable[TopicSpec]) -> list[str]:
     Raises ``StackError`` when an existing topic's partition count differs from its declaration.
     """
     admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 3})
-    existing = admin.list_topics(timeout=10).topics
     specs = list(specs)
-    wanted = [spec for spec in specs if spec.name not in existing]
-    wrong = partition_mismatches(existing, specs)
+    wrong = partition_mismatches(admin.list_topics(timeout=10).topics, specs)
     if wrong:
         name, (actual, declared) = next(iter(wrong.items()))
         raise StackError(
@@ -158,19 +156,10 @@ def ensure_topics(bootstrap: str, specs: Iterable[TopicSpec]) -> list[str]:
             "local stack made by an earlier version: 'hub stack down --purge' (deletes its "
             "data), then up again"
         )
-    if not wanted:
-        return []
-    futures = admin.create_topics(
-        [NewTopic(s.name, s.partitions, 1, config=s.kafka_config()) for s in wanted],
-        request_timeout=30,
-    )
-    for name, future in futures.items():
-        try:
-            future.result()
-        except Exception as exc:
-            if "TOPIC_ALREADY_EXISTS" not in str(exc):
-                raise StackError(f"could not create topic {name}: {exc}") from exc
-    return [s.name for s in wanted]
+    try:
+        return apply_topics(bootstrap, specs).created
+    except RuntimeError as exc:
+        raise StackError(str(exc)) from exc
 
 
 @dataclass(frozen=True)

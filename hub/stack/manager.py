@@ -181,9 +181,9 @@ class Stack:
 
     def register(self, client: ConnectClient, definition: ConnectorDefinition) -> str:
         """Validate with Connect, then apply idempotently. Returns created/updated/unchanged."""
-        from hub.connector_ops import validate
+        from hub.connector_ops import endpoint_for, validate
 
-        config = render_config(definition, self.endpoint(definition.system), registry())
+        config = render_config(definition, endpoint_for(self.settings, definition), registry())
         validate(client, definition, config)
         return client.apply(definition.connector.name, config)
 

@@ -30,9 +30,7 @@ class StackSecrets:
 
     def write_file(self, path: Path, text: str) -> None:
         """Write ``text`` to a 0600 file."""
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as out:
-            out.write(text)
+        write_private(path, text)
 
     def password(self, name: str) -> SecretStr:
         """The password called ``name``, created on first use."""
@@ -53,6 +51,61 @@ class StackSecrets:
         self.write_file(self.pgpass, "\n".join(lines) + "\n")
 
     def write_connect_properties(self, entries: dict[str, str]) -> None:
-        """``entries``: property key (as named in connectors/*.yaml) → password name."""
-        lines = [f"{prop}={self.password(key).get_secret_value()}" for prop, key in entries.items()]
-        self.write_file(self.connect_properties, "\n".join(lines) + "\n")
+        """``entries``: property key (as named in connectors/*.yaml) → password name. Keys the
+        file already holds for other systems (set with ``hub secrets set``) are kept as they are."""
+        ours = {prop: self.password(key).get_secret_value() for prop, key in entries.items()}
+        write_properties(self.connect_properties, ours)
+
+
+def read_property_keys(path: Path) -> list[str]:
+    """The keys of a Java properties file, in order (comments and blank lines skipped)."""
+    if not path.exists():
+        return []
+    keys = []
+    for line in path.read_text().splitlines():
+        stripped = line.strip()
+        if stripped and not stripped.startswith(("#", "!")):
+            keys.append(_split(stripped)[0])
+    return keys
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path``, readable by its owner only (0600, also when it existed)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+
+
+def write_properties(path: Path, values: dict[str, str]) -> None:
+    """Set ``values`` in the properties file at ``path``: lines of other keys stay as they are."""
+    kept = []
+    if path.exists():
+        for line in path.read_text().splitlines():
+            stripped = line.strip()
+            key = _split(stripped)[0] if stripped and not stripped.startswith(("#", "!")) else None
+            if key not in values:
+                kept.append(line)
+    lines = kept + [f"{_escape(key)}={_escape(value)}" for key, value in values.items()]
+    write_private(path, "\n".join(lines) + "\n")
+
+
+def _split(line: str) -> tuple[str, str]:
+    """Key and raw value of one properties line (the first unescaped ``=``, ``:`` or blank)."""
+    escaped = False
+    for index, char in enumerate(line):
+        if escaped:
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char in "=: \t":
+            return line[:index].replace("\\", ""), line[index + 1 :].lstrip()
+    return line.replace("\\", ""), ""
+
+
+def _escape(text: str) -> str:
+    """Java properties escaping, enough for any password (FileConfigProvider reads it back)."""
+    out = text.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r")
+    for special in "=: #!":
+        out = out.replace(special, "\\" + special)
+    return out

@@ -38,7 +38,7 @@ from hub.worker import metrics
 from hub.worker.continuity import EXIT_RESTART, OffsetGap
 from hub.worker.logs import quiet_repeats
 from hub.worker.output import Fenced
-from hub.worker.pipeline import Pipeline, leave
+from hub.worker.pipeline import REPAIRS_TOPIC, Pipeline, leave
 from hub.worker.state import rows_changelog
 
 log = logging.getLogger("hub.worker")
@@ -239,7 +239,9 @@ def run_worker(settings: HubSettings, loglevel: str) -> None:
     from hub.stack.kafka import ensure_topics
 
     check_inputs(settings, [spec for spec in registry().topics.values() if spec.kind == "raw"])
-    ensure_topics(settings.bootstrap, [rows_changelog(settings.worker_id)])
+    ensure_topics(
+        settings.bootstrap, [rows_changelog(settings.worker_id), registry()[REPAIRS_TOPIC]]
+    )
     cap_fetch_wait(settings.worker_fetch_max_wait_ms)
     app = create_app(settings)
     pipeline: Pipeline = app.pipeline  # type: ignore[attr-defined]  # set by create_app

@@ -20,6 +20,7 @@ import orjson
 from hub.connectors import load_definitions
 from hub.core.dlq import Provenance, StreamBreakers, dead_letter_headers
 from hub.core.engine import STEP, Engine, MemoryStore
+from hub.core.repair import Repairer
 from hub.errors import InvalidEvent, RegistryError
 from hub.kafka_io import resume_offsets
 from hub.settings import HubSettings
@@ -33,6 +34,8 @@ from hub.worker.transactions import Transactions
 from hub.worker.watchdog import Watchdog
 
 log = logging.getLogger("hub.worker")
+REPAIRS = "hub-repair"  # the stream of repair requests, beside the systems' raw topics
+REPAIRS_TOPIC = "hub.repairs"
 
 # Counters of this process (also exported as Prometheus metrics, see hub/worker/metrics.py):
 # in, applied (records produced), skipped, duplicate, noop, dead_lettered.
@@ -77,6 +80,14 @@ def raw_topics_by_system(engine: Engine) -> dict[str, list[TopicSpec]]:
             if spec.dlq is None:
                 raise RegistryError(f"raw topic {spec.id} declares no dlq in schemas/topics.yaml")
             grouped.setdefault(spec.source.system, []).append(spec)
+    declared = {(spec.source.system, spec.source.table) for specs in grouped.values()
+                for spec in specs if spec.source}  # fmt: skip
+    undeclared = sorted(f"{system}:{table}" for system, table in engine.routed() - declared)
+    if undeclared:
+        raise RegistryError(
+            f"no raw topic declared for {', '.join(undeclared)}: declare one per captured table in "
+            "the topic registry (README, 'Adding a system'), then 'hub topics apply'"
+        )
     return grouped
 
 
@@ -102,11 +113,15 @@ class Pipeline:
             {spec.model: spec.id for spec in reg.topics.values() if spec.model},
             self.rows,
             self.published,
+            max_leap=settings.worker_max_position_leap,
+            log_rate=settings.worker_max_log_rate,
         )
         self.breakers = StreamBreakers(
             settings.dlq_max_consecutive, settings.dlq_max_ratio, settings.dlq_window
         )
+        self.repairer = Repairer(self.engine)
         self.inputs = raw_topics_by_system(self.engine)
+        self.inputs[REPAIRS] = [reg[REPAIRS_TOPIC]]  # read like a raw topic, held with them
         self.input_names = {spec.name for specs in self.inputs.values() for spec in specs}
         self.topic_names = {spec.id: spec.name for spec in reg.topics.values()}
         self.held: frozenset[tuple[str, int]] = frozenset()  # replaced whole: read by the watchdog
@@ -158,6 +173,8 @@ class Pipeline:
             )
             published = await loop.run_in_executor(None, read_published, settings.bootstrap)
             self.rows.replace(rows)
+            if self.engine.frontiers is not None:
+                self.engine.frontiers.reload()
             self.published.clear()
             self.published.update(published)
             metrics.RESEEDS.inc()
@@ -198,7 +215,14 @@ class Pipeline:
         tally(system, "in")
         try:
             try:
-                outcome = self.engine.process(system, message.key, message.value, datetime.now(UTC))
+                if system == REPAIRS:
+                    system, outcome = self.repairer.apply(message.value, datetime.now(UTC))
+                    log.info("repaired %s from %s: %d outputs", message.key, REPAIRS_TOPIC,
+                             len(outcome.outputs))  # fmt: skip
+                else:
+                    outcome = self.engine.process(
+                        system, message.key, message.value, datetime.now(UTC)
+                    )
             except InvalidEvent:
                 raise
             except Exception as exc:  # a bug met by this input: dead-letter it, go on

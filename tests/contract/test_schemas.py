@@ -34,8 +34,8 @@ def test_examples_validate_against_schema_and_model(spec):
 
 
 def test_schema_rejects_what_the_model_rejects():
-    schema = json.loads((SCHEMAS_DIR / "inventory_level/v1.json").read_text())
-    example = json.loads((SCHEMAS_DIR / "examples/inventory_level.v1.json").read_text())["value"]
+    schema = json.loads((SCHEMAS_DIR / "inventory_level/v2.json").read_text())
+    example = json.loads((SCHEMAS_DIR / "examples/inventory_level.v2.json").read_text())["value"]
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({**example, "gtin": "12345"}, schema)
     with pytest.raises(jsonschema.ValidationError):
@@ -78,3 +78,22 @@ def test_a_raw_topic_with_more_than_one_partition_is_refused(tmp_path):
     path.write_text(yaml.safe_dump(document))
     with pytest.raises(RegistryError, match=r"raw topic 'raw\.pos\.stock' declares 4 partitions"):
         load_registry(path)
+
+
+@pytest.mark.parametrize(
+    "older", sorted(SCHEMAS_DIR.glob("examples/*.v*.json")), ids=lambda p: p.name
+)
+def test_a_schema_reads_the_records_of_every_earlier_version(older):
+    # Versions of a model only ever add optional fields: each record of an earlier version is
+    # valid under the schema the registry names now (consumers upgrade their schema first).
+    family = older.name.split(".")[0]
+    (spec,) = [t for t in TOPICS if t.example and t.example.startswith(f"examples/{family}.")]
+    schema = json.loads((SCHEMAS_DIR / spec.schema_file).read_text())
+    jsonschema.Draft202012Validator(schema).validate(json.loads(older.read_text())["value"])
+
+
+def test_earlier_schema_files_stay_as_they_were_published():
+    # inventory_level/v1.json is what consumers of version 1 validate with: kept, never rewritten.
+    v1 = json.loads((SCHEMAS_DIR / "inventory_level/v1.json").read_text())
+    assert "unsellable" not in v1["properties"]
+    assert v1["properties"]["schema_version"]["const"] == 1

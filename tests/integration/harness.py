@@ -106,10 +106,13 @@ def restart_kafka(stack, pause: float) -> None:
     assert up.returncode == 0, up.stderr
 
 
-def wait_until(check, what: str, timeout: float = 120) -> None:
+def wait_until(check, what: str, timeout: float = 120, explain=None) -> None:
+    """Poll ``check`` until it holds; past ``timeout`` fail, with ``explain()`` if given."""
     deadline = time.monotonic() + timeout
     while not check():
-        assert time.monotonic() < deadline, f"{what}: not within {timeout:.0f} s"
+        if time.monotonic() >= deadline:
+            detail = f"\n{explain()}" if explain is not None else ""
+            raise AssertionError(f"{what}: not within {timeout:.0f} s{detail}")
         time.sleep(0.5)
 
 

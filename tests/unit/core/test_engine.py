@@ -1,11 +1,20 @@
-"""The engine's list of rows to evaluate again when a looked-up row changes."""
+"""The engine: the list of rows to evaluate again when a looked-up row changes; positions that
+cannot be right; repairs."""
 
 from __future__ import annotations
 
-import orjson
+from datetime import UTC, datetime
 
-from hub.core.engine import DEPS_CHUNK, MemoryStore, deps_ref
-from tests.conftest import new_engine
+import orjson
+import pytest
+
+from hub.connectors import load_definitions
+from hub.core.debezium import decode
+from hub.core.engine import DEPS_CHUNK, Engine, MemoryStore, deps_ref
+from hub.core.records import Tombstone, Upsert
+from hub.errors import InvalidEvent
+from hub.topics import registry
+from tests.conftest import new_engine, pick
 
 VARIANT = 'row:shop:shop.variant:{"id":1}'
 
@@ -38,3 +47,81 @@ def test_a_list_written_by_an_earlier_version_is_read_and_extended():
     engine._depend(VARIANT, line(2))
     engine._depend(VARIANT, line(3))
     assert engine._dependents(VARIANT) == [line(1), line(2), line(3)]
+
+
+# -- forged positions and repairs ------------------------------------------------------------
+
+GIB = 1 << 30
+
+
+def guarded_engine() -> Engine:
+    reg = registry()
+    return Engine(
+        [d.engine_view() for d in load_definitions().values()],
+        {spec.model: spec.id for spec in reg.topics.values() if spec.model},
+        MemoryStore(),
+        max_leap=GIB,
+        log_rate=64 * 1024 * 1024,
+    )
+
+
+def stock_event(qty: int, lsn: int, ts_us: int) -> tuple[bytes, bytes]:
+    """A POS stock update as Debezium writes it, at ``lsn``, committed at ``ts_us``."""
+    record = pick("pos_stock", "pos.stock", "u")
+    envelope = orjson.loads(record.value)
+    envelope["after"]["qty"] = qty
+    envelope["source"] |= {"lsn": lsn, "sequence": orjson.dumps([str(lsn), str(lsn)]).decode(),
+                           "ts_us": ts_us, "ts_ms": ts_us // 1000}  # fmt: skip
+    return record.key or b"", orjson.dumps(envelope)
+
+
+T0 = 1795440538728366  # the recorded event's commit time, in microseconds
+LATER = datetime(2026, 12, 1, tzinfo=UTC)  # the worker's clock, after every commit here
+KEY = "3769999999996@store:LYO01"
+
+
+def on_hand(outcome) -> list[str]:
+    return [str(o.record.on_hand) for o in outcome.outputs if isinstance(o, Upsert)]
+
+
+def test_a_forged_far_future_position_is_dead_lettered_and_the_key_stays_free():
+    engine = guarded_engine()
+    assert on_hand(engine.process("pos", *stock_event(9, 27066656, T0), LATER)) == ["9"]
+    forged = stock_event(9999, 0x7FFF_FFFF_0000_0000, T0)  # a copy with a made-up position
+    with pytest.raises(InvalidEvent) as bad:
+        engine.process("pos", *forged, LATER)
+    assert bad.value.reason == "implausible_position"
+    assert on_hand(engine.process("pos", *stock_event(8, 27066900, T0 + 1000), LATER)) == ["8"]
+
+
+def test_repair_replaces_a_wrong_mark_and_later_changes_flow_again():
+    engine = guarded_engine()
+    engine.process("pos", *stock_event(9, 27066656, T0), LATER)
+    # A wrong record a little ahead (plausible, so it got in) locks the key: real changes drop.
+    assert on_hand(engine.process("pos", *stock_event(9999, 27066656 + 10**6, T0), LATER)) == [
+        "9999"
+    ]
+    real = engine.process("pos", *stock_event(7, 27067000, T0 + 2000), LATER)
+    assert (real.outputs, real.skipped) == ([], "duplicate")
+    # hub repair reads the row at the source's current position: the truth replaces the mark.
+    key, value = stock_event(7, 27067100, T0 + 3000)
+    event = decode(key, value)
+    assert event is not None
+    repaired = engine.repair("pos", event, LATER)
+    assert on_hand(repaired) == ["7"]
+    assert repaired.outputs[0].position == event.source.position
+    assert on_hand(engine.process("pos", *stock_event(6, 27067200, T0 + 4000), LATER)) == ["6"]
+    # Unchanged content is published by a repair too: its position is the mark restarts read.
+    again = engine.repair("pos", event, LATER)
+    assert on_hand(again) == ["7"]
+
+
+def test_repair_drops_a_key_no_source_row_produces():
+    engine = guarded_engine()
+    engine.process("pos", *stock_event(9, 27066656, T0), LATER)
+    outcome = engine.drop("unified.inventory", KEY, "pg:0000000001a00000:0000000001a00000")
+    assert outcome.outputs == [
+        Tombstone("unified.inventory", KEY, "pg:0000000001a00000:0000000001a00000")
+    ]
+    later = engine.process("pos", *stock_event(5, 0x1A00100, T0 + 5000), LATER)
+    assert on_hand(later) == ["5"]

@@ -38,6 +38,20 @@ def test_concat_and_sum_are_none_when_a_part_is_none():
     assert ev({"sum": [{"col": "a"}, {"col": "b"}]}, {"a": 40, "b": None}) is None
 
 
+def test_sub_takes_the_others_from_the_first_exactly():
+    spec = {"sub": [{"col": "total"}, {"col": "sellable"}, {"const": "0.5"}]}
+    assert ev(spec, {"total": "10.250", "sellable": 7}) == Decimal("2.750")
+    assert ev(spec, {"total": "10", "sellable": None}) is None
+    assert ev({"sub": [{"col": "a"}, {"col": "b"}]}, {"a": 1, "b": 3}) == Decimal(-2)
+
+
+def test_coalesce_gives_the_first_value_that_is_set():
+    spec = {"coalesce": [{"col": "mobile", "then": ["trim"]}, {"col": "phone"}, {"const": "none"}]}
+    assert ev(spec, {"mobile": "  ", "phone": "0142"}) == "0142"  # trim empties "  " to None
+    assert ev(spec, {"mobile": "06", "phone": "0142"}) == "06"
+    assert ev(spec, {"mobile": None, "phone": None}) == "none"
+
+
 def test_lookup_reads_the_other_row_or_waits_for_it():
     spec = {"lookup": "shop.variant", "key": {"id": {"col": "variant_id"}}, "column": "barcode"}
     rows = {("shop.variant", 7): {"id": 7, "barcode": "3760000000017"}}
@@ -55,7 +69,7 @@ def test_lookup_reads_the_other_row_or_waits_for_it():
 @pytest.mark.parametrize(
     "spec",
     [{}, {"col": "a", "const": 1}, {"lookup": "t", "column": "c"}, {"col": "a", "then": "trim"},
-     {"col": "a", "colour": 1}],
+     {"col": "a", "colour": 1}, {"sub": [{"col": "a"}]}, {"coalesce": []}],
 )  # fmt: skip
 def test_malformed_expressions_are_refused(spec):
     with pytest.raises(ValidationError):

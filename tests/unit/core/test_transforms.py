@@ -11,6 +11,7 @@ from hub.core.transforms import (
     epoch_days,
     epoch_micros,
     epoch_millis,
+    gtin,
     iso_datetime,
     lower,
     name_part,
@@ -132,3 +133,33 @@ def test_build_transform_by_name_and_with_argument():
     for bad in ("rot13", {"scale": 1, "trim": 2}, {"trim": 1}, 42):
         with pytest.raises(ValueError):
             build_transform(bad)
+
+
+@pytest.mark.parametrize(
+    ("raw", "key"),
+    [("3760000000024", "3760000000024"),      # EAN-13 as is
+     ("03760000000024", "3760000000024"),     # GTIN-14, indicator 0: the EAN-13 inside
+     ("00012345600012", "0012345600012"),     # GTIN-14 of a UPC-A: its leading zeros kept
+     ("012345600012", "0012345600012"),       # GTIN-12 (UPC-A), padded
+     (" 96385074 ", "0000096385074"),         # GTIN-8, padded; blanks around are fine
+     (3760000000024, "3760000000024")],       # an integer column
+)  # fmt: skip
+def test_gtin_gives_the_13_digit_key_of_every_gtin_length(raw, key):
+    assert gtin(raw) == key
+
+
+@pytest.mark.parametrize(
+    ("raw", "why"),
+    [("3760000000025", "wrong check digit"),
+     ("13760000000021", "indicator digit 1: a packaging level"),
+     ("93760000000027", "indicator digit 9: a variable-measure item"),
+     ("376000000002", "wrong check digit"),
+     ("37600000", "wrong check digit"),
+     ("376000000002411", "15 digits"),
+     ("37600-0000024", "not digits"),
+     (None, "not digits")],
+)  # fmt: skip
+def test_gtin_refuses_what_is_not_an_article_key_and_says_why(raw, why):
+    with pytest.raises(InvalidEvent, match=why) as bad:
+        gtin(raw)
+    assert bad.value.reason == "bad_value"

@@ -10,6 +10,7 @@ import pytest
 from faust.topics import Topic
 from faust.types import TP
 
+from hub.connectors import load_definitions
 from hub.core.engine import MemoryStore
 from hub.settings import HubSettings
 from hub.worker import app as worker_app
@@ -79,7 +80,9 @@ async def agent(monkeypatch, transactions):
 
 def test_one_agent_per_system_reading_its_routed_raw_topics():
     app = worker_app.create_app(HubSettings(kafka_bootstrap="127.0.0.1:1"))
-    assert set(app.agents) == {"normalise-pos", "normalise-shop", "normalise-erp"}
+    assert set(app.agents) == {
+        f"normalise-{system}" for system in [*load_definitions(), "hub-repair"]
+    }
     topics = app.agents["normalise-shop"].channel.topics
     assert set(topics) == {f"raw.shop.shop.{t}" for t in ("variant", "inventory_level", "customer",
                                                          "orders", "order_line")}  # fmt: skip

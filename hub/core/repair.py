@@ -1,0 +1,96 @@
+"""Repairs: the truth read from a source by ``hub repair``, applied over whatever a key was marked.
+
+Step name ``repair``. ``hub repair`` reads the source rows behind the keys it is asked to repair,
+at a position it read from the source just before (so every change committed after the read
+sorts after it), and writes one request per row to the control topic ``hub.repairs``. The worker
+applies each with ``Engine.repair``: the row replaces the kept one and its outputs are published
+whatever the keys' marks said. A key no source row produces any more is dropped (a tombstone).
+
+A request is JSON:
+
+    {"kind": "row", "system", "table", "key": {column: value}, "row": {column: value} | null,
+     "position", "committed_at", "id"}
+    {"kind": "drop", "system", "topic_id", "key": "<unified key>", "position", "committed_at", "id"}
+
+``row`` holds the values as the system's connector would encode them; null when the row no longer
+exists (a delete).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from hub.core.debezium import ChangeEvent, SourceInfo
+from hub.core.engine import Engine, Outcome
+from hub.errors import InvalidEvent
+
+STEP = "repair"
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    system: str
+    position: str = Field(min_length=1)
+    committed_at: datetime
+    id: str = Field(description="Names the hub repair run that asked for it (logs, dead letters).")
+
+
+class RowRepair(_Request):
+    kind: Literal["row"] = "row"
+    table: str
+    key: dict[str, Any] = Field(min_length=1)
+    row: dict[str, Any] | None
+
+    def event(self) -> ChangeEvent:
+        source = SourceInfo("hub-repair", f"raw.{self.system}", "", self.table, self.position,
+                            self.committed_at, snapshot=False)  # fmt: skip
+        if self.row is None:
+            return ChangeEvent("d", self.key, None, source, self.key)
+        return ChangeEvent("r", None, self.row, source, self.key)
+
+
+class DropRepair(_Request):
+    kind: Literal["drop"] = "drop"
+    topic_id: str
+    key: str = Field(min_length=1)
+
+
+Request = Annotated[RowRepair | DropRepair, Field(discriminator="kind")]
+_REQUEST: TypeAdapter[RowRepair | DropRepair] = TypeAdapter(Request)
+
+
+def encode(request: RowRepair | DropRepair) -> bytes:
+    return request.model_dump_json().encode()
+
+
+def decode(value: bytes | None) -> RowRepair | DropRepair:
+    """Parse one request; ``InvalidEvent("bad_repair")`` when it is not one."""
+    if value is None:
+        raise InvalidEvent("bad_repair", "an empty repair request")
+    try:
+        return _REQUEST.validate_python(orjson.loads(value))
+    except (orjson.JSONDecodeError, ValidationError) as exc:
+        raise InvalidEvent("bad_repair", f"not a repair request: {exc}") from None
+
+
+class Repairer:
+    """Applies repair requests to an engine (pure apart from the engine's stores)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def apply(self, value: bytes | None, now: datetime) -> tuple[str, Outcome]:
+        """The request's system and its outcome. Raises ``InvalidEvent``."""
+        request = decode(value)
+        if isinstance(request, DropRepair):
+            if request.topic_id not in self.engine.topic_for_model.values():
+                raise InvalidEvent("bad_repair", f"no unified topic {request.topic_id!r}")
+            return request.system, self.engine.drop(request.topic_id, request.key, request.position)
+        if not self.engine.routes(request.system, request.table):
+            raise InvalidEvent("bad_repair", f"no mapping for {request.system}:{request.table}")
+        return request.system, self.engine.repair(request.system, request.event(), now)
