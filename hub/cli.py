@@ -242,6 +242,21 @@ def reconcile(as_json: bool, wait: float) -> None:
     sys.exit(0 if report.agree else 1)
 
 
+@main.command("repair")
+@click.argument("keys", nargs=-1)
+@click.option("--differing", is_flag=True, help="Every key `hub reconcile` finds differing.")
+@click.option("--wait", type=click.FloatRange(min=0), default=60.0, show_default=True,
+              help="Seconds to wait for the worker to republish them.")  # fmt: skip
+def repair_keys(keys: tuple[str, ...], differing: bool, wait: float) -> None:
+    """Read the source rows behind unified KEYS again and republish the truth, whatever the keys
+    were marked with (e.g. 3760000000017@store:PAR01). Exit 0 once the topics show them all."""
+    from hub.repair import repair
+
+    if bool(keys) == differing:
+        raise click.UsageError("give the KEYS to repair, or --differing (not both)")
+    sys.exit(0 if repair(get_settings(), list(keys), differing, wait, err) else 1)
+
+
 @main.group()
 def dlq() -> None:
     """The dead-letter topic: what failed, why, and replay after a fix."""

@@ -9,6 +9,7 @@ differs (provenance fields — positions, times — are not compared).
 
 from __future__ import annotations
 
+import shlex
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -22,11 +23,12 @@ from rich.table import Table
 
 from hub.connectors import ConnectorDefinition, load_definitions
 from hub.core.debezium import ChangeEvent, SourceInfo
-from hub.core.engine import PROVENANCE, Engine, MemoryStore
+from hub.core.engine import PROVENANCE, Engine, MemoryStore, row_ref
 from hub.core.records import Upsert
-from hub.errors import InvalidEvent
+from hub.errors import InvalidEvent, StackError
 from hub.kafka_io import read_to_end
 from hub.settings import HubSettings
+from hub.sources import connect, login_for
 from hub.topics import registry
 
 EPOCH_DAY = date(1970, 1, 1)
@@ -68,14 +70,23 @@ class TopicReport:
 class Report:
     topics: dict[str, TopicReport]
     invalid: list[dict[str, str]]  # source rows the mappings cannot read (they are in the DLQ too)
+    unchecked: dict[str, str] = field(default_factory=dict)  # system → why it was not read
 
     @property
     def agree(self) -> bool:
+        """Every key of every system read agrees (systems that could not be read are named)."""
         return not self.invalid and all(t.differences == 0 for t in self.topics.values())
+
+    def differing(self) -> list[str]:
+        """Every key that differs, on any topic."""
+        return sorted({key for t in self.topics.values()
+                       for key in (*t.missing, *t.extra, *t.wrong)})  # fmt: skip
 
     def as_json(self) -> dict[str, Any]:
         return {
             "agree": self.agree,
+            "unchecked_systems": self.unchecked,
+            "repair": repair_command(self.differing()),
             "invalid_source_rows": self.invalid,
             "topics": {
                 name: {
@@ -120,25 +131,44 @@ def _rows(conn: Any, kind: str, table: str) -> Iterable[dict[str, Any]]:
             yield {c: debezium_value(v, kind) for c, v in zip(columns, values, strict=True)}
 
 
+@dataclass(frozen=True)
+class Origin:
+    """A source row behind a unified key: what ``hub repair`` reads again."""
+
+    system: str
+    table: str
+    key: dict[str, Any]
+    row: dict[str, Any]
+
+
+@dataclass
+class Truth:
+    """What the sources say: topic name → key → canonical record (JSON form); for every key the
+    rows it is made of (the row first, then the rows it looks up); rows the mappings refuse."""
+
+    expected: dict[str, dict[str, dict[str, Any]]]
+    origins: dict[tuple[str, str], list[Origin]] = field(default_factory=dict)
+    invalid: list[dict[str, str]] = field(default_factory=list)
+
+
 def truth(
     definitions: Mapping[str, ConnectorDefinition], connections: Mapping[str, Any], now: datetime
-) -> tuple[dict[str, dict[str, dict[str, Any]]], list[dict[str, str]]]:
-    """Canonical records the sources say should exist: topic name → key → record (JSON form)."""
+) -> Truth:
+    """Map every row of every captured table of the ``connections``' systems."""
     reg = registry()
     topic_names = {spec.id: spec.name for spec in reg.topics.values()}
-    expected: dict[str, dict[str, dict[str, Any]]] = {
-        spec.name: {} for spec in reg.topics.values() if spec.kind == "unified"
-    }
-    invalid: list[dict[str, str]] = []
+    result = Truth({spec.name: {} for spec in reg.topics.values() if spec.kind == "unified"})
     for system, definition in definitions.items():
         if system not in connections:
             continue
+        store = MemoryStore()
         engine = Engine(
             [definition.engine_view()],
             {spec.model: spec.id for spec in reg.topics.values() if spec.model},
-            MemoryStore(),
+            store,
         )
         kind, conn = definition.connection.kind, connections[system]
+        made_of: dict[tuple[str, str], Origin] = {}
         # Looked-up tables first, so every lookup finds its row.
         tables = sorted(definition.tables, key=lambda t: (system, t) not in engine.targets)
         for table in tables:
@@ -152,19 +182,40 @@ def truth(
                 try:
                     outcome = engine.apply(system, event, now)
                 except InvalidEvent as error:
-                    invalid.append({"system": system, "table": table, "key": orjson.dumps(key).decode(),
-                                    "reason": error.reason, "detail": error.detail})  # fmt: skip
+                    result.invalid.append({"system": system, "table": table, "key": orjson.dumps(key).decode(),
+                                           "reason": error.reason, "detail": error.detail})  # fmt: skip
                     continue
                 for output in outcome.outputs:
                     if isinstance(output, Upsert):
-                        record = output.record.model_dump(mode="json")
-                        expected[topic_names[output.topic_id]][output.key] = record
+                        name = topic_names[output.topic_id]
+                        result.expected[name][output.key] = output.record.model_dump(mode="json")
+                        made_of[(name, output.key)] = Origin(system, table, key, row)
         conn.commit()
-    return expected, invalid
+        looked_up = _looked_up_by(engine, store)
+        for where, origin in made_of.items():
+            ref = row_ref(system, origin.table, origin.key)
+            result.origins[where] = [*looked_up.get(ref, []), origin]
+    return result
 
 
-def topic_state(settings: HubSettings) -> dict[str, dict[str, dict[str, Any]]]:
-    """The latest value of every key on every unified topic, read to the current end."""
+def _looked_up_by(engine: Engine, store: MemoryStore) -> dict[str, list[Origin]]:
+    """Row ref → the kept rows it looked up (from the engine's lists of dependents)."""
+    found: dict[str, list[Origin]] = {}
+    for ref, value in list(store.items()):
+        if not ref.startswith("row:") or "row" not in value:
+            continue
+        _, system, table, key = ref.split(":", 3)
+        target = Origin(system, table, orjson.loads(key), value["row"])
+        for dependent in engine.dependents(ref):
+            found.setdefault(dependent, []).append(target)
+    return found
+
+
+def topic_state(
+    settings: HubSettings, systems: set[str] | None = None
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """The latest value of every key on every unified topic, read to the current end; only the
+    records of ``systems`` when given."""
     specs = [spec for spec in registry().topics.values() if spec.kind == "unified"]
     state: dict[str, dict[str, dict[str, Any]]] = {spec.name: {} for spec in specs}
     for msg in read_to_end(settings.bootstrap, specs):
@@ -173,6 +224,10 @@ def topic_state(settings: HubSettings) -> dict[str, dict[str, dict[str, Any]]]:
             state[topic].pop(key, None)
         else:
             state[topic][key] = orjson.loads(value)
+    if systems is not None:
+        for records in state.values():
+            for key in [k for k, v in records.items() if v.get("source_system") not in systems]:
+                del records[key]
     return state
 
 
@@ -198,23 +253,36 @@ def compare(
     return reports
 
 
+def open_sources(
+    settings: HubSettings, definitions: Mapping[str, ConnectorDefinition]
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """A connection to every system that can be read (``hub.sources``), and why the others
+    cannot."""
+    connections: dict[str, Any] = {}
+    unchecked: dict[str, str] = {}
+    for system, definition in definitions.items():
+        try:
+            connections[system] = connect(login_for(settings, definition))
+        except StackError as exc:
+            unchecked[system] = str(exc)
+        except Exception as exc:  # the database's own error: the report names it
+            unchecked[system] = f"cannot connect: {exc}".strip()
+    return connections, unchecked
+
+
 def reconcile(settings: HubSettings, wait: float) -> Report:
     """Compare until they agree or ``wait`` seconds pass (changes may still be in flight)."""
-    from hub.stack.manager import Stack
-
-    stack = Stack(settings)
     definitions = load_definitions()
     deadline = time.monotonic() + wait
     while True:
-        connections = {
-            system: stack.open(system) for system in definitions if system in stack.sources
-        }
+        connections, unchecked = open_sources(settings, definitions)
         try:
-            expected, invalid = truth(definitions, connections, datetime.now(UTC))
+            found = truth(definitions, connections, datetime.now(UTC))
         finally:
             for conn in connections.values():
                 conn.close()
-        report = Report(compare(expected, topic_state(settings)), invalid)
+        actual = topic_state(settings, set(connections))
+        report = Report(compare(found.expected, actual), found.invalid, unchecked)
         if report.agree or time.monotonic() >= deadline:
             return report
         time.sleep(2)
@@ -242,5 +310,20 @@ def print_report(report: Report, console: Console, examples: int = 10) -> None:
     for row in report.invalid[:examples]:
         console.print(f"[yellow]unmappable source row[/] {row['system']}:{row['table']} {row['key']}: "
                       f"{row['reason']} {row['detail']}")  # fmt: skip
+    for system, why in report.unchecked.items():
+        console.print(f"[yellow]{system} not checked[/]: {why}")
     verdict = "[bold green]agree[/]" if report.agree else "[bold red]differ[/]"
-    console.print(f"Sources and unified topics {verdict}.")
+    checked = (
+        "" if not report.unchecked else f" (not checked: {', '.join(sorted(report.unchecked))})"
+    )
+    console.print(f"Sources and unified topics {verdict}{checked}.")
+    differing = report.differing()
+    if differing:
+        console.print(f"Repair them (reads the source rows again, republishes the truth): "
+                      f"{repair_command(differing[:examples])}"
+                      + (" … or: hub repair --differing" if len(differing) > examples else ""),
+                      soft_wrap=True)  # fmt: skip
+
+
+def repair_command(keys: list[str]) -> str | None:
+    return "hub repair " + " ".join(shlex.quote(k) for k in keys) if keys else None

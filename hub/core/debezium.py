@@ -34,6 +34,7 @@ class SourceInfo:
     position: str  # sorts in log order within one source
     committed_at: datetime
     snapshot: bool
+    txid: int | None = None  # PostgreSQL: the transaction's id (32 bits), for snapshot visibility
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +133,7 @@ def _source_info(envelope: Mapping[str, Any]) -> SourceInfo:
             position=_position(source),
             committed_at=committed,
             snapshot=str(source.get("snapshot", "false")) not in ("false", "None"),
+            txid=source["txId"] if isinstance(source.get("txId"), int) else None,
         )
     except (KeyError, TypeError, ValueError, OverflowError) as exc:
         raise InvalidEvent("malformed_source", f"source block unreadable: {exc!r}") from None

@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -28,7 +28,7 @@ from pydantic import ValidationError
 
 from hub.core.debezium import ChangeEvent, decode
 from hub.core.mapping import CompiledMapping, MappingSpec, Pending, Row, compile_mapping
-from hub.core.positions import Frontiers
+from hub.core.positions import Frontiers, visible
 from hub.core.records import Output, Tombstone, Upsert
 from hub.errors import InvalidEvent
 from hub.models import MODELS
@@ -117,11 +117,13 @@ PROVENANCE = frozenset(
 )
 
 
-def seed_entry(value: Mapping[str, Any] | None, position: str) -> dict[str, Any]:
-    """The ``published`` entry of a record read back from a unified topic (None: a tombstone)."""
-    if value is None:
-        return {"pos": position, "hash": "tombstone"}
-    return {"pos": position, "hash": _fingerprint(value)}
+def seed_entry(
+    value: Mapping[str, Any] | None, position: str, snapshot: str | None = None
+) -> dict[str, Any]:
+    """The ``published`` entry of a record read back from a unified topic (None: a tombstone);
+    ``snapshot``: the repair snapshot it was published with, if any."""
+    entry = {"pos": position, "hash": "tombstone" if value is None else _fingerprint(value)}
+    return entry | ({"snap": snapshot} if snapshot else {})
 
 
 def digest(output: Output) -> str:
@@ -161,6 +163,8 @@ class Engine:
         self.published = published if published is not None else store
         self.frontiers = Frontiers(store, max_leap, log_rate) if max_leap is not None else None
         self._repairing = False
+        self._snapshot: str | None = None  # of the repair being applied
+        self._txid: int | None = None  # of the change being applied
         self.topic_for_model = dict(topic_for_model)
         self.mappings: dict[tuple[str, str], list[CompiledMapping]] = {}
         self.keep: set[tuple[str, str]] = set()
@@ -213,6 +217,7 @@ class Engine:
                 now.timestamp(),
             )  # fmt: skip
         ref = row_ref(system, table, event.key)
+        self._txid = event.source.txid
         src = {
             "source_system": system, "source_table": table, "source_position": event.source.position,
             "source_op": event.op, "source_committed_at": event.source.committed_at.isoformat(),
@@ -247,22 +252,34 @@ class Engine:
         skipped = f"pending:{pending}" if pending else "reference_row"
         return self._finish(Outcome(skipped=skipped, failures=failures))
 
-    def repair(self, system: str, event: ChangeEvent, now: datetime) -> Outcome:
+    def repair(
+        self, system: str, event: ChangeEvent, now: datetime, snapshot: str | None = None
+    ) -> Outcome:
         """Apply a change read from the source itself by ``hub repair``: the truth at
         ``event``'s position, which replaces whatever its keys were marked with, newer or not
         (a mark set by a wrong record would otherwise drop every real change after it). Every
         output is published, unchanged content too: its position becomes the key's mark on the
-        topic, where a restarted worker reads marks back."""
-        self._repairing = True
-        try:
-            return self.apply(system, event, now)
-        finally:
-            self._repairing = False
+        topic, where a restarted worker reads marks back.
 
-    def drop(self, topic_id: str, key: str, position: str) -> Outcome:
+        ``snapshot`` (PostgreSQL, where a position alone cannot tell the changes a read saw from
+        those it did not): the keys' mark becomes the snapshot, and a later change is newer
+        exactly when its transaction was not visible to it."""
+        self._repairing, self._snapshot = True, snapshot
+        try:
+            outcome = self.apply(system, event, now)
+        finally:
+            self._repairing, self._snapshot = False, None
+        if snapshot is None:
+            return outcome
+        stamped = [replace(o, snapshot=snapshot) for o in outcome.outputs]
+        return Outcome(
+            stamped, outcome.skipped, outcome.failures, outcome.duplicates, outcome.noops
+        )
+
+    def drop(self, topic_id: str, key: str, position: str, snapshot: str | None = None) -> Outcome:
         """``hub repair`` for a key no source row produces: a tombstone that replaces its mark."""
-        tombstone = Tombstone(topic_id, key, position)
-        self.published.put(out_ref(topic_id, key), seed_entry(None, position))
+        tombstone = Tombstone(topic_id, key, position, snapshot)
+        self.published.put(out_ref(topic_id, key), seed_entry(None, position, snapshot))
         return Outcome([tombstone])
 
     def _finish(self, outcome: Outcome) -> Outcome:
@@ -286,9 +303,10 @@ class Engine:
         ref = out_ref(output.topic_id, output.key)
         last = self.published.get(ref)
         if self._repairing:
-            self.published.put(ref, {"pos": position, "hash": digest(output)})
+            entry = {"pos": position, "hash": digest(output)}
+            self.published.put(ref, entry | ({"snap": self._snapshot} if self._snapshot else {}))
             return True
-        if last is not None and last["pos"] >= position:
+        if last is not None and self._older(last, position):
             self._tally["duplicate"] += 1
             return False
         fingerprint = digest(output)
@@ -297,6 +315,13 @@ class Engine:
             self._tally["noop"] += 1
             return False
         return True
+
+    def _older(self, last: Mapping[str, Any], position: str) -> bool:
+        """Whether the change being applied is not newer than the key's mark ``last``."""
+        snapshot = last.get("snap")
+        if snapshot is not None and self._txid is not None:
+            return visible(self._txid, snapshot)  # a repair's mark (PostgreSQL)
+        return bool(last["pos"] >= position)
 
     def _fill_unavailable(self, system: str, table: str, ref: str, event: ChangeEvent) -> Row:
         row = event.after or {}
@@ -406,6 +431,10 @@ class Engine:
             full, tail = full + 1, tail[DEPS_CHUNK:]
         self.store.put(head_ref, {"full": full, "tail": tail})
         self.store.put(pair, {"listed": True})
+
+    def dependents(self, target: str) -> list[str]:
+        """The rows that looked ``target`` up."""
+        return self._dependents(target)
 
     def _dependents(self, target: str) -> list[str]:
         head = self.store.get(deps_ref(target))

@@ -45,6 +45,20 @@ def log_point(position: str) -> tuple[str, int] | None:
     return None
 
 
+def visible(txid: int, snapshot: str) -> bool:
+    """Whether the PostgreSQL transaction ``txid`` (32 bits, as Debezium gives it) had committed
+    for ``snapshot`` (``pg_current_snapshot()``: "xmin:xmax:xip,…", 64-bit ids): its changes are in
+    what that snapshot read. A transaction not visible committed after the snapshot was taken."""
+    low, high, running = snapshot.split(":")
+    xmin, xmax = int(low), int(high)
+    full = (xmax & ~0xFFFFFFFF) | (txid & 0xFFFFFFFF)  # the epoch of the snapshot's ids
+    if full >= xmax + (1 << 31):
+        full -= 1 << 32
+    if full < xmin:
+        return True
+    return full < xmax and str(full) not in running.split(",")
+
+
 def leap(frontier: str, position: str) -> int | None:
     """Bytes of log from ``frontier`` to ``position`` (negative: behind); None if incomparable."""
     a, b = log_point(frontier), log_point(position)

@@ -16,6 +16,9 @@ class Upsert:
     record: BaseModel
     # The source position this output stands for; travels as the header hub.source_position.
     position: str = field(default="", compare=False)
+    # A repair's PostgreSQL snapshot ("xmin:xmax:xip,…"): the key's mark until a newer change
+    # (hub.core.positions.visible); travels as the header hub.repair_snapshot.
+    snapshot: str | None = field(default=None, compare=False)
 
     def value_bytes(self) -> bytes:
         return self.record.model_dump_json().encode()
@@ -28,6 +31,7 @@ class Tombstone:
     topic_id: str
     key: str
     position: str = field(default="", compare=False)
+    snapshot: str | None = field(default=None, compare=False)
 
 
 Output = Upsert | Tombstone

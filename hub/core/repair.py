@@ -9,8 +9,13 @@ whatever the keys' marks said. A key no source row produces any more is dropped 
 A request is JSON:
 
     {"kind": "row", "system", "table", "key": {column: value}, "row": {column: value} | null,
-     "position", "committed_at", "id"}
-    {"kind": "drop", "system", "topic_id", "key": "<unified key>", "position", "committed_at", "id"}
+     "position", "snapshot", "committed_at", "id"}
+    {"kind": "drop", "system", "topic_id", "key": "<unified key>", "position", "snapshot",
+     "committed_at", "id"}
+
+``snapshot`` (PostgreSQL only) is the snapshot the rows were read in: there, a position cannot
+split the changes the read saw from those it did not (a transaction's changes sort by the commit
+before it), so the keys' mark is the snapshot until a change from a transaction it did not see.
 
 ``row`` holds the values as the system's connector would encode them; null when the row no longer
 exists (a delete).
@@ -45,6 +50,11 @@ class RowRepair(_Request):
     table: str
     key: dict[str, Any] = Field(min_length=1)
     row: dict[str, Any] | None
+    snapshot: str | None = Field(
+        default=None,
+        pattern=r"^\d+:\d+:[\d,]*$",
+        description="PostgreSQL: the snapshot the row was read in (pg_current_snapshot()).",
+    )
 
     def event(self) -> ChangeEvent:
         source = SourceInfo("hub-repair", f"raw.{self.system}", "", self.table, self.position,
@@ -58,6 +68,7 @@ class DropRepair(_Request):
     kind: Literal["drop"] = "drop"
     topic_id: str
     key: str = Field(min_length=1)
+    snapshot: str | None = Field(default=None, pattern=r"^\d+:\d+:[\d,]*$")
 
 
 Request = Annotated[RowRepair | DropRepair, Field(discriminator="kind")]
@@ -90,7 +101,11 @@ class Repairer:
         if isinstance(request, DropRepair):
             if request.topic_id not in self.engine.topic_for_model.values():
                 raise InvalidEvent("bad_repair", f"no unified topic {request.topic_id!r}")
-            return request.system, self.engine.drop(request.topic_id, request.key, request.position)
+            return request.system, self.engine.drop(
+                request.topic_id, request.key, request.position, request.snapshot
+            )
         if not self.engine.routes(request.system, request.table):
             raise InvalidEvent("bad_repair", f"no mapping for {request.system}:{request.table}")
-        return request.system, self.engine.repair(request.system, request.event(), now)
+        return request.system, self.engine.repair(
+            request.system, request.event(), now, request.snapshot
+        )

@@ -69,6 +69,29 @@ def read_property_keys(path: Path) -> list[str]:
     return keys
 
 
+def read_properties(path: Path) -> dict[str, str]:
+    """The keys and values of a Java properties file (the subset ``write_properties`` writes:
+    one line per entry, backslash escapes)."""
+    values: dict[str, str] = {}
+    for line in path.read_text().splitlines():
+        stripped = line.lstrip()
+        if stripped and not stripped.startswith(("#", "!")):
+            key, raw = _split(stripped)
+            values[key] = _unescape(raw)
+    return values
+
+
+def _unescape(text: str) -> str:
+    out, chars = [], iter(text)
+    for char in chars:
+        if char == "\\":
+            following = next(chars, "")
+            out.append({"n": "\n", "r": "\r", "t": "\t"}.get(following, following))
+        else:
+            out.append(char)
+    return "".join(out)
+
+
 def write_private(path: Path, text: str) -> None:
     """Write ``text`` to ``path``, readable by its owner only (0600, also when it existed)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

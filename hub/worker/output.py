@@ -30,6 +30,7 @@ from hub.core.records import Output, Upsert
 # The source position of the change a unified record was made from (also in the record itself;
 # a tombstone has only this).
 POSITION_HEADER = "hub.source_position"
+SNAPSHOT_HEADER = "hub.repair_snapshot"
 
 
 # The first record of a transaction waits until its partitions are added to it, and the broker
@@ -120,7 +121,12 @@ class OutputProducer:
     def publish(self, topic: str, output: Output) -> None:
         """Hand one canonical record over: an upsert's JSON, or a tombstone."""
         value = output.value_bytes() if isinstance(output, Upsert) else None
-        self.send(topic, output.key.encode(), value, [(POSITION_HEADER, output.position.encode())])
+        headers: list[tuple[str, str | bytes | None]] = [
+            (POSITION_HEADER, output.position.encode())
+        ]
+        if output.snapshot is not None:
+            headers.append((SNAPSHOT_HEADER, output.snapshot.encode()))
+        self.send(topic, output.key.encode(), value, headers)
 
     def flush(self, timeout: float) -> list[str]:
         """Wait for every record handed over; returns what failed since the last call (blocks)."""

@@ -16,7 +16,7 @@ import orjson
 from hub.core.engine import MemoryStore, out_ref, seed_entry
 from hub.kafka_io import header, read_to_end
 from hub.topics import TopicSpec, registry
-from hub.worker.output import POSITION_HEADER, OutputProducer
+from hub.worker.output import POSITION_HEADER, SNAPSHOT_HEADER, OutputProducer
 
 ROWS_TABLE = "engine-rows"  # the engine's rows (their changelog topic keeps this name)
 
@@ -67,7 +67,7 @@ def read_published(bootstrap: str) -> MemoryStore:
         value = orjson.loads(raw) if raw is not None else None
         position = header(msg, POSITION_HEADER) or (value or {}).get("source_position", "")
         ref = out_ref(topic_ids[msg.topic() or ""], (msg.key() or b"").decode())
-        published.put(ref, seed_entry(value, position))
+        published.put(ref, seed_entry(value, position, header(msg, SNAPSHOT_HEADER)))
     return published
 
 

@@ -206,6 +206,7 @@ def assert_reconciled(stack) -> dict:
         for t, r in report["topics"].items()
     }
     assert report["agree"], f"{summary} {json.dumps(report)[:3000]}"
+    assert not report["unchecked_systems"], report["unchecked_systems"]
     return report
 
 

@@ -65,12 +65,16 @@ def guarded_engine() -> Engine:
     )
 
 
-def stock_event(qty: int, lsn: int, ts_us: int) -> tuple[bytes, bytes]:
-    """A POS stock update as Debezium writes it, at ``lsn``, committed at ``ts_us``."""
+def stock_event(
+    qty: int, lsn: int, ts_us: int, txid: int = 757, last_commit: int | None = None
+) -> tuple[bytes, bytes]:
+    """A POS stock update as Debezium writes it, at ``lsn`` after the commit at ``last_commit``,
+    committed at ``ts_us`` by transaction ``txid``."""
     record = pick("pos_stock", "pos.stock", "u")
     envelope = orjson.loads(record.value)
     envelope["after"]["qty"] = qty
-    envelope["source"] |= {"lsn": lsn, "sequence": orjson.dumps([str(lsn), str(lsn)]).decode(),
+    sequence = [str(last_commit if last_commit is not None else lsn), str(lsn)]
+    envelope["source"] |= {"lsn": lsn, "sequence": orjson.dumps(sequence).decode(), "txId": txid,
                            "ts_us": ts_us, "ts_ms": ts_us // 1000}  # fmt: skip
     return record.key or b"", orjson.dumps(envelope)
 
@@ -125,3 +129,24 @@ def test_repair_drops_a_key_no_source_row_produces():
     ]
     later = engine.process("pos", *stock_event(5, 0x1A00100, T0 + 5000), LATER)
     assert on_hand(later) == ["5"]
+
+
+def test_after_a_postgres_repair_its_snapshot_says_which_changes_are_newer():
+    engine = guarded_engine()
+    engine.process("pos", *stock_event(9999, 27066656 + 10**6, T0, txid=700), LATER)  # wrong mark
+    # The repair read at WAL 27066700, in a snapshot that saw transactions below 770 but 758.
+    key, value = stock_event(7, 27066699, T0 + 3000)
+    event = decode(key, value)
+    assert event is not None
+    repaired = engine.repair("pos", event, LATER, snapshot="756:770:758")
+    assert on_hand(repaired) == ["7"] and repaired.outputs[0].snapshot == "756:770:758"
+    # A change the read saw comes late: not newer, whatever its position.
+    late = engine.process("pos", *stock_event(6, 27066800, T0 + 3500, txid=755), LATER)
+    assert late.skipped == "duplicate"
+    # The next transaction sorts by the commit before it, which precedes the read's WAL location:
+    # a position would call it older; the snapshot knows the read did not see it.
+    after = stock_event(5, 27066710, T0 + 4000, txid=758, last_commit=27066650)
+    assert on_hand(engine.process("pos", *after, LATER)) == ["5"]
+    # From there on, positions again.
+    older = stock_event(4, 27066600, T0 + 4100, txid=771)
+    assert engine.process("pos", *older, LATER).skipped == "duplicate"

@@ -5,7 +5,15 @@ from __future__ import annotations
 import pytest
 
 from hub.core.engine import MemoryStore
-from hub.core.positions import BINLOG_FILE_BYTES, CLOCK_SKEW, FRONTIER, Frontiers, leap, log_point
+from hub.core.positions import (
+    BINLOG_FILE_BYTES,
+    CLOCK_SKEW,
+    FRONTIER,
+    Frontiers,
+    leap,
+    log_point,
+    visible,
+)
 from hub.errors import InvalidEvent
 
 GIB = 1 << 30
@@ -80,3 +88,13 @@ def test_a_rebuilt_source_starts_a_new_frontier():
     rebuilt = mdb(1, 4).replace("binlog", "mariadb-bin")
     guard.admit("erp", rebuilt, committed_at=2.0, now=2.0)
     assert guard.newest("erp") == {"pos": rebuilt, "at": 2.0}
+
+
+def test_visibility_in_a_postgres_snapshot():
+    snapshot = "4294968000:4294968010:4294968003,4294968007"  # ids of epoch 1
+    low = 4294968000 & 0xFFFFFFFF  # Debezium gives 32-bit ids
+    assert visible(low - 1, snapshot)  # committed before xmin
+    assert visible(low + 2, snapshot)  # below xmax, not running
+    assert not visible(low + 3, snapshot)  # running when the snapshot was taken
+    assert not visible(low + 10, snapshot)  # started after
+    assert visible(0xFFFFFFF0, "4294967300:4294967310:")  # wrapped: the previous epoch's id

@@ -1,0 +1,158 @@
+"""``hub repair``: read the source rows behind unified keys again and republish the truth over
+whatever the keys were marked with (a wrong record, a forged position, a lost delete).
+
+For each key it finds the rows it is made of (the row and the rows it looks up, as ``hub
+reconcile`` maps them) at a position read from the source just before (``hub.sources``), and
+asks the active worker to apply them (``hub.core.repair``, topic ``hub.repairs``). A key no
+source row produces any more is dropped (a tombstone). Then it waits until the topics show every
+repaired key at the repair's position or later.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from confluent_kafka import Producer
+from rich.console import Console
+
+from hub.connectors import load_definitions
+from hub.core.positions import leap
+from hub.core.repair import DropRepair, RowRepair, encode
+from hub.errors import StackError
+from hub.reconcile import compare, open_sources, topic_state, truth
+from hub.settings import HubSettings
+from hub.sources import position_then_snapshot
+from hub.topics import registry
+
+REPAIRS_TOPIC = "hub.repairs"
+
+
+@dataclass(frozen=True)
+class Asked:
+    topic: str  # unified topic name
+    key: str
+    system: str
+    position: str
+    drop: bool
+
+
+def repair(
+    settings: HubSettings, keys: list[str], differing: bool, wait: float, console: Console
+) -> bool:
+    """Repair ``keys`` (or every key ``hub reconcile`` finds differing); True when the topics show
+    them all repaired within ``wait`` seconds. ``StackError`` for a key it cannot place."""
+    definitions = load_definitions()
+    connections, unchecked = open_sources(settings, definitions)
+    try:
+        marks = {
+            system: position_then_snapshot(conn, definitions[system].connection.kind)
+            for system, conn in connections.items()
+        }
+        found = truth(definitions, connections, datetime.now(UTC))
+    finally:
+        for conn in connections.values():
+            conn.close()
+    actual = topic_state(settings)
+    if differing:
+        checked = {t: {k: v for k, v in r.items() if v.get("source_system") in connections}
+                   for t, r in actual.items()}  # fmt: skip
+        keys = sorted({k for t in compare(found.expected, checked).values()
+                       for k in (*t.missing, *t.extra, *t.wrong)})  # fmt: skip
+        if not keys:
+            console.print("[green]✓[/] nothing differs: nothing to repair")
+            return True
+    run = f"repair-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
+    requests: dict[tuple[str, ...], RowRepair | DropRepair] = {}
+    asked: list[Asked] = []
+    now = datetime.now(UTC)
+    topic_ids = {spec.name: spec.id for spec in registry().topics.values()}
+    for key in keys:
+        topic = _topic_of(key, found.expected, actual)
+        origins = found.origins.get((topic, key))
+        if origins:
+            system = origins[-1].system
+            for origin in origins:  # the rows it looks up first, then its own
+                position, snapshot = marks[origin.system]
+                requests[(origin.system, origin.table, orjson.dumps(origin.key).decode())] = RowRepair(
+                    system=origin.system, table=origin.table, key=origin.key, row=origin.row,
+                    position=position, snapshot=snapshot, committed_at=now, id=run,
+                )  # fmt: skip
+            asked.append(Asked(topic, key, system, marks[system][0], drop=False))
+            continue
+        system = str(actual[topic][key].get("source_system"))
+        if system not in marks:
+            why = unchecked.get(system, f"no definition of {system!r}")
+            raise StackError(f"{key}: its source {system} cannot be read ({why})")
+        position, snapshot = marks[system]
+        requests[(system, topic, key)] = DropRepair(
+            system=system, topic_id=topic_ids[topic], key=key, position=position,
+            snapshot=snapshot, committed_at=now, id=run,
+        )  # fmt: skip
+        asked.append(Asked(topic, key, system, position, drop=True))
+    _send(settings.bootstrap, list(requests.values()))
+    console.print(f"[green]✓[/] {len(requests)} repair requests for {len(asked)} keys sent to "
+                  f"{REPAIRS_TOPIC} ({run}); waiting for the worker…")  # fmt: skip
+    return _wait(settings, asked, wait, console)
+
+
+def _topic_of(
+    key: str, expected: dict[str, dict[str, Any]], actual: dict[str, dict[str, Any]]
+) -> str:
+    places = sorted({t for t, records in (*expected.items(), *actual.items()) if key in records})
+    if not places:
+        raise StackError(
+            f"{key}: on no unified topic and made by no source row of a system that can be read "
+            "(hub reconcile lists the keys that differ)"
+        )
+    if len(places) > 1:
+        raise StackError(f"{key}: a key of {', '.join(places)}; repair is per key of one topic")
+    return places[0]
+
+
+def _send(bootstrap: str, requests: list[RowRepair | DropRepair]) -> None:
+    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True,
+                         "acks": "all", "log_level": 3})  # fmt: skip
+    failures: list[str] = []
+
+    def report(err: Any, msg: Any) -> None:
+        if err is not None:
+            failures.append(str(err))
+
+    for request in requests:
+        where = request.table if isinstance(request, RowRepair) else request.topic_id
+        producer.produce(REPAIRS_TOPIC, encode(request), f"{request.system}:{where}".encode(),
+                         on_delivery=report)  # fmt: skip
+    left = producer.flush(30)
+    if left or failures:
+        raise StackError(f"could not write the repair requests to {REPAIRS_TOPIC}: "
+                         f"{failures or f'{left} not delivered'}")  # fmt: skip
+
+
+def _wait(settings: HubSettings, asked: list[Asked], wait: float, console: Console) -> bool:
+    deadline = time.monotonic() + wait
+    pending = list(asked)
+    while True:
+        state = topic_state(settings)
+        for item in list(pending):
+            record = state[item.topic].get(item.key)
+            if item.drop:
+                done = record is None
+            else:
+                ahead = None if record is None else leap(item.position, record["source_position"])
+                done = ahead is not None and ahead >= 0
+            if done:
+                pending.remove(item)
+                verb = "dropped" if item.drop else "republished"
+                console.print(f"[green]✓[/] {item.key}: {verb} from {item.system}")
+        if not pending or time.monotonic() >= deadline:
+            break
+        time.sleep(1)
+    for item in pending:
+        console.print(f"[red]✗[/] {item.key}: not repaired within {wait:.0f} s; is a worker "
+                      f"active ('hub stack status')? See 'hub dlq list' for a bad_repair")  # fmt: skip
+    return not pending
