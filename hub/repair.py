@@ -22,14 +22,17 @@ from rich.console import Console
 
 from hub.connectors import load_definitions
 from hub.core.positions import leap
-from hub.core.repair import DropRepair, RowRepair, encode
+from hub.core.repair import DropRepair, Expected, RowRepair, encode
 from hub.errors import StackError
+from hub.kafka_io import header, read_to_end
 from hub.reconcile import compare, open_sources, topic_state, truth
 from hub.settings import HubSettings
 from hub.sources import position_then_snapshot
 from hub.topics import registry
+from hub.worker.output import POSITION_HEADER
 
 REPAIRS_TOPIC = "hub.repairs"
+ROUNDS = 3
 
 
 @dataclass(frozen=True)
@@ -44,8 +47,34 @@ class Asked:
 def repair(
     settings: HubSettings, keys: list[str], differing: bool, wait: float, console: Console
 ) -> bool:
-    """Repair ``keys`` (or every key ``hub reconcile`` finds differing); True when the topics show
-    them all repaired within ``wait`` seconds. ``StackError`` for a key it cannot place."""
+    """Repair ``keys`` (or every key ``hub reconcile`` finds differing); True once the topics
+    show them all as the sources have them. A key changed in its source between the read and the
+    worker's repair is read and repaired again (three rounds at most). ``StackError`` for a key
+    it cannot place."""
+    only_differing = differing
+    for round_ in range(1, ROUNDS + 1):
+        requests, asked = _plan(settings, keys, only_differing)
+        if not asked:
+            if round_ == 1:
+                console.print("[green]✓[/] nothing differs: nothing to repair")
+            return True
+        if round_ > 1:
+            console.print(f"{len(asked)} keys changed meanwhile: reading them again")
+        _send(settings.bootstrap, requests)
+        console.print(f"[green]✓[/] {len(requests)} repair requests for {len(asked)} keys sent to "
+                      f"{REPAIRS_TOPIC}; waiting for the worker…")  # fmt: skip
+        if not _wait(settings, asked, wait, console):
+            return False
+        keys, only_differing = [item.key for item in asked], True
+    console.print(f"[red]✗[/] {', '.join(keys)}: still changing after {ROUNDS} rounds")
+    return False
+
+
+def _plan(
+    settings: HubSettings, keys: list[str], only_differing: bool
+) -> tuple[list[RowRepair | DropRepair], list[Asked]]:
+    """Read the sources (each in a snapshot) and the topics; the requests that repair ``keys``
+    (only those that differ, or every differing key when ``keys`` is empty)."""
     definitions = load_definitions()
     connections, unchecked = open_sources(settings, definitions)
     try:
@@ -57,47 +86,70 @@ def repair(
     finally:
         for conn in connections.values():
             conn.close()
-    actual = topic_state(settings)
-    if differing:
+    actual, seen = _read_topics(settings)
+    if only_differing:
         checked = {t: {k: v for k, v in r.items() if v.get("source_system") in connections}
                    for t, r in actual.items()}  # fmt: skip
-        keys = sorted({k for t in compare(found.expected, checked).values()
-                       for k in (*t.missing, *t.extra, *t.wrong)})  # fmt: skip
-        if not keys:
-            console.print("[green]✓[/] nothing differs: nothing to repair")
-            return True
+        wrong = {k for t in compare(found.expected, checked).values()
+                 for k in (*t.missing, *t.extra, *t.wrong)}  # fmt: skip
+        keys = sorted(wrong & set(keys)) if keys else sorted(wrong)
     run = f"repair-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
-    requests: dict[tuple[str, ...], RowRepair | DropRepair] = {}
-    asked: list[Asked] = []
     now = datetime.now(UTC)
     topic_ids = {spec.name: spec.id for spec in registry().topics.values()}
+    rows: dict[tuple[str, str, str], dict[str, Any]] = {}
+    drops: list[DropRepair] = []
+    asked: list[Asked] = []
     for key in keys:
         topic = _topic_of(key, found.expected, actual)
+        expected = Expected(topic_id=topic_ids[topic], key=key, position=seen.get((topic, key)))
         origins = found.origins.get((topic, key))
         if origins:
-            system = origins[-1].system
             for origin in origins:  # the rows it looks up first, then its own
-                position, snapshot = marks[origin.system]
-                requests[(origin.system, origin.table, orjson.dumps(origin.key).decode())] = RowRepair(
-                    system=origin.system, table=origin.table, key=origin.key, row=origin.row,
-                    position=position, snapshot=snapshot, committed_at=now, id=run,
-                )  # fmt: skip
-            asked.append(Asked(topic, key, system, marks[system][0], drop=False))
+                request = rows.setdefault(
+                    (origin.system, origin.table, orjson.dumps(origin.key).decode()),
+                    {"origin": origin, "expect": []},
+                )
+            request["expect"].append(expected)
+            asked.append(Asked(topic, key, origins[-1].system, marks[origins[-1].system][0], False))
             continue
         system = str(actual[topic][key].get("source_system"))
         if system not in marks:
             why = unchecked.get(system, f"no definition of {system!r}")
             raise StackError(f"{key}: its source {system} cannot be read ({why})")
         position, snapshot = marks[system]
-        requests[(system, topic, key)] = DropRepair(
-            system=system, topic_id=topic_ids[topic], key=key, position=position,
-            snapshot=snapshot, committed_at=now, id=run,
-        )  # fmt: skip
-        asked.append(Asked(topic, key, system, position, drop=True))
-    _send(settings.bootstrap, list(requests.values()))
-    console.print(f"[green]✓[/] {len(requests)} repair requests for {len(asked)} keys sent to "
-                  f"{REPAIRS_TOPIC} ({run}); waiting for the worker…")  # fmt: skip
-    return _wait(settings, asked, wait, console)
+        drops.append(DropRepair(system=system, topic_id=expected.topic_id, key=key,
+                                expect=expected.position, position=position, snapshot=snapshot,
+                                committed_at=now, id=run))  # fmt: skip
+        asked.append(Asked(topic, key, system, position, True))
+    requests: list[RowRepair | DropRepair] = []
+    for planned in rows.values():
+        origin = planned["origin"]
+        position, snapshot = marks[origin.system]
+        requests.append(RowRepair(system=origin.system, table=origin.table, key=origin.key,
+                                  row=origin.row, expect=planned["expect"], position=position,
+                                  snapshot=snapshot, committed_at=now, id=run))  # fmt: skip
+    return [*requests, *drops], asked
+
+
+def _read_topics(
+    settings: HubSettings,
+) -> tuple[dict[str, dict[str, dict[str, Any]]], dict[tuple[str, str], str]]:
+    """The latest value of every key on the unified topics, and the position of every key's
+    latest record (tombstones included): what the worker's marks are."""
+    specs = [spec for spec in registry().topics.values() if spec.kind == "unified"]
+    state: dict[str, dict[str, dict[str, Any]]] = {spec.name: {} for spec in specs}
+    seen: dict[tuple[str, str], str] = {}
+    for msg in read_to_end(settings.bootstrap, specs):
+        topic, key, raw = msg.topic() or "", (msg.key() or b"").decode(), msg.value()
+        value = orjson.loads(raw) if raw is not None else None
+        position = header(msg, POSITION_HEADER) or (value or {}).get("source_position")
+        if position:
+            seen[(topic, key)] = position
+        if value is None:
+            state[topic].pop(key, None)
+        else:
+            state[topic][key] = value
+    return state, seen
 
 
 def _topic_of(

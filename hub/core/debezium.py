@@ -20,6 +20,10 @@ import orjson
 from hub.errors import InvalidEvent
 
 Op = Literal["c", "u", "d", "r"]
+WRAPPER = (
+    '{"schema", "payload"} wrapper (Kafka Connect\'s JsonConverter with schemas.enable=true; the '
+    "hub reads it, or set value.converter.schemas.enable=false on the connector)"
+)
 _OPS: frozenset[str] = frozenset({"c", "u", "d", "r"})
 
 
@@ -157,9 +161,20 @@ def decode(key: bytes | None, value: bytes | None) -> ChangeEvent | None:
     if "payload" in envelope and "schema" in envelope:
         payload = envelope["payload"]
         if not isinstance(payload, dict):
-            raise InvalidEvent("malformed_envelope", "'payload' is not an object")
+            raise InvalidEvent("malformed_envelope", f"'payload' is not an object in a {WRAPPER}")
         envelope = _with_decimals_as_text(payload, envelope["schema"])
     op = envelope.get("op")
+    if op is None:
+        if "payload" in envelope or "schema" in envelope:
+            raise InvalidEvent(
+                "malformed_envelope",
+                f"no 'op': a half {WRAPPER} (it has {sorted(envelope)}, both are needed)",
+            )
+        raise InvalidEvent(
+            "malformed_envelope",
+            f"no 'op': not a Debezium change event (it has {sorted(envelope)[:8]}); a connector "
+            "transform such as ExtractNewRecordState unwraps events, which the hub needs whole",
+        )
     if op == "t":
         source = envelope.get("source") or {}
         raise InvalidEvent(

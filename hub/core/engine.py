@@ -162,8 +162,10 @@ class Engine:
         self.store = store
         self.published = published if published is not None else store
         self.frontiers = Frontiers(store, max_leap, log_rate) if max_leap is not None else None
-        self._repairing = False
-        self._snapshot: str | None = None  # of the repair being applied
+        # The repair being applied: keys it may force, its snapshot, the keys it forced.
+        self._expect: dict[tuple[str, str], str | None] = {}
+        self._snapshot: str | None = None
+        self._forced: set[tuple[str, str]] = set()
         self._txid: int | None = None  # of the change being applied
         self.topic_for_model = dict(topic_for_model)
         self.mappings: dict[tuple[str, str], list[CompiledMapping]] = {}
@@ -253,34 +255,50 @@ class Engine:
         return self._finish(Outcome(skipped=skipped, failures=failures))
 
     def repair(
-        self, system: str, event: ChangeEvent, now: datetime, snapshot: str | None = None
+        self,
+        system: str,
+        event: ChangeEvent,
+        now: datetime,
+        expect: Mapping[tuple[str, str], str | None],
+        snapshot: str | None = None,
     ) -> Outcome:
         """Apply a change read from the source itself by ``hub repair``: the truth at
-        ``event``'s position, which replaces whatever its keys were marked with, newer or not
-        (a mark set by a wrong record would otherwise drop every real change after it). Every
-        output is published, unchanged content too: its position becomes the key's mark on the
-        topic, where a restarted worker reads marks back.
+        ``event``'s position. For each key of ``expect`` ((topic id, key) → the position its mark
+        had when ``hub repair`` looked, None for no mark) whose mark is still that, the output
+        replaces the mark, newer or not (a mark set by a wrong record would otherwise drop every
+        real change after it), and is published even when its content is unchanged: its
+        position becomes the key's mark on the topic, where a restarted worker reads marks back.
+        A key whose mark moved since, and every other output, follow the usual rules: a repair
+        read again later (a worker replaying history) changes nothing.
 
         ``snapshot`` (PostgreSQL, where a position alone cannot tell the changes a read saw from
-        those it did not): the keys' mark becomes the snapshot, and a later change is newer
+        those it did not): the replaced marks become the snapshot, and a later change is newer
         exactly when its transaction was not visible to it."""
-        self._repairing, self._snapshot = True, snapshot
+        self._expect, self._snapshot, self._forced = dict(expect), snapshot, set()
         try:
             outcome = self.apply(system, event, now)
         finally:
-            self._repairing, self._snapshot = False, None
-        if snapshot is None:
-            return outcome
-        stamped = [replace(o, snapshot=snapshot) for o in outcome.outputs]
+            forced, self._expect, self._snapshot = self._forced, {}, None
+        stamped = [
+            replace(o, snapshot=snapshot) if (o.topic_id, o.key) in forced else o
+            for o in outcome.outputs
+        ]
         return Outcome(
             stamped, outcome.skipped, outcome.failures, outcome.duplicates, outcome.noops
         )
 
-    def drop(self, topic_id: str, key: str, position: str, snapshot: str | None = None) -> Outcome:
-        """``hub repair`` for a key no source row produces: a tombstone that replaces its mark."""
-        tombstone = Tombstone(topic_id, key, position, snapshot)
-        self.published.put(out_ref(topic_id, key), seed_entry(None, position, snapshot))
-        return Outcome([tombstone])
+    def drop(
+        self, topic_id: str, key: str, position: str, expect: str | None,
+        snapshot: str | None = None,
+    ) -> Outcome:  # fmt: skip
+        """``hub repair`` for a key no source row produces: a tombstone that replaces its mark,
+        if the mark is still at ``expect``."""
+        ref = out_ref(topic_id, key)
+        last = self.published.get(ref)
+        if (last["pos"] if last is not None else None) != expect:
+            return Outcome(skipped="moved")
+        self.published.put(ref, seed_entry(None, position, snapshot))
+        return Outcome([Tombstone(topic_id, key, position, snapshot)])
 
     def _finish(self, outcome: Outcome) -> Outcome:
         duplicates, noops = self._tally["duplicate"], self._tally["noop"]
@@ -302,9 +320,11 @@ class Engine:
         """
         ref = out_ref(output.topic_id, output.key)
         last = self.published.get(ref)
-        if self._repairing:
+        which = (output.topic_id, output.key)
+        if which in self._expect and (last["pos"] if last else None) == self._expect[which]:
             entry = {"pos": position, "hash": digest(output)}
             self.published.put(ref, entry | ({"snap": self._snapshot} if self._snapshot else {}))
+            self._forced.add(which)
             return True
         if last is not None and self._older(last, position):
             self._tally["duplicate"] += 1

@@ -1,17 +1,22 @@
 """Repairs: the truth read from a source by ``hub repair``, applied over whatever a key was marked.
 
-Step name ``repair``. ``hub repair`` reads the source rows behind the keys it is asked to repair,
-at a position it read from the source just before (so every change committed after the read
-sorts after it), and writes one request per row to the control topic ``hub.repairs``. The worker
-applies each with ``Engine.repair``: the row replaces the kept one and its outputs are published
-whatever the keys' marks said. A key no source row produces any more is dropped (a tombstone).
+Step name ``repair``. ``hub repair`` reads the source rows behind the keys it is asked to repair
+in a snapshot, notes where that snapshot stands in the source's log (``hub.sources``), and writes
+one request per row to the control topic ``hub.repairs``. The worker applies each with
+``Engine.repair``: the row replaces the kept one and the keys it repairs are published whatever
+their marks said, if the marks are still what ``hub repair`` saw. A key no source row produces
+any more is dropped (a tombstone).
 
 A request is JSON:
 
     {"kind": "row", "system", "table", "key": {column: value}, "row": {column: value} | null,
-     "position", "snapshot", "committed_at", "id"}
-    {"kind": "drop", "system", "topic_id", "key": "<unified key>", "position", "snapshot",
-     "committed_at", "id"}
+     "expect": [{"topic_id", "key", "position"}], "position", "snapshot", "committed_at", "id"}
+    {"kind": "drop", "system", "topic_id", "key": "<unified key>", "expect", "position",
+     "snapshot", "committed_at", "id"}
+
+``expect`` names the keys to repair with the position their marks had when ``hub repair``
+looked: a key whose mark moved since is left to the usual rules, so a request applied late (a
+worker replaying the topic) changes nothing. Rows only looked up carry no ``expect``.
 
 ``snapshot`` (PostgreSQL only) is the snapshot the rows were read in: there, a position cannot
 split the changes the read saw from those it did not (a transaction's changes sort by the commit
@@ -45,11 +50,24 @@ class _Request(BaseModel):
     id: str = Field(description="Names the hub repair run that asked for it (logs, dead letters).")
 
 
+class Expected(BaseModel):
+    """A key to repair, and the position its mark had when ``hub repair`` looked (None: none)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    topic_id: str
+    key: str
+    position: str | None
+
+
 class RowRepair(_Request):
     kind: Literal["row"] = "row"
     table: str
     key: dict[str, Any] = Field(min_length=1)
     row: dict[str, Any] | None
+    expect: list[Expected] = Field(
+        default_factory=list, description="The keys this row repairs; empty for a looked-up row."
+    )
     snapshot: str | None = Field(
         default=None,
         pattern=r"^\d+:\d+:[\d,]*$",
@@ -68,6 +86,7 @@ class DropRepair(_Request):
     kind: Literal["drop"] = "drop"
     topic_id: str
     key: str = Field(min_length=1)
+    expect: str | None = Field(description="The position of the key's mark when hub repair looked.")
     snapshot: str | None = Field(default=None, pattern=r"^\d+:\d+:[\d,]*$")
 
 
@@ -102,10 +121,11 @@ class Repairer:
             if request.topic_id not in self.engine.topic_for_model.values():
                 raise InvalidEvent("bad_repair", f"no unified topic {request.topic_id!r}")
             return request.system, self.engine.drop(
-                request.topic_id, request.key, request.position, request.snapshot
+                request.topic_id, request.key, request.position, request.expect, request.snapshot
             )
         if not self.engine.routes(request.system, request.table):
             raise InvalidEvent("bad_repair", f"no mapping for {request.system}:{request.table}")
+        expect = {(e.topic_id, e.key): e.position for e in request.expect}
         return request.system, self.engine.repair(
-            request.system, request.event(), now, request.snapshot
+            request.system, request.event(), now, expect, request.snapshot
         )

@@ -112,6 +112,19 @@ def test_bad_envelopes_raise_invalid_event(value, reason):
     assert info.value.reason == reason
 
 
+@pytest.mark.parametrize(
+    ("value", "hint"),
+    [(b'{"schema": {}, "payload": null}', "schemas.enable=true"),
+     (b'{"payload": {"op": "c"}}', "half {\"schema\", \"payload\"} wrapper"),
+     (b'{"id": 1, "qty": 3}', "ExtractNewRecordState")],
+)  # fmt: skip
+def test_an_envelope_that_is_not_one_says_what_it_looks_like(value, hint):
+    with pytest.raises(InvalidEvent) as info:
+        decode(None, value)
+    assert info.value.reason == "malformed_envelope"
+    assert hint in info.value.detail
+
+
 def test_schema_wrapped_envelope_is_accepted():
     record = pick("pos_stock", "pos.stock", "c")
     wrapped = orjson.dumps({"schema": {}, "payload": record.envelope})

@@ -84,6 +84,12 @@ LATER = datetime(2026, 12, 1, tzinfo=UTC)  # the worker's clock, after every com
 KEY = "3769999999996@store:LYO01"
 
 
+def mark(engine: Engine) -> str:
+    entry = engine.published.get(f"out:unified.inventory:{KEY}")
+    assert entry is not None
+    return str(entry["pos"])
+
+
 def on_hand(outcome) -> list[str]:
     return [str(o.record.on_hand) for o in outcome.outputs if isinstance(o, Upsert)]
 
@@ -111,19 +117,34 @@ def test_repair_replaces_a_wrong_mark_and_later_changes_flow_again():
     key, value = stock_event(7, 27067100, T0 + 3000)
     event = decode(key, value)
     assert event is not None
-    repaired = engine.repair("pos", event, LATER)
+    seen = {("unified.inventory", KEY): mark(engine)}  # what hub repair saw on the topic
+    repaired = engine.repair("pos", event, LATER, seen)
     assert on_hand(repaired) == ["7"]
-    assert repaired.outputs[0].position == event.source.position
+    assert repaired.outputs[0].position == event.source.position == mark(engine)
     assert on_hand(engine.process("pos", *stock_event(6, 27067200, T0 + 4000), LATER)) == ["6"]
-    # Unchanged content is published by a repair too: its position is the mark restarts read.
-    again = engine.repair("pos", event, LATER)
-    assert on_hand(again) == ["7"]
+    # The same request read again later (a worker replaying hub.repairs): the mark moved since
+    # hub repair looked, so the usual rules apply and the older truth is not published.
+    again = engine.repair("pos", event, LATER, seen)
+    assert (again.outputs, again.skipped) == ([], "duplicate")
+
+
+def test_a_repair_publishes_unchanged_content_too():
+    engine = guarded_engine()
+    engine.process("pos", *stock_event(7, 27066656 + 10**6, T0), LATER)  # right qty, wrong mark
+    event = decode(*stock_event(7, 27067100, T0 + 3000))
+    assert event is not None
+    repaired = engine.repair("pos", event, LATER, {("unified.inventory", KEY): mark(engine)})
+    assert on_hand(repaired) == ["7"]  # its position is the mark a restarted worker reads back
 
 
 def test_repair_drops_a_key_no_source_row_produces():
     engine = guarded_engine()
     engine.process("pos", *stock_event(9, 27066656, T0), LATER)
-    outcome = engine.drop("unified.inventory", KEY, "pg:0000000001a00000:0000000001a00000")
+    stale = engine.drop("unified.inventory", KEY, "pg:0000000001a00000:0000000001a00000", "pg:x")
+    assert (stale.outputs, stale.skipped) == ([], "moved")  # not the mark hub repair saw
+    outcome = engine.drop(
+        "unified.inventory", KEY, "pg:0000000001a00000:0000000001a00000", mark(engine)
+    )
     assert outcome.outputs == [
         Tombstone("unified.inventory", KEY, "pg:0000000001a00000:0000000001a00000")
     ]
@@ -138,7 +159,8 @@ def test_after_a_postgres_repair_its_snapshot_says_which_changes_are_newer():
     key, value = stock_event(7, 27066699, T0 + 3000)
     event = decode(key, value)
     assert event is not None
-    repaired = engine.repair("pos", event, LATER, snapshot="756:770:758")
+    seen = {("unified.inventory", KEY): mark(engine)}
+    repaired = engine.repair("pos", event, LATER, seen, snapshot="756:770:758")
     assert on_hand(repaired) == ["7"] and repaired.outputs[0].snapshot == "756:770:758"
     # A change the read saw comes late: not newer, whatever its position.
     late = engine.process("pos", *stock_event(6, 27066800, T0 + 3500, txid=755), LATER)
