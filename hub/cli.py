@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import click
 from rich.console import Console
 
-from hub.errors import RegistryError, StackError
+from hub.errors import REASONS, RegistryError, StackError
 from hub.settings import get_settings
 
 if TYPE_CHECKING:
@@ -136,7 +136,8 @@ def connectors_apply(systems: tuple[str, ...], dry_run: bool) -> None:
 
 
 @main.command()
-@click.option("--loglevel", default="info", show_default=True)
+@click.option("--loglevel", default="info", show_default=True, type=click.Choice(
+    ["debug", "info", "warning", "error", "critical"], case_sensitive=False))  # fmt: skip
 @click.option("--child", is_flag=True, hidden=True, help="Run the worker itself, unsupervised.")
 def worker(loglevel: str, child: bool) -> None:
     """Run the Faust worker: raw CDC topics → canonical records on the unified topics.
@@ -159,8 +160,9 @@ def worker(loglevel: str, child: bool) -> None:
 @click.argument("topic_ids", nargs=-1, required=True)
 @click.option("--from-beginning", is_flag=True, help="Start at the oldest record, not the newest.")
 @click.option(
-    "--max", "limit", type=int, default=0, help="Stop after this many records (0: never)."
-)
+    "--max", "limit", type=click.IntRange(min=0), default=0,
+    help="Stop after this many records (0: never).",
+)  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="One JSON line per record.")
 def tail(topic_ids: tuple[str, ...], from_beginning: bool, limit: int, as_json: bool) -> None:
     """Print records of declared topics as they arrive (Ctrl-C to stop)."""
@@ -170,8 +172,10 @@ def tail(topic_ids: tuple[str, ...], from_beginning: bool, limit: int, as_json: 
 
 
 @main.command()
-@click.option("--rate", type=float, default=5.0, show_default=True, help="Sales per second.")
-@click.option("--count", type=int, default=0, help="Stop after this many sales (0: never).")
+@click.option("--rate", type=click.FloatRange(min=0, min_open=True), default=5.0,
+              show_default=True, help="Sales per second.")  # fmt: skip
+@click.option("--count", type=click.IntRange(min=0), default=0,
+              help="Stop after this many sales (0: never).")  # fmt: skip
 @click.option("--seed", type=int, default=7, show_default=True)
 def simulate(rate: float, count: int, seed: int) -> None:
     """Ring up sales in the POS database: ticket + lines + stock decrements, one transaction each."""
@@ -181,7 +185,8 @@ def simulate(rate: float, count: int, seed: int) -> None:
 
 
 @main.command()
-@click.option("--rate", type=float, default=2.0, show_default=True, help="Sales per second.")
+@click.option("--rate", type=click.FloatRange(min=0, min_open=True), default=2.0,
+              show_default=True, help="Sales per second.")  # fmt: skip
 @click.option("--keep-stack", is_flag=True, help="Leave the stack running after Ctrl-C.")
 def demo(rate: float, keep_stack: bool) -> None:
     """Stack up, worker, sales simulator, and the unified inventory live, until Ctrl-C."""
@@ -197,8 +202,10 @@ def demo(rate: float, keep_stack: bool) -> None:
     show_default=True,
     help="Offered load per step, in row changes per second (comma-separated).",
 )
-@click.option("--warmup", type=float, default=10.0, show_default=True, help="Seconds per step.")
-@click.option("--measure", type=float, default=30.0, show_default=True, help="Seconds per step.")
+@click.option("--warmup", type=click.FloatRange(min=0), default=10.0, show_default=True,
+              help="Seconds per step.")  # fmt: skip
+@click.option("--measure", type=click.FloatRange(min=0, min_open=True), default=30.0,
+              show_default=True, help="Seconds per step.")  # fmt: skip
 @click.option("--series", default="SUT,BL4,BL3,BL2b,BL2a", show_default=True,
               help="Which of the hub (SUT) and the baselines to run (comma-separated).")  # fmt: skip
 @click.option("--ramp/--no-ramp", default=True, show_default=True,
@@ -218,7 +225,13 @@ def bench(
     unknown = sorted(set(wanted) - set(SERIES))
     if unknown:
         raise click.BadParameter(f"unknown series {unknown}; choose from {list(SERIES)}")
-    steps = [int(rate) for rate in rates.split(",")]
+    try:
+        steps = [int(rate) for rate in rates.split(",")]
+    except ValueError:
+        raise click.BadParameter(f"{rates!r}: whole changes per second, comma-separated",
+                                 param_hint="--rates") from None  # fmt: skip
+    if not steps or min(steps) <= 0:
+        raise click.BadParameter(f"{rates!r}: rates above 0", param_hint="--rates")
     result = Bench(get_settings(), err, seed, Timing(warmup, measure)).run(steps, wanted, ramp)
     paths = write(result, out)
     err.print(f"[green]✓[/] results: {paths['json']}, {paths['md']} and {paths['png']}")
@@ -227,7 +240,7 @@ def bench(
 
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="The report as one JSON object.")
-@click.option("--wait", type=float, default=30.0, show_default=True,
+@click.option("--wait", type=click.FloatRange(min=0), default=30.0, show_default=True,
               help="Seconds to let in-flight changes arrive before reporting differences.")  # fmt: skip
 def reconcile(as_json: bool, wait: float) -> None:
     """Compare the source databases with the unified topics; exit 0 only when they agree."""
@@ -263,7 +276,8 @@ def dlq() -> None:
 
 
 @dlq.command("list")
-@click.option("--limit", type=int, default=50, show_default=True, help="Newest N (0: all).")
+@click.option("--limit", type=click.IntRange(min=0), default=50, show_default=True,
+              help="Newest N (0: all).")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="One JSON line per dead letter.")
 def dlq_list(limit: int, as_json: bool) -> None:
     """Dead letters with their source topic, partition, offset and reason."""
@@ -273,13 +287,20 @@ def dlq_list(limit: int, as_json: bool) -> None:
 
 
 @dlq.command("replay")
-@click.option("--reason", help="Only dead letters with this reason (e.g. bad_value).")
+@click.option("--reason", type=click.Choice(sorted(REASONS)),
+              help="Only dead letters with this reason (e.g. bad_value).")  # fmt: skip
 @click.option("--topic", help="Only dead letters from this raw topic.")
 @click.option("--dry-run", is_flag=True, help="Count what would be replayed.")
 @click.option("--again", is_flag=True, help="Also letters that failed again after a replay.")
 def dlq_replay(reason: str | None, topic: str | None, dry_run: bool, again: bool) -> None:
     """Send dead letters back to their original topic, each once (progress kept in Kafka)."""
     from hub.dlq import replay
+    from hub.topics import registry
+
+    raw = sorted(spec.name for spec in registry().topics.values() if spec.kind == "raw")
+    if topic is not None and topic not in raw:
+        raise click.BadParameter(f"{topic!r} is no raw topic; declared: {', '.join(raw)}",
+                                 param_hint="--topic")  # fmt: skip
 
     replay(get_settings(), reason, topic, dry_run, err, again)
 

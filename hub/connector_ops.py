@@ -73,7 +73,8 @@ def validate(
 def apply(
     settings: HubSettings, systems: tuple[str, ...], dry_run: bool, console: Console
 ) -> dict[str, str]:
-    """Validate every selected definition, then (unless ``dry_run``) apply it idempotently.
+    """Validate every selected definition, then (unless ``dry_run``) apply it idempotently and
+    wait until it and its task run.
 
     Returns connector name → created/updated/unchanged/valid. Raises ``StackError``.
     """
@@ -92,6 +93,13 @@ def apply(
         config = render_config(definition, endpoint_for(settings, definition), registry())
         validate(client, definition, config)
         name = definition.connector.name
-        verdicts[name] = "valid" if dry_run else client.apply(name, config)
-        console.print(f"[green]✓[/] {name}: {verdicts[name]}")
+        if dry_run:
+            verdicts[name] = "valid"
+        else:
+            from hub.stack.manager import wait_running
+
+            verdicts[name] = client.apply(name, config)
+            with console.status(f"{name}: {verdicts[name]}, waiting until it runs…"):
+                wait_running(client, name, timeout=120)
+        console.print(f"[green]✓[/] {name}: {verdicts[name]}{'' if dry_run else ', RUNNING'}")
     return verdicts

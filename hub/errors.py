@@ -31,3 +31,42 @@ class StackError(RuntimeError):
 
 class RegistryError(ValueError):
     """The topic registry or a connector definition is malformed."""
+
+
+# Every reason an event can be dead-lettered with, and what to do about it (the README's table of
+# reasons is checked against this, and `hub dlq replay --reason` accepts only these).
+REASONS: dict[str, str] = {
+    "malformed_json": "The record is not JSON: a producer other than the connector wrote it, or a "
+    "converter other than JSON. Fix the connector's converter; replay does not help the record.",
+    "malformed_envelope": "JSON but not a Debezium change event (no op, no source, a half "
+    "schema/payload wrapper, an unwrapping transform). Fix the connector config; the detail says "
+    "what the record looks like.",
+    "malformed_source": "The source block lacks the fields positions are made of (lsn; binlog "
+    "file/pos/row) or a commit time. Check the Debezium version and the connector.",
+    "unsupported_connector": "A connector the hub has no position rule for (only postgresql, "
+    "mariadb, mysql). Capture the system with one of those.",
+    "unsupported_op": "An op other than c, u, d, r (or t). Check what wrote the record.",
+    "truncate": "A TRUNCATE has no rows to map. Re-read the table (hub repair --differing) or "
+    "decide what it means, then replay.",
+    "missing_key": "A change without a row key (a table without a primary key, or key fields a "
+    "mapping cannot derive). Give the table a primary key or fix the mapping, then replay.",
+    "no_route": "A table captured with no mapping and no lookup needing it. Add a mapping to the "
+    "system's definition (or stop capturing the table), restart the worker, replay.",
+    "missing_column": "A mapping names a column the row does not have (renamed or dropped "
+    "upstream). Fix the mapping, restart the worker, replay.",
+    "bad_value": "A value a transform cannot read (a phone that is no phone, a GTIN with a wrong "
+    "check digit, more decimals than the scale). Fix the source row (its change comes again) or "
+    "the mapping, then replay.",
+    "invalid_record": "The mapped record breaks the model (a required field null, a location id "
+    "with spaces). Fix the mapping or the source row, then replay.",
+    "unavailable_value": "An unchanged TOASTed column whose last value the hub never saw. Declare "
+    "it under toasted: in the definition, or set REPLICA IDENTITY FULL on the table, then re-read "
+    "the row (hub repair).",
+    "implausible_position": "The change claims a log position far ahead of anything its source "
+    "has written: a record not written by the connector (see Security). Find who wrote it; if the "
+    "source really wrote that much, raise HUB_WORKER_MAX_POSITION_LEAP and replay.",
+    "bad_repair": "A record on hub.repairs that is not a repair request from hub repair. Find "
+    "who wrote it; run hub repair again.",
+    "internal_error": "A bug met by this input: report it with the dead letter; replay after the "
+    "fix.",
+}

@@ -137,6 +137,19 @@ def worker(stack: StackHandle) -> Iterator[subprocess.Popen[bytes]]:
             sys.stderr.write(log.read_text(errors="replace")[-5000:])
 
 
+@pytest.fixture
+def quiet_group(stack: StackHandle, worker: subprocess.Popen[bytes]) -> Iterator[list[Any]]:
+    """The session's worker stopped: the test starts workers of the same group itself (harness
+    ``Worker``s it appends here are stopped after it). Tests using it are marked ``faults``: they
+    run after the tests that need the session's worker."""
+    worker.terminate()
+    worker.wait(60)
+    started: list[Any] = []
+    yield started
+    for each in started:
+        each.stop()
+
+
 class TopicReader:
     """Reads a declared topic from the beginning and remembers every record per key."""
 

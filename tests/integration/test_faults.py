@@ -37,17 +37,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
 
 @pytest.fixture
-def quiet_group(stack, worker):
-    """The session's worker stopped: these tests start workers of the same group themselves."""
-    worker.terminate()
-    worker.wait(60)
-    started: list[Worker] = []
-    yield started
-    for each in started:
-        each.stop()
-
-
-@pytest.fixture
 def own_worker(stack, quiet_group):
     mine = Worker(stack)
     quiet_group.append(mine)
