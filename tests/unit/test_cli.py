@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from hub.cli import main
+from hub.connectors import load_definitions
 
 # One bad invocation per command, and a word the answer must contain. None of them reaches a
 # database, Kafka or Connect: they fail on the argument itself.
@@ -18,7 +19,10 @@ BAD = {
     "stack status": (["stack", "status", "--yaml"], "no such option"),
     "stack env": (["stack", "env", "pos"], "unexpected extra argument"),
     "stack fetch": (["stack", "fetch", "kafka"], "unexpected extra argument"),
-    "connectors apply": (["connectors", "apply", "--dry-run", "wms"], "defined: erp, pos, shop"),
+    "connectors apply": (
+        ["connectors", "apply", "--dry-run", "no-such-system"],
+        "defined: " + ", ".join(sorted(load_definitions())),
+    ),
     "worker": (["worker", "--loglevel", "loud"], "'loud' is not one of"),
     "tail": (["tail", "inventory"], "did you mean unified.inventory"),
     "simulate": (["simulate", "--rate", "-1"], "not in the range"),
@@ -29,7 +33,7 @@ BAD = {
     "dlq list": (["dlq", "list", "--limit", "-1"], "not in the range"),
     "dlq replay": (["dlq", "replay", "--reason", "typo"], "'typo' is not one of"),
     "schemas write": (["schemas", "write", "v3"], "unexpected extra argument"),
-    "secrets set": (["secrets", "set", "nope.password"], "defined: erp.password, pos.password"),
+    "secrets set": (["secrets", "set", "nope.password"], "defined: erp.password,"),
     "secrets list": (["secrets", "list", "--all"], "no such option"),
     "topics apply": (["topics", "apply", "raw.pos.stock"], "unexpected extra argument"),
 }
