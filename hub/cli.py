@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
 from hub.errors import REASONS, RegistryError, StackError
 from hub.settings import get_settings
@@ -32,7 +33,7 @@ class HubGroup(click.Group):
         try:
             return super().invoke(ctx)
         except (StackError, RegistryError, ConnectError) as exc:
-            err.print(f"[bold red]✗[/] {exc}", highlight=False, soft_wrap=True)
+            err.print(f"[bold red]✗[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             sys.exit(1)
         except RequestException as exc:
             err.print(f"[bold red]✗[/] cannot reach {exc.request.url if exc.request else 'the service'}: "

@@ -38,6 +38,14 @@ def in_source(stack) -> str:
     return str(qty)
 
 
+def row_key(raw: bytes | None) -> object:
+    """A raw record's row key (other tests left garbage on the raw topics: None for that)."""
+    try:
+        return orjson.loads(raw or b"")
+    except orjson.JSONDecodeError:
+        return None
+
+
 def sell_one(stack) -> None:
     stack.sql("pos", "UPDATE pos.stock SET qty = qty - 1 WHERE store_code = %s AND ean = %s",
               (STORE, EAN))  # fmt: skip
@@ -53,9 +61,8 @@ def test_a_key_set_wrong_is_found_and_repaired(stack, quiet_group):
 
     # A copy of the key's last change, 100 kB of WAL ahead: plausible, so it becomes the mark.
     spec = registry()["raw.pos.stock"]
-    key_json = orjson.dumps({"store_code": STORE, "ean": EAN})
     last = [m for m in read_to_end(stack.endpoints["kafka_bootstrap"], [spec])
-            if m.value() and orjson.loads(m.key()) == orjson.loads(key_json)][-1]  # fmt: skip
+            if m.value() and row_key(m.key()) == {"store_code": STORE, "ean": EAN}][-1]  # fmt: skip
     forged = orjson.loads(last.value())
     forged["after"]["qty"] = 9999
     forged["source"]["lsn"] += 100_000
