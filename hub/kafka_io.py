@@ -118,7 +118,7 @@ def partition_mismatches(
 
 
 @dataclass
-class TopicReport:
+class TopicsApplied:
     """What ``apply_topics`` found: topics created, missing (not created), differing, and how
     many were as declared."""
 
@@ -128,7 +128,7 @@ class TopicReport:
     ok: int = 0
 
 
-def apply_topics(bootstrap: str, specs: Iterable[TopicSpec], create: bool = True) -> TopicReport:
+def apply_topics(bootstrap: str, specs: Iterable[TopicSpec], create: bool = True) -> TopicsApplied:
     """Create the declared topics that do not exist (unless ``create`` is False) and compare the
     others with their declarations: partition count and the topic configs declared."""
     from confluent_kafka.admin import (  # type: ignore[attr-defined]
@@ -140,7 +140,7 @@ def apply_topics(bootstrap: str, specs: Iterable[TopicSpec], create: bool = True
     admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 3})
     existing = admin.list_topics(timeout=10).topics
     specs = list(specs)
-    report = TopicReport()
+    report = TopicsApplied()
     for name, (actual, declared) in partition_mismatches(existing, specs).items():
         report.differs[name] = f"{actual} partitions, declared {declared}"
     present = [s for s in specs if s.name in existing and s.name not in report.differs]
@@ -176,5 +176,6 @@ def apply_topics(bootstrap: str, specs: Iterable[TopicSpec], create: bool = True
             except Exception as exc:
                 if "TOPIC_ALREADY_EXISTS" not in str(exc):
                     raise RuntimeError(f"could not create topic {name}: {exc}") from exc
+                continue  # created by someone else meanwhile
             report.created.append(name)
     return report

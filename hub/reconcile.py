@@ -144,7 +144,7 @@ class Origin:
 @dataclass
 class Truth:
     """What the sources say: topic name → key → canonical record (JSON form); for every key the
-    rows it is made of (the row first, then the rows it looks up); rows the mappings refuse."""
+    rows it is made of (the rows it looks up first, then its own); rows the mappings refuse."""
 
     expected: dict[str, dict[str, dict[str, Any]]]
     origins: dict[tuple[str, str], list[Origin]] = field(default_factory=dict)
