@@ -52,12 +52,14 @@ def pick(scenario: str, table_topic_suffix: str, op: str | None, nth: int = 0) -
     return found[nth]
 
 
-def new_engine() -> Engine:
+def new_engine(**options: Any) -> Engine:
+    """An engine over the checkout's definitions; ``options`` go to ``Engine`` (e.g. max_leap)."""
     reg = registry()
     return Engine(
         [d.engine_view() for d in load_definitions().values()],
         {spec.model: spec.id for spec in reg.topics.values() if spec.model},
         MemoryStore(),
+        **options,
     )
 
 

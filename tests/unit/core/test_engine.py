@@ -8,12 +8,10 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
-from hub.connectors import load_definitions
 from hub.core.debezium import decode
 from hub.core.engine import DEPS_CHUNK, Engine, MemoryStore, deps_ref
 from hub.core.records import Tombstone, Upsert
 from hub.errors import InvalidEvent
-from hub.topics import registry
 from tests.conftest import new_engine, pick
 
 VARIANT = 'row:shop:shop.variant:{"id":1}'
@@ -55,14 +53,7 @@ GIB = 1 << 30
 
 
 def guarded_engine() -> Engine:
-    reg = registry()
-    return Engine(
-        [d.engine_view() for d in load_definitions().values()],
-        {spec.model: spec.id for spec in reg.topics.values() if spec.model},
-        MemoryStore(),
-        max_leap=GIB,
-        log_rate=64 * 1024 * 1024,
-    )
+    return new_engine(max_leap=GIB, log_rate=64 * 1024 * 1024)
 
 
 def stock_event(
