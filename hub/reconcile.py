@@ -26,10 +26,11 @@ from hub.core.debezium import ChangeEvent, SourceInfo
 from hub.core.engine import PROVENANCE, Engine, MemoryStore, row_ref
 from hub.core.records import Upsert
 from hub.errors import InvalidEvent, StackError
-from hub.kafka_io import read_to_end
+from hub.kafka_io import header, read_to_end
 from hub.settings import HubSettings
 from hub.sources import connect, login_for
 from hub.topics import registry
+from hub.worker.output import POSITION_HEADER
 
 EPOCH_DAY = date(1970, 1, 1)
 TRUTH = "truth"
@@ -79,8 +80,7 @@ class Report:
 
     def differing(self) -> list[str]:
         """Every key that differs, on any topic."""
-        return sorted({key for t in self.topics.values()
-                       for key in (*t.missing, *t.extra, *t.wrong)})  # fmt: skip
+        return differing_keys(self.topics)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -211,24 +211,49 @@ def _looked_up_by(engine: Engine, store: MemoryStore) -> dict[str, list[Origin]]
     return found
 
 
+@dataclass
+class TopicState:
+    """The unified topics read to their current end: the latest value of every key (topic name
+    → key → record), and the position of every key's latest record, tombstones included (what
+    the worker's marks are)."""
+
+    records: dict[str, dict[str, dict[str, Any]]]
+    marks: dict[tuple[str, str], str]
+
+    def of_systems(self, systems: set[str]) -> dict[str, dict[str, dict[str, Any]]]:
+        """The records of ``systems`` only."""
+        return {topic: {k: v for k, v in records.items() if v.get("source_system") in systems}
+                for topic, records in self.records.items()}  # fmt: skip
+
+
+def read_topic_state(settings: HubSettings) -> TopicState:
+    specs = [spec for spec in registry().topics.values() if spec.kind == "unified"]
+    state = TopicState({spec.name: {} for spec in specs}, {})
+    for msg in read_to_end(settings.bootstrap, specs):
+        topic, key, raw = msg.topic() or "", (msg.key() or b"").decode(), msg.value()
+        value = orjson.loads(raw) if raw is not None else None
+        position = header(msg, POSITION_HEADER) or (value or {}).get("source_position")
+        if position:
+            state.marks[(topic, key)] = position
+        if value is None:
+            state.records[topic].pop(key, None)
+        else:
+            state.records[topic][key] = value
+    return state
+
+
 def topic_state(
     settings: HubSettings, systems: set[str] | None = None
 ) -> dict[str, dict[str, dict[str, Any]]]:
     """The latest value of every key on every unified topic, read to the current end; only the
     records of ``systems`` when given."""
-    specs = [spec for spec in registry().topics.values() if spec.kind == "unified"]
-    state: dict[str, dict[str, dict[str, Any]]] = {spec.name: {} for spec in specs}
-    for msg in read_to_end(settings.bootstrap, specs):
-        topic, key, value = msg.topic() or "", (msg.key() or b"").decode(), msg.value()
-        if value is None:
-            state[topic].pop(key, None)
-        else:
-            state[topic][key] = orjson.loads(value)
-    if systems is not None:
-        for records in state.values():
-            for key in [k for k, v in records.items() if v.get("source_system") not in systems]:
-                del records[key]
-    return state
+    state = read_topic_state(settings)
+    return state.records if systems is None else state.of_systems(systems)
+
+
+def differing_keys(reports: Mapping[str, TopicReport]) -> list[str]:
+    """Every key that differs, on any topic."""
+    return sorted({key for t in reports.values() for key in (*t.missing, *t.extra, *t.wrong)})
 
 
 def compare(

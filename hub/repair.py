@@ -22,16 +22,20 @@ from rich.console import Console
 
 from hub.connectors import load_definitions
 from hub.core.positions import leap
-from hub.core.repair import DropRepair, Expected, RowRepair, encode
+from hub.core.repair import REPAIRS_TOPIC, DropRepair, Expected, RowRepair, encode
 from hub.errors import StackError
-from hub.kafka_io import header, read_to_end
-from hub.reconcile import compare, open_sources, topic_state, truth
+from hub.reconcile import (
+    compare,
+    differing_keys,
+    open_sources,
+    read_topic_state,
+    topic_state,
+    truth,
+)
 from hub.settings import HubSettings
 from hub.sources import position_then_snapshot
 from hub.topics import registry
-from hub.worker.output import POSITION_HEADER
 
-REPAIRS_TOPIC = "hub.repairs"
 ROUNDS = 3
 
 
@@ -86,13 +90,11 @@ def _plan(
     finally:
         for conn in connections.values():
             conn.close()
-    actual, seen = _read_topics(settings)
+    state = read_topic_state(settings)
+    actual, seen = state.records, state.marks
     if only_differing:
-        checked = {t: {k: v for k, v in r.items() if v.get("source_system") in connections}
-                   for t, r in actual.items()}  # fmt: skip
-        wrong = {k for t in compare(found.expected, checked).values()
-                 for k in (*t.missing, *t.extra, *t.wrong)}  # fmt: skip
-        keys = sorted(wrong & set(keys)) if keys else sorted(wrong)
+        wrong = differing_keys(compare(found.expected, state.of_systems(set(connections))))
+        keys = sorted(set(wrong) & set(keys)) if keys else wrong
     run = f"repair-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
     now = datetime.now(UTC)
     topic_ids = {spec.name: spec.id for spec in registry().topics.values()}
@@ -129,27 +131,6 @@ def _plan(
                                   row=origin.row, expect=planned["expect"], position=position,
                                   snapshot=snapshot, committed_at=now, id=run))  # fmt: skip
     return [*requests, *drops], asked
-
-
-def _read_topics(
-    settings: HubSettings,
-) -> tuple[dict[str, dict[str, dict[str, Any]]], dict[tuple[str, str], str]]:
-    """The latest value of every key on the unified topics, and the position of every key's
-    latest record (tombstones included): what the worker's marks are."""
-    specs = [spec for spec in registry().topics.values() if spec.kind == "unified"]
-    state: dict[str, dict[str, dict[str, Any]]] = {spec.name: {} for spec in specs}
-    seen: dict[tuple[str, str], str] = {}
-    for msg in read_to_end(settings.bootstrap, specs):
-        topic, key, raw = msg.topic() or "", (msg.key() or b"").decode(), msg.value()
-        value = orjson.loads(raw) if raw is not None else None
-        position = header(msg, POSITION_HEADER) or (value or {}).get("source_position")
-        if position:
-            seen[(topic, key)] = position
-        if value is None:
-            state[topic].pop(key, None)
-        else:
-            state[topic][key] = value
-    return state, seen
 
 
 def _topic_of(

@@ -39,6 +39,7 @@ from hub.core.engine import Engine, Outcome
 from hub.errors import InvalidEvent
 
 STEP = "repair"
+REPAIRS_TOPIC = "hub.repairs"  # the id of the control topic the requests travel on
 
 
 class _Request(BaseModel):

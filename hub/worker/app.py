@@ -30,6 +30,7 @@ from prometheus_client import generate_latest
 from hub.connect_client import ConnectClient, ConnectError
 from hub.connectors import load_definitions
 from hub.core.engine import STEP, MemoryStore
+from hub.core.repair import REPAIRS_TOPIC
 from hub.errors import DeadLetterFlood, StackError
 from hub.kafka_io import partition_mismatches
 from hub.settings import HubSettings
@@ -38,7 +39,7 @@ from hub.worker import metrics
 from hub.worker.continuity import EXIT_RESTART, OffsetGap
 from hub.worker.logs import quiet_repeats
 from hub.worker.output import Fenced
-from hub.worker.pipeline import REPAIRS_TOPIC, Pipeline, leave
+from hub.worker.pipeline import Pipeline, leave
 from hub.worker.state import rows_changelog
 
 log = logging.getLogger("hub.worker")

@@ -20,7 +20,7 @@ import orjson
 from hub.connectors import load_definitions
 from hub.core.dlq import Provenance, StreamBreakers, dead_letter_headers
 from hub.core.engine import STEP, Engine, MemoryStore
-from hub.core.repair import Repairer
+from hub.core.repair import REPAIRS_TOPIC, Repairer
 from hub.errors import InvalidEvent, RegistryError
 from hub.kafka_io import resume_offsets
 from hub.settings import HubSettings
@@ -35,7 +35,6 @@ from hub.worker.watchdog import Watchdog
 
 log = logging.getLogger("hub.worker")
 REPAIRS = "hub-repair"  # the stream of repair requests, beside the systems' raw topics
-REPAIRS_TOPIC = "hub.repairs"
 
 # Counters of this process (also exported as Prometheus metrics, see hub/worker/metrics.py):
 # in, applied (records produced), skipped, duplicate, noop, dead_lettered.
