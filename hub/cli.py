@@ -325,20 +325,6 @@ def secrets() -> None:
     """Source passwords for Kafka Connect, kept in the Connect workers' secrets file."""
 
 
-def _secrets_file() -> Path:
-    """The local stack's Connect secrets file, or ``HUB_CONNECT_SECRETS_FILE`` against an existing
-    Connect cluster."""
-    settings = get_settings()
-    if settings.connect_url is None:
-        return _stack().secrets.connect_properties
-    if settings.connect_secrets_file is None:
-        raise StackError(
-            "against an existing Connect cluster set HUB_CONNECT_SECRETS_FILE (the file the "
-            "Connect workers read) or keep the secret in your own secret store"
-        )
-    return settings.connect_secrets_file
-
-
 @secrets.command("set")
 @click.argument("key")
 def secrets_set(key: str) -> None:
@@ -347,6 +333,7 @@ def secrets_set(key: str) -> None:
     The value never goes on the command line (shell history, process list); `hub stack up` keeps
     it. Restart the system's connector to use a changed password.
     """
+    from hub.connector_ops import secrets_file
     from hub.connectors import load_definitions
     from hub.stack.secrets import write_properties
 
@@ -364,7 +351,7 @@ def secrets_set(key: str) -> None:
         value = sys.stdin.read().rstrip("\r\n")
     if not value:
         raise click.BadParameter("an empty password", param_hint="stdin")
-    path = _secrets_file()
+    path = secrets_file(get_settings())
     path.parent.mkdir(parents=True, exist_ok=True)
     write_properties(path, {key: value})
     err.print(f"[green]✓[/] {key} set in {path}")
@@ -373,10 +360,11 @@ def secrets_set(key: str) -> None:
 @secrets.command("list")
 def secrets_list() -> None:
     """The keys the secrets file holds (never their values), and the definitions that need them."""
+    from hub.connector_ops import secrets_file
     from hub.connectors import load_definitions
     from hub.stack.secrets import read_property_keys
 
-    path = _secrets_file()
+    path = secrets_file(get_settings())
     held = set(read_property_keys(path))
     for system, definition in sorted(load_definitions().items()):
         key = definition.connection.password_secret

@@ -7,6 +7,8 @@ existing cluster (``HUB_CONNECT_URL``) the secrets file is ``HUB_CONNECT_SECRETS
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from rich.console import Console
 
 from hub.connect_client import ConnectClient
@@ -46,16 +48,23 @@ def endpoint_for(settings: HubSettings, definition: ConnectorDefinition) -> Endp
             f"{system}: where is its database? Set connection.hostname and connection.port in "
             f'its definition, or HUB_SOURCE_HOSTS=\'{{"{system}": "db.internal:5432"}}\''
         )
-    if local is not None:
-        return Endpoint(
-            hostname, port_number, local.secrets.connect_properties, local.kafka.bootstrap
-        )
+    bootstrap = local.kafka.bootstrap if local is not None else settings.bootstrap
+    return Endpoint(hostname, port_number, secrets_file(settings), bootstrap)
+
+
+def secrets_file(settings: HubSettings) -> Path:
+    """The Connect workers' secrets file: the local stack's, or ``HUB_CONNECT_SECRETS_FILE``
+    against an existing Connect cluster (``StackError`` when that is not set)."""
+    if settings.connect_url is None:
+        from hub.stack.secrets import StackSecrets
+
+        return StackSecrets(settings.state_dir.resolve()).connect_properties
     if settings.connect_secrets_file is None:
         raise StackError(
             "against an existing Connect cluster set HUB_CONNECT_SECRETS_FILE: the secrets file "
             "the Connect workers read with their FileConfigProvider"
         )
-    return Endpoint(hostname, port_number, settings.connect_secrets_file, settings.bootstrap)
+    return settings.connect_secrets_file
 
 
 def validate(

@@ -233,7 +233,7 @@ class Engine:
         # The rows that looked this one up are evaluated again; a failure there is theirs, not
         # this event's: it is reported for the dead-letter topic and this event goes on.
         failures: list[DependentFailure] = []
-        for dependent in self._dependents(ref):
+        for dependent in self.dependents(ref):
             stored = self.store.get(dependent)
             if stored is None:
                 continue
@@ -454,9 +454,6 @@ class Engine:
 
     def dependents(self, target: str) -> list[str]:
         """The rows that looked ``target`` up."""
-        return self._dependents(target)
-
-    def _dependents(self, target: str) -> list[str]:
         head = self.store.get(deps_ref(target))
         if not head:
             return []

@@ -29,7 +29,7 @@ def test_each_dependent_is_listed_once_and_costs_the_same_however_long_the_list(
     for n in range(count):
         engine._depend(VARIANT, line(n))
         engine._depend(VARIANT, line(n))  # an update of the same line: already listed
-    assert engine._dependents(VARIANT) == [line(n) for n in range(count)]
+    assert engine.dependents(VARIANT) == [line(n) for n in range(count)]
     biggest = max(len(orjson.dumps(value)) for value in store.values())
     assert biggest < (DEPS_CHUNK + 1) * (len(orjson.dumps(line(count))) + 1)  # a chunk at most
     assert store[deps_ref(VARIANT)] == {
@@ -41,10 +41,10 @@ def test_each_dependent_is_listed_once_and_costs_the_same_however_long_the_list(
 def test_a_list_written_by_an_earlier_version_is_read_and_extended():
     engine = new_engine()
     engine.store.put(deps_ref(VARIANT), {line(1): 1, line(2): 1})
-    assert engine._dependents(VARIANT) == [line(1), line(2)]
+    assert engine.dependents(VARIANT) == [line(1), line(2)]
     engine._depend(VARIANT, line(2))
     engine._depend(VARIANT, line(3))
-    assert engine._dependents(VARIANT) == [line(1), line(2), line(3)]
+    assert engine.dependents(VARIANT) == [line(1), line(2), line(3)]
 
 
 # -- forged positions and repairs ------------------------------------------------------------
