@@ -20,6 +20,7 @@ a binlog file and an offset in it, and a file counts as ``BINLOG_FILE_BYTES`` (i
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from hub.errors import InvalidEvent
@@ -73,6 +74,17 @@ class Store(Protocol):
     def put(self, ref: str, value: dict[str, Any] | None) -> None: ...
 
 
+@dataclass(slots=True)
+class _Frontier:
+    """One system's frontier in memory, with its log point and that of the copy last written to
+    the store parsed once (the check runs for every change)."""
+
+    pos: str
+    at: float
+    point: tuple[str, int] | None
+    saved: tuple[str, int] | None
+
+
 class Frontiers:
     """The newest position seen per source system, and the check against it.
 
@@ -87,18 +99,23 @@ class Frontiers:
         self.max_leap = max_leap
         self.log_rate = log_rate
         self.step = max(1, max_leap // 16)
-        self._newest: dict[str, dict[str, Any]] = {}
+        self._newest: dict[str, _Frontier] = {}
 
     def reload(self) -> None:
         self._newest.clear()
 
     def newest(self, system: str) -> dict[str, Any] | None:
         """``{"pos": position, "at": commit time in epoch seconds}`` or None."""
+        frontier = self._frontier(system)
+        return None if frontier is None else {"pos": frontier.pos, "at": frontier.at}
+
+    def _frontier(self, system: str) -> _Frontier | None:
         if system not in self._newest:
             saved = self.store.get(FRONTIER + system)
             if saved is None:
                 return None
-            self._newest[system] = saved
+            point = log_point(saved["pos"])
+            self._newest[system] = _Frontier(saved["pos"], saved["at"], point, point)
         return self._newest[system]
 
     def admit(self, system: str, position: str, committed_at: float, now: float) -> None:
@@ -110,33 +127,38 @@ class Frontiers:
                 f"committed {committed_at - now:,.0f} s in the future of this worker's clock: not "
                 f"a change {system} made. Check the source's and the worker's clocks",
             )
-        newest = self.newest(system)
-        here = {"pos": position, "at": committed_at}
-        if newest is None:
-            self._advance(system, here)
+        frontier = self._frontier(system)
+        point = log_point(position)
+        if frontier is None:
+            self._advance(system, position, committed_at, point, None)
             return
-        ahead = leap(newest["pos"], position)
-        if ahead is None:
-            if log_point(position) is not None:
-                self._advance(system, here)  # another binlog or log kind: the source was rebuilt
+        if point is None or frontier.point is None or point[0] != frontier.point[0]:
+            if point is not None:  # another binlog or log kind: the source was rebuilt
+                self._advance(system, position, committed_at, point, frontier.saved)
             return
-        allowed = self.max_leap + self.log_rate * max(0.0, committed_at - newest["at"])
+        ahead = point[1] - frontier.point[1]
+        allowed = self.max_leap + self.log_rate * max(0.0, committed_at - frontier.at)
         if ahead > allowed:
             raise InvalidEvent(
                 "implausible_position",
                 f"{position} is {ahead:,} bytes of log ahead of the newest position seen from "
-                f"{system} ({newest['pos']}), more than it can have written since "
+                f"{system} ({frontier.pos}), more than it can have written since "
                 f"({allowed:,.0f}: HUB_WORKER_MAX_POSITION_LEAP plus HUB_WORKER_MAX_LOG_RATE per "
                 "second between the commit times). A record not written by the source's "
                 "connector? If the source really wrote that much, raise the limits and replay: "
                 "hub dlq replay --reason implausible_position",
             )
         if ahead > 0:
-            self._advance(system, here)
+            self._advance(system, position, committed_at, point, frontier.saved)
 
-    def _advance(self, system: str, here: dict[str, Any]) -> None:
-        self._newest[system] = here
-        saved = self.store.get(FRONTIER + system)
-        moved = None if saved is None else leap(saved["pos"], here["pos"])
+    def _advance(
+        self, system: str, position: str, at: float, point: tuple[str, int] | None,
+        saved: tuple[str, int] | None,
+    ) -> None:  # fmt: skip
+        moved = None
+        if saved is not None and point is not None and saved[0] == point[0]:
+            moved = point[1] - saved[1]
         if moved is None or moved >= self.step:
-            self.store.put(FRONTIER + system, here)
+            self.store.put(FRONTIER + system, {"pos": position, "at": at})
+            saved = point
+        self._newest[system] = _Frontier(position, at, point, saved)
