@@ -119,18 +119,23 @@ def partition_mismatches(
 
 @dataclass
 class TopicsApplied:
-    """What ``apply_topics`` found: topics created, missing (not created), differing, and how
-    many were as declared."""
+    """What ``apply_topics`` found: topics created, missing (not created), differing (``partitions``:
+    name → (actual, declared) partition counts of those whose count differs), and how many were as
+    declared."""
 
     created: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     differs: dict[str, str] = field(default_factory=dict)
+    partitions: dict[str, tuple[int, int]] = field(default_factory=dict)
     ok: int = 0
 
 
-def apply_topics(bootstrap: str, specs: Iterable[TopicSpec], create: bool = True) -> TopicsApplied:
-    """Create the declared topics that do not exist (unless ``create`` is False) and compare the
-    others with their declarations: partition count and the topic configs declared."""
+def apply_topics(
+    bootstrap: str, specs: Iterable[TopicSpec], create: bool = True, check_configs: bool = True
+) -> TopicsApplied:
+    """Create the declared topics that do not exist (unless ``create`` is False, or a declared
+    topic has another partition count: that needs a decision first) and compare the others with
+    their declarations: partition count and (``check_configs``) the topic configs declared."""
     from confluent_kafka.admin import (  # type: ignore[attr-defined]
         AdminClient,
         ConfigResource,
@@ -141,10 +146,11 @@ def apply_topics(bootstrap: str, specs: Iterable[TopicSpec], create: bool = True
     existing = admin.list_topics(timeout=10).topics
     specs = list(specs)
     report = TopicsApplied()
-    for name, (actual, declared) in partition_mismatches(existing, specs).items():
+    report.partitions = partition_mismatches(existing, specs)
+    for name, (actual, declared) in report.partitions.items():
         report.differs[name] = f"{actual} partitions, declared {declared}"
     present = [s for s in specs if s.name in existing and s.name not in report.differs]
-    if present:
+    if present and check_configs:
         resources = [ConfigResource(ConfigResource.Type.TOPIC, s.name) for s in present]
         described = admin.describe_configs(resources, request_timeout=30)
         for spec, resource in zip(present, resources, strict=True):
@@ -162,7 +168,7 @@ def apply_topics(bootstrap: str, specs: Iterable[TopicSpec], create: bool = True
             else:
                 report.ok += 1
     absent = [s for s in specs if s.name not in existing]
-    if not create:
+    if not create or report.partitions:
         report.missing = [s.name for s in absent]
         return report
     if absent:

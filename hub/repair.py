@@ -107,11 +107,12 @@ def _plan(
         origins = found.origins.get((topic, key))
         if origins:
             for origin in origins:  # the rows it looks up first, then its own
-                request = rows.setdefault(
+                rows.setdefault(
                     (origin.system, origin.table, orjson.dumps(origin.key).decode()),
                     {"origin": origin, "expect": []},
                 )
-            request["expect"].append(expected)
+            own = origins[-1]
+            rows[(own.system, own.table, orjson.dumps(own.key).decode())]["expect"].append(expected)
             asked.append(Asked(topic, key, origins[-1].system, marks[origins[-1].system][0], False))
             continue
         system = str(actual[topic][key].get("source_system"))

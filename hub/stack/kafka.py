@@ -12,7 +12,7 @@ from confluent_kafka.admin import AdminClient
 
 from hub.connect_client import ConnectClient
 from hub.errors import StackError
-from hub.kafka_io import apply_topics, partition_mismatches
+from hub.kafka_io import apply_topics
 from hub.stack.procs import Proc, port_open, require_started
 from hub.stack.runtime import Runtime
 from hub.topics import TopicSpec
@@ -146,20 +146,18 @@ def ensure_topics(bootstrap: str, specs: Iterable[TopicSpec]) -> list[str]:
 
     Raises ``StackError`` when an existing topic's partition count differs from its declaration.
     """
-    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 3})
-    specs = list(specs)
-    wrong = partition_mismatches(admin.list_topics(timeout=10).topics, specs)
-    if wrong:
-        name, (actual, declared) = next(iter(wrong.items()))
+    try:
+        report = apply_topics(bootstrap, specs, check_configs=False)
+    except RuntimeError as exc:
+        raise StackError(str(exc)) from exc
+    if report.partitions:
+        name, (actual, declared) = next(iter(report.partitions.items()))
         raise StackError(
             f"topic {name} has {actual} partitions, schemas/topics.yaml declares {declared}. A "
             "local stack made by an earlier version: 'hub stack down --purge' (deletes its "
             "data), then up again"
         )
-    try:
-        return apply_topics(bootstrap, specs).created
-    except RuntimeError as exc:
-        raise StackError(str(exc)) from exc
+    return report.created
 
 
 @dataclass(frozen=True)
