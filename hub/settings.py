@@ -23,7 +23,10 @@ def _default_jar_cache() -> Path:
 class HubSettings(BaseSettings):
     """Typed, frozen settings. Ports are the local stack's defaults; tests override them."""
 
-    model_config = SettingsConfigDict(env_prefix="HUB_", frozen=True, extra="ignore")
+    # An empty variable (``HUB_CONNECT_URL=``) means "not set": the default applies.
+    model_config = SettingsConfigDict(
+        env_prefix="HUB_", frozen=True, extra="ignore", env_ignore_empty=True
+    )
 
     state_dir: Path = Field(
         default=REPO_ROOT / ".hub",
