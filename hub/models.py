@@ -7,6 +7,7 @@ JSON strings so no consumer ever sees a binary float.
 
 from __future__ import annotations
 
+import functools
 import string
 from collections.abc import Mapping
 from datetime import datetime
@@ -28,6 +29,12 @@ def _config(title: str, path: str) -> ConfigDict:
     )
 
 
+@functools.cache
+def _format_fields(key_format: str) -> tuple[str, ...]:
+    """The field names a key format refers to, in order."""
+    return tuple(name for _, name, _, _ in string.Formatter().parse(key_format) if name)
+
+
 class SourceFields(BaseModel):
     """Where a canonical record came from: present on every unified record."""
 
@@ -35,7 +42,7 @@ class SourceFields(BaseModel):
 
     @classmethod
     def key_fields(cls) -> tuple[str, ...]:
-        return tuple(name for _, name, _, _ in string.Formatter().parse(cls.KEY_FORMAT) if name)
+        return _format_fields(cls.KEY_FORMAT)
 
     @classmethod
     def key_of(cls, values: Mapping[str, object]) -> str:
@@ -44,7 +51,7 @@ class SourceFields(BaseModel):
 
     @property
     def key(self) -> str:
-        return self.key_of(self.model_dump(include=set(self.key_fields())))
+        return self.key_of({name: getattr(self, name) for name in self.key_fields()})
 
     source_system: str = Field(description="The system that reported it: pos, shop, erp, ...")
     source_table: str = Field(description="<schema or database>.<table> it was captured from.")

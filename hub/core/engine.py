@@ -130,7 +130,8 @@ def digest(output: Output) -> str:
     """What a consumer would see of ``output``, minus provenance: equal digests, no news."""
     if isinstance(output, Tombstone):
         return "tombstone"
-    return _fingerprint(output.record.model_dump(mode="json"))
+    content = output.content
+    return _fingerprint(content if content is not None else output.record.model_dump(mode="json"))
 
 
 def _fingerprint(record: Mapping[str, Any]) -> str:
@@ -374,23 +375,26 @@ class Engine:
         pending: str | None = None
         for mapping in self.mappings.get((system, table), []):
             model = MODELS[mapping.spec.model]
-            looked_up: list[str] = []
+            # Each row looked up once per mapping, however many fields read it (target → row).
+            looked_up: dict[str, Row | None] = {}
             newest = dict(src)
 
             def lookup(
-                ref_table: str, ref_key: dict[str, Any], looked_up: list[str] = looked_up,
-                newest: dict[str, Any] = newest,
+                ref_table: str, ref_key: dict[str, Any],
+                looked_up: dict[str, Row | None] = looked_up, newest: dict[str, Any] = newest,
             ) -> Row | None:  # fmt: skip
                 target = row_ref(system, ref_table, ref_key)
-                looked_up.append(target)
+                if target in looked_up:
+                    return looked_up[target]
                 stored = self.store.get(target)
-                if stored is None:
-                    return None
+                looked_up[target] = found = None if stored is None else stored["row"]
                 # A record is as new as the newest row it was made of (an order's status change
                 # makes its lines new again).
-                if stored["src"].get("source_position", "") > newest.get("source_position", ""):
+                if stored is not None and stored["src"].get("source_position", "") > newest.get(
+                    "source_position", ""
+                ):
                     newest.update(stored["src"], source_op="u", source_table=src["source_table"])
-                return dict(stored["row"])
+                return found
 
             try:
                 if deleted:
@@ -423,7 +427,7 @@ class Engine:
                 raise InvalidEvent(
                     "invalid_record", f"{mapping.spec.model}: {exc.errors(include_url=False)}"
                 ) from None
-            upsert = Upsert(topic, record.key, record, record.source_position)
+            upsert = Upsert.of(topic, record, record.key, record.source_position)
             if self._admit(upsert, upsert.position):
                 outputs.append(upsert)
         return outputs, pending

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
+import orjson
 from pydantic import BaseModel
 
 
@@ -19,8 +21,17 @@ class Upsert:
     # A repair's PostgreSQL snapshot ("xmin:xmax:xip,…"): the key's mark until a newer change
     # (hub.core.positions.visible); travels as the header hub.repair_snapshot.
     snapshot: str | None = field(default=None, compare=False)
+    # The record's JSON form (``model_dump(mode="json")``), when the engine made it already: the
+    # digest and the value are then both made from it, with one pass over the model.
+    content: dict[str, Any] | None = field(default=None, compare=False, repr=False)
+
+    @classmethod
+    def of(cls, topic_id: str, record: BaseModel, key: str, position: str) -> Upsert:
+        return cls(topic_id, key, record, position, content=record.model_dump(mode="json"))
 
     def value_bytes(self) -> bytes:
+        if self.content is not None:
+            return orjson.dumps(self.content)  # the same bytes as model_dump_json (tests)
         return self.record.model_dump_json().encode()
 
 
