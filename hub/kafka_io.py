@@ -14,11 +14,12 @@ from hub.topics import TopicSpec
 
 
 def read_to_end(
-    bootstrap: str, specs: Sequence[TopicSpec], idle_timeout: float = 10.0, group: str | None = None
-) -> Iterator[Message]:
-    """Every committed record of ``specs`` up to the end offsets seen at the start: from the
-    beginning, or from ``group``'s committed offsets (the beginning where it committed none).
-    Commits nothing.
+    bootstrap: str, specs: Sequence[TopicSpec], idle_timeout: float = 10.0, group: str | None = None,
+    partitions: Sequence[int] | None = None,
+) -> Iterator[Message]:  # fmt: skip
+    """Every committed record of ``specs`` (of these ``partitions`` only, if given) up to the end
+    offsets seen at the start: from the beginning, or from ``group``'s committed offsets (the
+    beginning where it committed none). Commits nothing.
 
     Reads ``read_committed``: records of aborted transactions are skipped, and a partition is done
     once the consumer's position reaches its end (a transaction's commit marker takes the last
@@ -29,16 +30,15 @@ def read_to_end(
                          "enable.auto.commit": False, "auto.offset.reset": "earliest",
                          "isolation.level": "read_committed"})  # fmt: skip
     try:
-        partitions = [TopicPartition(s.name, p) for s in specs for p in range(s.partitions)]
+        wanted = [TopicPartition(s.name, p) for s in specs for p in range(s.partitions)
+                  if partitions is None or p in partitions]  # fmt: skip
         ends = {
-            (tp.topic, tp.partition): consumer.get_watermark_offsets(tp, 10)[1] for tp in partitions
+            (tp.topic, tp.partition): consumer.get_watermark_offsets(tp, 10)[1] for tp in wanted
         }
         if group is None:
             starts = {key: OFFSET_BEGINNING for key in ends}
         else:  # an uncommitted partition comes back as OFFSET_INVALID: auto.offset.reset applies
-            starts = {
-                (tp.topic, tp.partition): tp.offset for tp in consumer.committed(partitions, 10)
-            }
+            starts = {(tp.topic, tp.partition): tp.offset for tp in consumer.committed(wanted, 10)}
         todo = {key for key, end in ends.items() if end > max(starts[key], 0)}
         consumer.assign([TopicPartition(t, p, starts[(t, p)]) for t, p in todo])
         last_record = time.monotonic()

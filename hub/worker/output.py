@@ -19,11 +19,10 @@ Without a transactional id (the benchmark's baseline loops) records go out idemp
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from hub.core.records import Output, Upsert
 
@@ -48,10 +47,10 @@ class TransactionFailed(RuntimeError):
     """A transaction could not be committed; it was aborted (nothing of it is visible)."""
 
 
-def transactional_id(worker_id: str, partitions: Iterable[int]) -> str:
-    """The stable transactional id of the worker of group ``worker_id`` holding raw partitions
-    ``partitions`` (numbers; every raw topic has the same): the same for whoever holds them."""
-    return f"{worker_id}-raw-p{'-'.join(str(p) for p in sorted(set(partitions)))}"
+def transactional_id(worker_id: str, number: int) -> str:
+    """The stable transactional id of whoever holds raw partition number ``number`` (of every
+    raw topic) in the worker group ``worker_id``."""
+    return f"{worker_id}-raw-p{number}"
 
 
 class OutputProducer:
@@ -70,11 +69,6 @@ class OutputProducer:
         self._failures: list[str] = []
         self._lock = threading.Lock()
         self.pending = 0  # records handed over since the last commit (transactional)
-        self.last_send = 0.0  # when the last one was (monotonic clock)
-        # Set while a commit runs in another thread: librdkafka takes no record then, so records
-        # wait here, in order, for the next transaction (the agents need not wait).
-        self.deferring = False
-        self._deferred: list[tuple[str, bytes | None, bytes | None, list[Any]]] = []
 
     @property
     def producer(self) -> Producer:
@@ -88,17 +82,15 @@ class OutputProducer:
         key: bytes | None,
         value: bytes | None,
         headers: list[tuple[str, str | bytes | None]],
+        partition: int = -1,
     ) -> None:
-        """Hand one record over (never blocks for long: a full queue is drained first).
-        Raises ``Fenced`` once another worker took over. While a commit is in progress
-        (``deferring``) the record waits in order, and goes out with ``send_deferred``."""
-        if self.deferring:
-            self._deferred.append((topic, key, value, headers))
-            return
+        """Hand one record over (never blocks for long: a full queue is drained first), to
+        ``partition`` or, by default, to the one its key hashes to. Raises ``Fenced`` once another
+        worker took over. Delivery reports are served by ``serve`` (call it once per batch)."""
         while True:
             try:
                 self.producer.produce(
-                    topic, value, key, headers=headers, on_delivery=self._delivered
+                    topic, value, key, partition, headers=headers, on_delivery=self._delivered
                 )
                 break
             except BufferError:  # librdkafka's queue is full: let it deliver some
@@ -109,14 +101,11 @@ class OutputProducer:
                     raise
                 raise error from exc
         self.pending += 1
-        self.last_send = time.monotonic()
-        self.producer.poll(0)
 
-    def send_deferred(self) -> None:
-        """Hand over what waited for a commit to end (call once ``deferring`` is off)."""
-        deferred, self._deferred = self._deferred, []
-        for record in deferred:
-            self.send(*record)
+    def serve(self) -> None:
+        """Serve the delivery reports that arrived (never blocks)."""
+        if self._producer is not None:
+            self._producer.poll(0)
 
     def publish(self, topic: str, output: Output) -> None:
         """Hand one canonical record over: an upsert's JSON, or a tombstone."""
@@ -149,10 +138,18 @@ class OutputProducer:
             raise _translate(exc) from exc
         self.pending = 0
 
-    def commit(self, timeout: float) -> None:
-        """Commit what was sent since the last commit (all of it becomes visible at once) and open
-        the next transaction. Raises ``Fenced``, or ``TransactionFailed`` after aborting."""
+    def commit(
+        self, timeout: float, offsets: list[TopicPartition] | None = None, group: Any = None
+    ) -> None:
+        """Commit what was sent since the last commit (all of it becomes visible at once), with
+        ``offsets`` (the next input offsets, committed for consumer group metadata ``group`` in
+        the same transaction), and open the next transaction. Raises ``Fenced``, or
+        ``TransactionFailed`` after aborting."""
         try:
+            if offsets:
+                self._retrying(
+                    lambda: self.producer.send_offsets_to_transaction(offsets, group, timeout)
+                )
             self._retrying(lambda: self.producer.commit_transaction(timeout))
         except KafkaException as exc:
             error = _translate(exc)
@@ -182,7 +179,6 @@ class OutputProducer:
             self.config.pop("transactional.id", None)
         self._producer = None
         self.pending = 0
-        self._deferred = []
 
     def _retrying(self, call: Callable[[], None]) -> None:
         for attempt in range(5):

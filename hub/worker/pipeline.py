@@ -1,36 +1,40 @@
-"""One worker's processing, Faust aside: the engine and its state, the transactional outputs, the
-guards (continuity, dead-letter breakers, liveness), and what happens at an assignment.
+"""One worker's processing, Kafka's consumer aside: per raw partition number held, a ``Task`` (the
+engine and its rows, and the transactional producer writing for that number); the guards
+(continuity, dead-letter breakers, liveness); and what happens at an assignment.
 
-``Pipeline.handle`` takes one raw record, synchronously; the Faust agents (app.py) are thin loops
-around it. Whatever cannot go on safely ends the process through ``leave``.
+Synchronous, run by the stream loop's thread (stream.py): ``assign`` when the group gives this
+worker partitions, ``process`` for each batch of raw records: every record of a batch is handled,
+then each task commits one transaction holding its outputs, row changes, dead letters and the
+next input offsets. Whatever cannot go on safely ends the process through ``leave``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
 import os
+import time
 from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+from confluent_kafka import KafkaError, Message, TopicPartition
 
 from hub.connectors import load_definitions
 from hub.core.dlq import Provenance, StreamBreakers, dead_letter_headers
-from hub.core.engine import STEP, Engine, MemoryStore
+from hub.core.engine import STEP, Engine, MemoryStore, SystemMappings
 from hub.core.repair import REPAIRS_TOPIC, Repairer
-from hub.errors import InvalidEvent, RegistryError
+from hub.errors import DeadLetterFlood, InvalidEvent, RegistryError
 from hub.kafka_io import resume_offsets
 from hub.settings import HubSettings
 from hub.topics import TopicSpec, registry
 from hub.worker import metrics
-from hub.worker.continuity import EXIT_RESTART, ContinuityGuard
+from hub.worker.continuity import EXIT_RESTART, ContinuityGuard, OffsetGap
 from hub.worker.liveness import Liveness, Verdict
-from hub.worker.output import OutputProducer
+from hub.worker.output import Fenced, OutputProducer, TransactionFailed, transactional_id
 from hub.worker.state import ChangelogStore, read_published, read_rows, rows_changelog
-from hub.worker.transactions import Transactions
 from hub.worker.watchdog import Watchdog
 
 log = logging.getLogger("hub.worker")
@@ -52,11 +56,12 @@ def leave(status: int, reason: str) -> None:
     os._exit(status)
 
 
-def tally(system: str, what: str, amount: int = 1) -> None:
-    if not amount:
-        return
-    COUNTS[what] += amount
-    _counter(system, what).inc(amount)
+def tally(counts: Mapping[tuple[str, str], int]) -> None:
+    """Add a batch's counts ((system, what) → amount) to the process's counters."""
+    for (system, what), amount in counts.items():
+        if amount:
+            COUNTS[what] += amount
+            _counter(system, what).inc(amount)
 
 
 @functools.cache
@@ -90,39 +95,80 @@ def raw_topics_by_system(engine: Engine) -> dict[str, list[TopicSpec]]:
     return grouped
 
 
+class Task:
+    """Raw partition number ``number`` (of every raw topic) as this worker holds it: the engine and
+    its rows (that partition of the group's changelog), and the producer that writes for it under
+    a transactional id of its own. Taking the number over (``take_over``) fences whoever held it
+    before: their open transaction is aborted and they can write nothing more."""
+
+    def __init__(
+        self, number: int, settings: HubSettings, systems: Sequence[SystemMappings],
+        topic_for_model: Mapping[str, str], published: MemoryStore,
+    ) -> None:  # fmt: skip
+        self.number, self.settings = number, settings
+        self.producer = OutputProducer(settings.bootstrap, f"{settings.worker_id}-p{number}")
+        self.producer.use(transactional_id(settings.worker_id, number))
+        self.rows = ChangelogStore(self.producer, rows_changelog(settings.worker_id).name, number)
+        self.engine = Engine(
+            systems,
+            topic_for_model,
+            self.rows,
+            published,
+            max_leap=settings.worker_max_position_leap,
+            log_rate=settings.worker_max_log_rate,
+        )
+        self.repairer = Repairer(self.engine)
+
+    def fence(self, timeout: float) -> None:
+        """Take the transactional id (blocks). Raises ``Fenced`` if a newer holder has it."""
+        self.producer.fence(timeout)
+
+    def read_back(self) -> int:
+        """The rows as committed by whoever held this number before (call after ``fence``)."""
+        self.rows.replace(read_rows(self.settings.bootstrap, self.settings.worker_id, self.number))
+        if self.engine.frontiers is not None:
+            self.engine.frontiers.reload()
+        return len(self.rows)
+
+    def commit(
+        self, timeout: float, offsets: list[TopicPartition] | None = None, group: Any = None
+    ) -> None:
+        """One transaction: what was written since the last commit, the rows changed meanwhile,
+        and ``offsets`` (the next input offsets) for the consumer group ``group``."""
+        self.rows.write_changes()
+        if self.producer.pending or offsets:
+            started = time.monotonic()
+            self.producer.commit(timeout, offsets, group)
+            metrics.TRANSACTION_SECONDS.observe(time.monotonic() - started)
+
+
 class Pipeline:
-    """What one worker's agents share: the engine and its state, the transactional outputs, and
-    the guards (continuity, dead-letter breakers, liveness). Faust-free except for the records it
-    is handed; the agents in ``create_app`` are thin loops around ``handle``."""
+    """What one worker holds: a ``Task`` per raw partition number it was given, the published
+    marks its tasks share, and the guards (continuity, dead-letter breakers, liveness). Kafka-free
+    except for the records it is handed; the stream loop (stream.py) calls ``assign`` and
+    ``process``."""
 
     def __init__(self, settings: HubSettings, published: MemoryStore | None = None) -> None:
         reg = registry()
         self.settings = settings
-        self.producer = OutputProducer(settings.bootstrap, f"{settings.worker_id}-outputs")
-        self.transactions = Transactions(
-            self.producer,
-            settings.worker_id,
-            settings.worker_transaction_interval,
-            lambda status, reason: leave(status, reason),  # looked up when called (tests)
-        )
-        self.rows = ChangelogStore(self.producer, rows_changelog(settings.worker_id).name)
+        self.timeout = 30.0  # for each blocking call to Kafka (fence, commit)
+        self.systems = [definition.engine_view() for definition in load_definitions().values()]
+        self.topic_for_model = {spec.model: spec.id for spec in reg.topics.values() if spec.model}
         self.published = published if published is not None else MemoryStore()
-        self.engine = Engine(
-            [definition.engine_view() for definition in load_definitions().values()],
-            {spec.model: spec.id for spec in reg.topics.values() if spec.model},
-            self.rows,
-            self.published,
-            max_leap=settings.worker_max_position_leap,
-            log_rate=settings.worker_max_log_rate,
-        )
+        routing = Engine(self.systems, self.topic_for_model, MemoryStore())  # validates them too
         self.breakers = StreamBreakers(
             settings.dlq_max_consecutive, settings.dlq_max_ratio, settings.dlq_window
         )
-        self.repairer = Repairer(self.engine)
-        self.inputs = raw_topics_by_system(self.engine)
+        self.inputs = raw_topics_by_system(routing)
         self.inputs[REPAIRS] = [reg[REPAIRS_TOPIC]]  # read like a raw topic, held with them
-        self.input_names = {spec.name for specs in self.inputs.values() for spec in specs}
+        # Raw topic name → (system, dead-letter topic name).
+        self.routes = {
+            spec.name: (system, reg[specs[0].dlq or ""].name)
+            for system, specs in self.inputs.items() for spec in specs
+        }  # fmt: skip
+        self.input_names = set(self.routes)
         self.topic_names = {spec.id: spec.name for spec in reg.topics.values()}
+        self.tasks: dict[int, Task] = {}
         self.held: frozenset[tuple[str, int]] = frozenset()  # replaced whole: read by the watchdog
         self.taking_over = False
         self.guard = ContinuityGuard()
@@ -135,56 +181,73 @@ class Pipeline:
             interval=min(5.0, max(0.5, settings.worker_stall_timeout / 10)),
         )
 
-    # -- assignment
+    # -- assignment (called by the stream loop from inside the consumer's poll)
 
-    async def on_assigned(self, assigned: set[Any]) -> None:
-        """Called with the assigned partitions at each rebalance. Agents wait meanwhile (Faust may
-        hand out fetched records before this returns); a worker given raw partitions it did not
-        hold fences their previous holder and reads the committed state back."""
-        mine = frozenset(
-            (tp.topic, tp.partition) for tp in assigned if tp.topic in self.input_names
-        )
+    def revoke(self) -> None:
+        """The group takes the partitions back for a rebalance (everything processed is
+        committed already: each batch is). The tasks stay until the next assignment: those whose
+        numbers come back unchanged are kept."""
         self.taking_over = True
-        self.transactions.hold("assignment")
+        self.held = frozenset()
+
+    def lose(self) -> None:
+        """This worker was out of the group (paused, cut off): others may have processed its
+        partitions since. Its tasks are dropped; the next assignment reads everything back."""
+        self.revoke()
+        self.tasks.clear()
+
+    def assign(self, partitions: Iterable[tuple[str, int]]) -> None:
+        """Hold ``partitions`` from now on. A number newly held (or moved on by someone else since
+        this worker held it) is taken over: its previous holder is fenced, then its rows and the
+        published marks are read back, exactly as committed."""
+        mine = frozenset(tp for tp in partitions if tp[0] in self.input_names)
+        self.taking_over = True
         try:
-            await self._assign(mine)
-        except Exception as exc:  # Faust would crash the whole worker: start afresh instead
+            self._assign(mine)
+        except Exception as exc:  # nothing can go on without its state: start afresh instead
             leave(EXIT_RESTART, f"could not take the assignment over: {exc!r}; starting afresh")
         finally:
             self.taking_over = False
             self.watchdog.restart()
-            self.transactions.unhold("assignment")
 
-    async def _assign(self, mine: frozenset[tuple[str, int]]) -> None:
-        loop = asyncio.get_running_loop()
+    def _assign(self, mine: frozenset[tuple[str, int]]) -> None:
         settings = self.settings
-        kept = mine == self.held and bool(self.transactions.holding)
-        self.held = mine
-        if not mine:
-            metrics.ACTIVE.set(0)
-            await self.transactions.release()
-            self.guard.reset({})
-            return
-        if not kept:
-            await self.transactions.take(partition for _, partition in mine)
-            rows = await loop.run_in_executor(
-                None, read_rows, settings.bootstrap, settings.worker_id
-            )
-            published = await loop.run_in_executor(None, read_published, settings.bootstrap)
-            self.rows.replace(rows)
-            if self.engine.frontiers is not None:
-                self.engine.frontiers.reload()
-            self.published.clear()
-            self.published.update(published)
-            metrics.RESEEDS.inc()
-            log.info("given %d raw partitions: fenced their previous holder, read %d rows and %d "
-                     "published keys back", len(mine), len(rows), len(published))  # fmt: skip
-        self.guard.reset(
-            await loop.run_in_executor(
-                None, resume_offsets, settings.bootstrap, settings.worker_id, list(mine)
-            )
+        starts = (
+            resume_offsets(settings.bootstrap, settings.worker_id, sorted(mine)) if mine else {}
         )
-        metrics.ACTIVE.set(1)  # only now: the previous holder is fenced, the state read back
+        numbers = {partition for _, partition in mine}
+        # Kept: held before this rebalance, and nobody committed past what this worker processed.
+        kept = {
+            number for number in numbers & set(self.tasks)
+            if all(self.guard.expected.get(tp, start) == start
+                   for tp, start in starts.items() if tp[1] == number)
+        }  # fmt: skip
+        for number in set(self.tasks) - kept:
+            del self.tasks[number]
+        new = [
+            Task(number, settings, self.systems, self.topic_for_model, self.published)
+            for number in sorted(numbers - kept)
+        ]
+        for task in new:  # first fence them all: what they left open is then aborted
+            try:
+                task.fence(self.timeout)
+            except Fenced as exc:
+                leave(EXIT_RESTART, f"cannot take raw partition {task.number} over: {exc}; "
+                                    "starting afresh")  # fmt: skip
+        if new:
+            rows = sum(task.read_back() for task in new)
+            self.published.clear()
+            self.published.update(read_published(settings.bootstrap))
+            for task in new:
+                self.tasks[task.number] = task
+            metrics.RESEEDS.inc()
+            log.info("given raw partition(s) %s: fenced their previous holder, read %d rows and "
+                     "%d published keys back", ",".join(str(t.number) for t in new), rows,
+                     len(self.published))  # fmt: skip
+        self.held = mine
+        self.guard.reset(starts)
+        # Only now: the previous holders are fenced, the state read back.
+        metrics.ACTIVE.set(1 if mine else 0)
 
     # -- liveness (called from the watchdog's thread)
 
@@ -198,70 +261,140 @@ class Pipeline:
         leave(EXIT_RESTART, f"stalled: {verdict.describe()}; leaving for a fresh start "
                             "(nothing more is committed; the next process reads again)")  # fmt: skip
 
-    # -- one record
+    # -- records
 
-    def handle(self, system: str, dlq: str, message: Any) -> None:
-        """Process one raw record: outputs, row changes and dead letters go into the open
-        transaction. Synchronous: no agent can be half-way through a record when a commit starts.
+    def process(self, messages: Sequence[Message], group: Any) -> None:
+        """Handle a batch of raw records (in the order consumed), then commit, per task, one
+        transaction with everything they led to and the next input offsets for consumer group
+        metadata ``group``. Leaves the process when it cannot go on safely: records skipped
+        (``OffsetGap``), a flood of dead letters, fenced by a newer holder, or an output or
+        transaction Kafka would not take (nothing of this batch's input is committed then: the
+        next process handles it again)."""
+        now = datetime.now(UTC)
+        counts: Counter[tuple[str, str]] = Counter()
+        done: dict[int, dict[tuple[str, int], int]] = {}
+        message: Message | None = None
+        try:
+            for message in messages:
+                error = message.error()
+                if error is not None:
+                    self._consumer_error(error)
+                    continue
+                topic, partition = message.topic() or "", message.partition() or 0
+                task = self.tasks.get(partition)
+                if task is None or (topic, partition) not in self.held:
+                    continue  # fetched before a rebalance that gave its partition to another
+                offset = message.offset() or 0
+                self.guard.check(topic, partition, offset)
+                self.handle(task, message, now, counts)
+                done.setdefault(partition, {})[(topic, partition)] = offset + 1
+            for task in self.tasks.values():
+                task.producer.serve()
+        except OffsetGap as gap:
+            leave(EXIT_RESTART, f"{gap}; starting afresh to read them again")
+        except DeadLetterFlood as flood:
+            # Stop for sure, once the letters judged so far are committed: nothing of this
+            # batch's input is committed, so the next worker judges the rest again.
+            self._commit({number: {} for number in self.tasks}, None)
+            leave(1, str(flood))
+        except Fenced as fenced:
+            leave(EXIT_RESTART, f"{fenced}; this worker was replaced, starting afresh")
+        except Exception as exc:  # Kafka would not take our output: stop
+            # Not the input's fault, so not for the DLQ: stop before this offset is committed;
+            # a restarted worker processes the event again (nothing is lost).
+            where = _where(message) if message is not None else "a batch"
+            leave(1, f"cannot produce for {where}, stopping: {exc!r}")
+        finally:
+            tally(counts)
+        self._commit(done, group)
 
-        Raises ``OffsetGap`` (records were skipped), ``DeadLetterFlood``, ``Fenced``, or whatever
-        the producer raised (the output could not be handed over)."""
-        provenance = Provenance(
-            message.topic, message.partition, message.offset, _millis(message.timestamp)
-        )
-        stream = (message.topic, message.partition)
-        self.guard.check(message.topic, message.partition, message.offset)
-        tally(system, "in")
+    def _commit(self, done: Mapping[int, Mapping[tuple[str, int], int]], group: Any) -> None:
+        for number, offsets in done.items():
+            task = self.tasks[number]
+            next_offsets = [TopicPartition(t, p, o) for (t, p), o in offsets.items()]
+            try:
+                task.commit(self.timeout, next_offsets, group)
+            except Fenced as exc:
+                leave(EXIT_RESTART, f"{exc}; this worker was replaced, starting afresh")
+            except TransactionFailed as exc:
+                leave(EXIT_RESTART, f"transaction aborted, nothing of it is visible: {exc}; "
+                                    "starting afresh from the committed offsets")  # fmt: skip
+            except Exception as exc:  # whatever else: never go on without commits
+                leave(EXIT_RESTART, f"cannot commit the output transaction: {exc!r}; "
+                                    "starting afresh from the committed offsets")  # fmt: skip
+
+    def _consumer_error(self, error: KafkaError) -> None:
+        if error.fatal():
+            leave(EXIT_RESTART, f"the raw-topic consumer failed for good: {error.str()}")
+        log.warning("raw-topic consumer: %s", error.str())
+
+    def handle(
+        self, task: Task, message: Message, now: datetime, counts: Counter[tuple[str, str]]
+    ) -> None:
+        """Process one raw record with ``task``'s engine: outputs, row changes and dead letters go
+        into its open transaction; ``counts`` gets (system, outcome) tallies.
+
+        Raises ``DeadLetterFlood``, ``Fenced``, or whatever the producer raised (the output could
+        not be handed over)."""
+        topic, partition = message.topic() or "", message.partition() or 0
+        system, dlq = self.routes[topic]
+        counts[(system, "in")] += 1
+        key, value = message.key(), message.value()
         try:
             try:
                 if system == REPAIRS:
-                    system, outcome = self.repairer.apply(message.value, datetime.now(UTC))
-                    log.info("repaired %s from %s: %d outputs", message.key, REPAIRS_TOPIC,
+                    system, outcome = task.repairer.apply(value, now)
+                    log.info("repaired %s from %s: %d outputs", key, REPAIRS_TOPIC,
                              len(outcome.outputs))  # fmt: skip
                 else:
-                    outcome = self.engine.process(
-                        system, message.key, message.value, datetime.now(UTC)
-                    )
+                    outcome = task.engine.process(system, key, value, now)
             except InvalidEvent:
                 raise
             except Exception as exc:  # a bug met by this input: dead-letter it, go on
                 raise InvalidEvent("internal_error", repr(exc)) from exc
         except InvalidEvent as error:  # bad input: to the DLQ, and on with the next
-            self._dead_letter(system, dlq, message.key, message.value, provenance, error,
-                              _replay_headers(message))  # fmt: skip
+            self._dead_letter(task, system, dlq, key, value, message, error,
+                              _replay_headers(message), counts)  # fmt: skip
             return
+        producer, names = task.producer, self.topic_names
         for output in outcome.outputs:
-            self.producer.publish(self.topic_names[output.topic_id], output)
-        tally(system, "applied", len(outcome.outputs))
-        tally(system, "duplicate", outcome.duplicates)
-        tally(system, "noop", outcome.noops)
+            producer.publish(names[output.topic_id], output)
+        counts[(system, "applied")] += len(outcome.outputs)
+        counts[(system, "duplicate")] += outcome.duplicates
+        counts[(system, "noop")] += outcome.noops
         if outcome.skipped and outcome.skipped not in ("duplicate", "noop"):
-            tally(system, "skipped")
-        self.breakers.record(stream, True)
+            counts[(system, "skipped")] += 1
+        self.breakers.record((topic, partition), True)
         for failure in outcome.failures:  # a stored row that failed once a row it looks up arrived
-            self._dead_letter(system, dlq, failure.ref.encode(), orjson.dumps(failure.row),
-                              provenance, failure.error,
-                              [("hub.dlq.row_ref", failure.ref.encode())])  # fmt: skip
+            self._dead_letter(task, system, dlq, failure.ref.encode(), orjson.dumps(failure.row),
+                              message, failure.error, [("hub.dlq.row_ref", failure.ref.encode())],
+                              counts)  # fmt: skip
 
     def _dead_letter(
-        self, system: str, dlq: str, key: bytes | None, value: bytes | None,
-        provenance: Provenance, error: InvalidEvent, extra: list[tuple[str, bytes]],
+        self, task: Task, system: str, dlq: str, key: bytes | None, value: bytes | None,
+        message: Message, error: InvalidEvent, extra: list[tuple[str, bytes]],
+        counts: Counter[tuple[str, str]],
     ) -> None:  # fmt: skip
+        kind, stamp = message.timestamp()
+        provenance = Provenance(
+            message.topic() or "", message.partition() or 0, message.offset() or 0,
+            stamp if kind else None,
+        )  # fmt: skip
         headers = dead_letter_headers(provenance, error, STEP, self.settings.worker_id) + extra
-        self.producer.send(dlq, key, value, list(headers))
-        tally(system, "dead_lettered")
+        task.producer.send(dlq, key, value, list(headers))
+        counts[(system, "dead_lettered")] += 1
         metrics.DEAD_LETTERS.labels(system, error.reason).inc()
         log.warning("dead-lettered %s[%d]@%d%s: %s", provenance.topic, provenance.partition,
                     provenance.offset, f" ({extra[0][1].decode()})" if extra else "", error)  # fmt: skip
         self.breakers.record((provenance.topic, provenance.partition), False)
 
 
-def _replay_headers(message: Any) -> list[tuple[str, bytes]]:
+def _where(message: Message) -> str:
+    return f"{message.topic()}[{message.partition()}]@{message.offset()}"
+
+
+def _replay_headers(message: Message) -> list[tuple[str, bytes]]:
     """A record replayed from the DLQ that fails again says so (``hub dlq replay`` skips it)."""
-    headers = message.headers or []
+    headers: Any = message.headers() or []
     pairs = headers.items() if isinstance(headers, dict) else headers
     return [("hub.dlq.replayed_from", bytes(v)) for k, v in pairs if k == "hub.replayed_from"]
-
-
-def _millis(timestamp: float | None) -> int | None:
-    return int(timestamp * 1000) if timestamp else None

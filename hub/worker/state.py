@@ -22,36 +22,49 @@ ROWS_TABLE = "engine-rows"  # the engine's rows (their changelog topic keeps thi
 
 
 class ChangelogStore(MemoryStore):
-    """The engine's ``Store``: rows in memory, each change also written to the group's changelog
-    topic through the output producer, in the same transaction as the outputs it led to.
+    """The engine's ``Store`` for one raw partition number: rows in memory, and each row changed
+    written to that partition of the group's changelog topic, in the transaction holding the
+    outputs it led to (``write_changes`` before each commit: a row changed several times in one
+    transaction is written once, with its last value).
 
     The topic, key and JSON value are those Faust wrote when the rows were a Faust table, so a
     changelog written by an earlier version reads the same."""
 
-    def __init__(self, producer: OutputProducer, changelog: str) -> None:
+    def __init__(self, producer: OutputProducer, changelog: str, partition: int = 0) -> None:
         super().__init__()
-        self.producer, self.changelog = producer, changelog
+        self.producer, self.changelog, self.partition = producer, changelog, partition
+        self.changed: set[str] = set()
 
     def put(self, ref: str, value: dict[str, Any] | None) -> None:
         super().put(ref, value)
-        self.producer.send(
-            self.changelog,
-            orjson.dumps(ref),
-            orjson.dumps(value) if value is not None else None,
-            [],
-        )
+        self.changed.add(ref)
+
+    def write_changes(self) -> None:
+        """Hand the rows changed since the last call to the producer."""
+        for ref in self.changed:
+            value = self.get(ref)
+            self.producer.send(
+                self.changelog,
+                orjson.dumps(ref),
+                orjson.dumps(value) if value is not None else None,
+                [],
+                self.partition,
+            )
+        self.changed.clear()
 
     def replace(self, rows: MemoryStore) -> None:
         """Start over from ``rows`` (read back at a takeover); writes nothing."""
         self.clear()
         self.update(rows)
+        self.changed.clear()
 
 
-def rows_changelog(worker_id: str) -> TopicSpec:
-    """The changelog topic of the engine's rows of the worker group ``worker_id``."""
+def rows_changelog(worker_id: str, partitions: int = 1) -> TopicSpec:
+    """The changelog topic of the engine's rows of the worker group ``worker_id``: one partition
+    per raw partition number (``partitions``), each written by whoever holds that number."""
     return TopicSpec(
         id="engine-rows-changelog", name=f"{worker_id}-{ROWS_TABLE}-changelog", kind="internal",
-        key="row ref (JSON string)", value="stored row (JSON)", partitions=1,
+        key="row ref (JSON string)", value="stored row (JSON)", partitions=partitions,
         cleanup_policy="compact",
     )  # fmt: skip
 
@@ -71,10 +84,12 @@ def read_published(bootstrap: str) -> MemoryStore:
     return published
 
 
-def read_rows(bootstrap: str, worker_id: str) -> MemoryStore:
-    """The engine's rows as the worker group's table changelog holds them (last value per ref)."""
+def read_rows(bootstrap: str, worker_id: str, partition: int = 0) -> MemoryStore:
+    """The engine's rows of raw partition number ``partition`` as the worker group's changelog
+    holds them (last value per ref)."""
     rows = MemoryStore()
-    for msg in read_to_end(bootstrap, [rows_changelog(worker_id)]):
+    spec = rows_changelog(worker_id, partition + 1)
+    for msg in read_to_end(bootstrap, [spec], partitions=[partition]):
         raw = msg.value()
         rows.put(orjson.loads(msg.key() or b'""'), orjson.loads(raw) if raw is not None else None)
     return rows

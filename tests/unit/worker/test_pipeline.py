@@ -1,0 +1,361 @@
+"""The worker's processing around the engine, without a broker: raw records handed in batches as
+the stream loop hands them, the producer's sends and transactions recorded."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import pytest
+
+from hub.connectors import load_definitions
+from hub.core.engine import MemoryStore
+from hub.settings import HubSettings
+from hub.worker import app as worker_app
+from hub.worker import pipeline as pipeline_module
+from hub.worker.continuity import EXIT_RESTART
+from hub.worker.output import Fenced, OutputProducer, TransactionFailed
+from hub.worker.pipeline import Pipeline
+from tests.conftest import pick
+
+RAW_STOCK = "raw.pos.pos.stock"
+CHANGELOG = "unified-commerce-hub-engine-rows-changelog"
+
+
+@dataclass
+class Message:
+    """What confluent-kafka's consumer hands out, as far as the pipeline reads it."""
+
+    _topic: str
+    _partition: int
+    _offset: int
+    _key: bytes | None
+    _value: bytes | None
+    _headers: list[tuple[str, bytes]] | None = None
+    _error: Any = None
+
+    def topic(self) -> str:
+        return self._topic
+
+    def partition(self) -> int:
+        return self._partition
+
+    def offset(self) -> int:
+        return self._offset
+
+    def key(self) -> bytes | None:
+        return self._key
+
+    def value(self) -> bytes | None:
+        return self._value
+
+    def headers(self) -> list[tuple[str, bytes]] | None:
+        return self._headers
+
+    def error(self) -> Any:
+        return self._error
+
+    def timestamp(self) -> tuple[int, int]:
+        return (2, 1_795_440_563_000)
+
+
+class Left(Exception):
+    """The worker left (``os._exit`` in a real one): nothing after it runs."""
+
+
+@dataclass
+class Kafka:
+    """Everything the worker's producers were asked to do, in order."""
+
+    sent: list[tuple[str, bytes | None, bytes | None, dict[str, bytes], int]] = field(
+        default_factory=list
+    )
+    calls: list[tuple[Any, ...]] = field(default_factory=list)
+    commit_error: Exception | None = None
+    send_error: Exception | None = None
+
+    def outputs(self) -> list[tuple[str, bytes | None, bytes | None, dict[str, bytes]]]:
+        """What went anywhere but the engine's changelog."""
+        return [(t, k, v, h) for t, k, v, h, _ in self.sent if t != CHANGELOG]
+
+
+@pytest.fixture
+def kafka(monkeypatch) -> Kafka:
+    kafka = Kafka()
+
+    def send(self, topic, key, value, headers, partition=-1):
+        if kafka.send_error is not None:
+            raise kafka.send_error
+        kafka.sent.append((topic, key, value, dict(headers), partition))
+        self.pending += 1
+
+    def commit(self, timeout, offsets=None, group=None):
+        kafka.calls.append(("commit", self.config["transactional.id"],
+                            [(tp.topic, tp.partition, tp.offset) for tp in offsets or []]))  # fmt: skip
+        if kafka.commit_error is not None:
+            raise kafka.commit_error
+        self.pending = 0
+
+    monkeypatch.setattr(OutputProducer, "send", send)
+    monkeypatch.setattr(OutputProducer, "serve", lambda self: None)
+    monkeypatch.setattr(OutputProducer, "commit", commit)
+    monkeypatch.setattr(
+        OutputProducer, "fence",
+        lambda self, timeout: kafka.calls.append(("fence", self.config["transactional.id"])),
+    )  # fmt: skip
+    monkeypatch.setattr(
+        pipeline_module, "read_rows", lambda *a: kafka.calls.append(("rows", a[2])) or MemoryStore()
+    )
+    monkeypatch.setattr(
+        pipeline_module, "read_published", lambda *a: kafka.calls.append(("pub",)) or MemoryStore()
+    )
+    monkeypatch.setattr(pipeline_module, "resume_offsets", lambda *a: {})
+    pipeline_module.COUNTS.clear()
+    return kafka
+
+
+@pytest.fixture
+def left(monkeypatch) -> list[tuple[int, str]]:
+    reasons: list[tuple[int, str]] = []
+
+    def leave(status: int, reason: str) -> None:
+        reasons.append((status, reason))
+        raise Left(reason)
+
+    monkeypatch.setattr(pipeline_module, "leave", leave)
+    return reasons
+
+
+@pytest.fixture
+def pipeline(kafka, left) -> Pipeline:
+    """A worker given partition 0 of the POS stock topic (nothing published, nothing committed)."""
+    settings = HubSettings(dlq_max_consecutive=3, dlq_window=10, kafka_bootstrap="127.0.0.1:1",
+                           connector_watch_interval=0)  # fmt: skip
+    pipeline = Pipeline(settings)
+    pipeline.assign([(RAW_STOCK, 0)])
+    kafka.calls.clear()
+    return pipeline
+
+
+def stock(op: str | None, offset: int = 0, partition: int = 0) -> Message:
+    record = pick("pos_stock", "pos.stock", op)
+    return Message(RAW_STOCK, partition, offset, record.key, record.value)
+
+
+def test_every_routed_raw_topic_and_the_repairs_topic_are_read():
+    pipeline = Pipeline(HubSettings(kafka_bootstrap="127.0.0.1:1"))
+    assert {system for system, _ in pipeline.routes.values()} == {*load_definitions(), "hub-repair"}
+    shop = {topic for topic, (system, _) in pipeline.routes.items() if system == "shop"}
+    assert shop == {f"raw.shop.shop.{t}" for t in ("variant", "inventory_level", "customer",
+                                                  "orders", "order_line")}  # fmt: skip
+    assert all(dlq == "hub.dlq" for _, dlq in pipeline.routes.values())
+
+
+def test_faust_runs_the_app_but_none_of_its_kafka_clients():
+    app = worker_app.create_app(HubSettings(kafka_bootstrap="127.0.0.1:1"))
+    assert not app.agents
+    assert not app.boot_strategy._should_enable_kafka_consumer()
+    assert not app.boot_strategy._should_enable_kafka_producer()
+    assert app.boot_strategy._should_enable_web()
+
+
+def test_change_is_produced_to_unified_inventory(pipeline, kafka):
+    pipeline.process([stock("u")], "group")
+    ((topic, key, value, _),) = kafka.outputs()
+    assert (topic, key) == ("unified.inventory", b"3769999999996@store:LYO01")
+    assert orjson.loads(value)["on_hand"] == "9"
+    assert pipeline_module.COUNTS == {"in": 1, "applied": 1}
+
+
+def test_a_batch_is_one_transaction_per_partition_number_with_its_next_offsets(pipeline, kafka):
+    pipeline.process([stock("c", 0), stock("u", 1), stock("d", 2)], "group")
+    assert kafka.calls == [("commit", "unified-commerce-hub-raw-p0", [(RAW_STOCK, 0, 3)])]
+    assert [value is None for _, _, value, _ in kafka.outputs()] == [False, False, True]
+
+
+def test_delete_is_produced_as_tombstone(pipeline, kafka):
+    pipeline.process([stock("d")], "group")
+    ((topic, key, value, headers),) = kafka.outputs()
+    assert (topic, key, value) == ("unified.inventory", b"3769999999996@store:LYO01", None)
+    # Even a tombstone says which source position it stands for (read back after a crash).
+    assert headers["hub.source_position"].startswith(b"pg:")
+
+
+def test_debezium_tombstone_produces_nothing(pipeline, kafka):
+    pipeline.process([Message(RAW_STOCK, 0, 0, stock(None).key(), None)], "group")
+    assert kafka.outputs() == []
+    assert pipeline_module.COUNTS == {"in": 1, "skipped": 1}
+    assert kafka.calls[-1][2] == [(RAW_STOCK, 0, 1)]  # its offset is committed all the same
+
+
+def test_bad_event_goes_to_dlq_unchanged_with_provenance(pipeline, kafka):
+    key = stock("u").key()
+    pipeline.process([Message(RAW_STOCK, 0, 0, key, b"{not json")], "group")
+    ((topic, out_key, out_value, headers),) = kafka.outputs()
+    assert (topic, out_key, out_value) == ("hub.dlq", key, b"{not json")
+    assert headers["hub.dlq.topic"] == RAW_STOCK.encode()
+    assert headers["hub.dlq.reason"] == b"malformed_json"
+    assert headers["hub.dlq.step"] == b"normalise"
+    assert headers["hub.dlq.offset"] == b"0" and headers["hub.dlq.partition"] == b"0"
+    assert pipeline_module.COUNTS["dead_lettered"] == 1
+
+
+def test_pipeline_goes_on_after_a_bad_event(pipeline, kafka):
+    pipeline.process([Message(RAW_STOCK, 0, 0, b"{}", b"[]"), stock("c", 1)], "group")
+    assert [s[0] for s in kafka.outputs()] == ["hub.dlq", "unified.inventory"]
+
+
+def test_flood_of_bad_events_stops_the_worker_once_its_letters_are_committed(pipeline, kafka, left):
+    garbage = [Message(RAW_STOCK, 0, n, b"k", b"garbage") for n in range(5)]
+    with pytest.raises(Left):
+        pipeline.process(garbage, "group")
+    ((status, reason),) = left
+    assert status == 1 and "3 invalid events in a row" in reason
+    assert len(kafka.outputs()) == 3  # every bad event judged reached the DLQ before the stop
+    # ... committed without the input offsets: the next worker judges them again.
+    assert kafka.calls == [("commit", "unified-commerce-hub-raw-p0", [])]
+
+
+def test_an_output_the_producer_refuses_stops_the_worker_instead_of_dead_lettering(
+    pipeline, kafka, left
+):
+    kafka.send_error = BufferError("local queue full for good")
+    with pytest.raises(Left):
+        pipeline.process([stock("u", 4)], "group")
+    ((status, reason),) = left
+    assert status == 1
+    assert reason.startswith(f"cannot produce for {RAW_STOCK}[0]@4, stopping: BufferError")
+    # Not the input's fault: it will be processed again, not dead-lettered; nothing committed.
+    assert pipeline_module.COUNTS["dead_lettered"] == 0 and kafka.calls == []
+
+
+@pytest.mark.parametrize(
+    ("error", "says"),
+    [(Fenced("another worker took the raw topics over"), "this worker was replaced"),
+     (TransactionFailed("Broker: timed out"), "transaction aborted, nothing of it is visible"),
+     (RuntimeError("anything else"), "cannot commit the output transaction")],
+)  # fmt: skip
+def test_a_transaction_that_cannot_commit_makes_the_worker_leave_before_its_offsets(
+    pipeline, kafka, left, error, says
+):
+    kafka.commit_error = error
+    with pytest.raises(Left):
+        pipeline.process([stock("u")], "group")
+    ((status, reason),) = left
+    assert status == EXIT_RESTART and says in reason
+
+
+def test_a_number_kept_through_a_rebalance_reads_nothing_back_a_number_regained_does(
+    pipeline, kafka, monkeypatch
+):
+    from hub.worker import metrics
+
+    assert metrics.ACTIVE._value.get() == 1
+    pipeline.process([stock("u", 0)], "group")
+    kafka.calls.clear()
+    monkeypatch.setattr(pipeline_module, "resume_offsets", lambda *a: {(RAW_STOCK, 0): 1})
+    pipeline.revoke()
+    pipeline.assign([(RAW_STOCK, 0)])
+    assert kafka.calls == []  # kept: what it knows is still what was committed
+    pipeline.revoke()
+    pipeline.assign([])  # a standby for a while
+    assert metrics.ACTIVE._value.get() == 0 and not pipeline.tasks
+    pipeline.revoke()
+    pipeline.assign([(RAW_STOCK, 0)])  # another worker may have published meanwhile
+    assert kafka.calls == [("fence", "unified-commerce-hub-raw-p0"), ("rows", 0), ("pub",)]
+    assert metrics.ACTIVE._value.get() == 1
+
+
+def test_a_number_someone_else_moved_on_meanwhile_is_taken_over_again(pipeline, kafka, monkeypatch):
+    pipeline.process([stock("u", 0)], "group")  # this worker would resume at 1
+    kafka.calls.clear()
+    monkeypatch.setattr(pipeline_module, "resume_offsets", lambda *a: {(RAW_STOCK, 0): 7})
+    pipeline.revoke()
+    pipeline.assign([(RAW_STOCK, 0)])
+    assert kafka.calls == [("fence", "unified-commerce-hub-raw-p0"), ("rows", 0), ("pub",)]
+
+
+def test_a_worker_out_of_the_group_drops_what_it_held(pipeline, kafka):
+    pipeline.lose()
+    pipeline.assign([(RAW_STOCK, 0)])
+    assert [call[0] for call in kafka.calls] == ["fence", "rows", "pub"]
+
+
+def test_each_partition_number_is_a_task_with_its_own_transactional_id(kafka, left):
+    pipeline = Pipeline(HubSettings(kafka_bootstrap="127.0.0.1:1"))
+    pipeline.assign([(RAW_STOCK, 1), (RAW_STOCK, 0), ("raw.pos.pos.ticket", 1)])
+    # Every number fenced before any state is read back; the published marks are read once.
+    assert kafka.calls == [
+        ("fence", "unified-commerce-hub-raw-p0"), ("fence", "unified-commerce-hub-raw-p1"),
+        ("rows", 0), ("rows", 1), ("pub",),
+    ]  # fmt: skip
+    kafka.calls.clear()
+    pipeline.process([stock("c", 0, partition=1), stock("u", 0, partition=0)], "group")
+    assert sorted(kafka.calls) == [
+        ("commit", "unified-commerce-hub-raw-p0", [(RAW_STOCK, 0, 1)]),
+        ("commit", "unified-commerce-hub-raw-p1", [(RAW_STOCK, 1, 1)]),
+    ]
+    changelog = {partition for topic, _, _, _, partition in kafka.sent if topic == CHANGELOG}
+    assert changelog <= {0, 1}
+
+
+def test_records_skipped_after_a_rebalance_make_the_worker_start_afresh(
+    pipeline, kafka, left, monkeypatch
+):
+    monkeypatch.setattr(pipeline_module, "resume_offsets", lambda *a: {(RAW_STOCK, 0): 0})
+    pipeline.lose()
+    pipeline.assign([(RAW_STOCK, 0)])
+    with pytest.raises(Left):
+        pipeline.process([stock("u", 0), stock("u", 5)], "group")
+    assert left == [(EXIT_RESTART, f"{RAW_STOCK}[0]: got offset 5, expected 1: 4 records were "
+                                   "skipped; starting afresh to read them again")]  # fmt: skip
+    assert len(kafka.outputs()) == 1  # the record after the gap was not processed
+    assert not [call for call in kafka.calls if call[0] == "commit"]  # nor any offset committed
+
+
+def test_records_of_a_partition_the_worker_no_longer_holds_are_left_alone(pipeline, kafka):
+    pipeline.process([stock("u", 0, partition=1)], "group")
+    assert kafka.outputs() == [] and kafka.calls == []
+    assert pipeline_module.COUNTS["in"] == 0
+
+
+def test_an_assignment_that_cannot_be_taken_over_starts_the_worker_afresh(
+    pipeline, left, monkeypatch
+):
+    def unreadable(*args):
+        raise RuntimeError("Kafka stopped answering with 3 partitions still unread")
+
+    monkeypatch.setattr(pipeline_module, "read_rows", unreadable)
+    pipeline.lose()
+    with pytest.raises(Left):
+        pipeline.assign([(RAW_STOCK, 0)])
+    ((status, reason),) = left
+    assert status == EXIT_RESTART and "could not take the assignment over" in reason
+
+
+def test_row_changes_go_out_once_per_transaction_with_their_last_value():
+    from hub.worker.state import ChangelogStore, rows_changelog
+
+    written: list[tuple[str, bytes, bytes | None, int]] = []
+
+    class Recorder:
+        def send(self, topic, key, value, headers, partition=-1):
+            written.append((topic, key, value, partition))
+
+    changelog = rows_changelog("bench-sut").name
+    assert changelog == "bench-sut-engine-rows-changelog"  # the name Faust's table gave it
+    store = ChangelogStore(Recorder(), changelog, partition=2)
+    store.put("row:pos:pos.ticket:{}", {"row": {"ticket_id": 7}})
+    store.put("row:pos:pos.ticket:{}", {"row": {"ticket_id": 8}})
+    assert store.get("row:pos:pos.ticket:{}") == {"row": {"ticket_id": 8}}
+    assert written == []  # written with the transaction, not before
+    store.write_changes()
+    key = b'"row:pos:pos.ticket:{}"'  # Faust's JSON key serializer
+    assert written == [(changelog, key, b'{"row":{"ticket_id":8}}', 2)]
+    store.put("row:pos:pos.ticket:{}", None)
+    store.write_changes()
+    assert written[-1] == (changelog, key, None, 2)
+    store.replace(MemoryStore({"row:a": {"row": {}}}))
+    store.write_changes()
+    assert dict(store) == {"row:a": {"row": {}}} and len(written) == 2  # read back, not written
