@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -35,6 +36,29 @@ class Connection(BaseModel):
     port: int | None = None  # None: the local stack's port for this system
 
 
+class Partitioning(BaseModel):
+    """How one table's change events are keyed in Kafka when its primary key is not what puts it
+    beside the rows it goes with (scale-out: rows that look each other up must share a partition).
+
+    ``by``: the Kafka key's fields and the column each takes its value from, in order (a list:
+    columns keeping their names). Debezium keys the table's events by those columns
+    (``message.key.columns``), renamed where a field differs from its column, so that equal values
+    give equal key bytes whatever the table calls them (``shop.orders.id`` and
+    ``shop.order_line.order_id`` both as ``{"order_id": …}``). ``key``: the table's primary key,
+    the row's identity for the hub now that the Kafka key may not hold all of it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    key: tuple[str, ...] = Field(min_length=1)
+    by: dict[str, str] = Field(min_length=1)
+
+    @field_validator("by", mode="before")
+    @classmethod
+    def _same_names(cls, value: object) -> object:
+        if isinstance(value, list | tuple):
+            return {str(column): str(column) for column in value}
+        return value
+
+
 class ConnectorDefinition(BaseModel):
     """One source system: how to reach it, which tables to capture, Debezium settings."""
 
@@ -47,6 +71,11 @@ class ConnectorDefinition(BaseModel):
     tables: tuple[str, ...]
     debezium: dict[str, str]
     toasted: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+    # Tables keyed otherwise than by their primary key (see ``Partitioning``).
+    partitioning: dict[str, Partitioning] = Field(default_factory=dict)
+    # Reference tables (articles): rows that rows of every partition look up. Every worker reads
+    # all of their topic, whatever partitions of the others it holds.
+    reference: tuple[str, ...] = ()
     mappings: tuple[MappingSpec, ...] = ()
 
     @model_validator(mode="after")
@@ -58,15 +87,19 @@ class ConnectorDefinition(BaseModel):
                 raise ValueError(
                     f"mapping of {mapping.table} uses uncaptured {sorted(used - captured)}"
                 )
-        if not set(self.toasted) <= captured:
-            raise ValueError(
-                f"toasted names uncaptured tables {sorted(set(self.toasted) - captured)}"
-            )
+        for section in ("toasted", "partitioning", "reference"):
+            named = set(getattr(self, section))
+            if not named <= captured:
+                raise ValueError(f"{section} names uncaptured tables {sorted(named - captured)}")
+        both = set(self.partitioning) & set(self.reference)
+        if both:
+            raise ValueError(f"{sorted(both)}: a reference table is read whole, not partitioned")
         return self
 
     def engine_view(self) -> SystemMappings:
         """What the processing engine needs of this definition."""
-        return SystemMappings(self.system, self.mappings, self.toasted)
+        keys = {table: part.key for table, part in self.partitioning.items()}
+        return SystemMappings(self.system, self.mappings, self.toasted, keys)
 
     @field_validator("debezium", mode="before")
     @classmethod
@@ -163,4 +196,41 @@ def render_config(
             "schema.history.internal.kafka.topic": history,
         }
     config.update(definition.debezium)
+    config.update(_keying(definition))
+    return config
+
+
+def _keying(definition: ConnectorDefinition) -> dict[str, str]:
+    """Debezium settings that key the events of ``definition.partitioning``'s tables: the key
+    columns, and a ``ReplaceField$Key`` transform per table whose key fields are renamed (applied
+    to that table's topic only), after any transforms the definition declares itself."""
+    if not definition.partitioning:
+        return {}
+    config = {
+        "message.key.columns": ";".join(
+            f"{table}:{','.join(part.by.values())}"
+            for table, part in sorted(definition.partitioning.items())
+        )
+    }
+    transforms = [t for t in definition.debezium.get("transforms", "").split(",") if t]
+    predicates = [p for p in definition.debezium.get("predicates", "").split(",") if p]
+    for table, part in sorted(definition.partitioning.items()):
+        renames = [f"{column}:{name}" for name, column in part.by.items() if name != column]
+        if not renames:
+            continue
+        name = "hubkey_" + re.sub(r"\W", "_", table)
+        topic = f"{definition.topic_prefix}.{table}"
+        transforms.append(name)
+        predicates.append(name)
+        config |= {
+            f"transforms.{name}.type": "org.apache.kafka.connect.transforms.ReplaceField$Key",
+            f"transforms.{name}.renames": ",".join(renames),
+            f"transforms.{name}.predicate": name,
+            f"predicates.{name}.type": (
+                "org.apache.kafka.connect.transforms.predicates.TopicNameMatches"
+            ),
+            f"predicates.{name}.pattern": re.escape(topic),
+        }
+    if transforms:
+        config |= {"transforms": ",".join(transforms), "predicates": ",".join(predicates)}
     return config

@@ -63,6 +63,9 @@ class SystemMappings:
     system: str
     mappings: Sequence[MappingSpec]
     toasted: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    # Tables whose Kafka key is not their primary key: table → primary key columns, read from
+    # the row itself (``after``, or ``before`` for a delete).
+    keys: Mapping[str, Sequence[str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +178,7 @@ class Engine:
         self.toasted = {
             (s.system, t): tuple(cols) for s in systems for t, cols in s.toasted.items()
         }
+        self.keys = {(s.system, t): tuple(cols) for s in systems for t, cols in s.keys.items()}
         for system in systems:
             for spec in system.mappings:
                 compiled = compile_mapping(spec)
@@ -212,14 +216,13 @@ class Engine:
         table = event.source.table
         if not self.routes(system, table):
             raise InvalidEvent("no_route", f"no mapping for {system}:{table}")
-        if not event.key:
-            raise InvalidEvent("missing_key", f"{system}:{table} event without a row key")
+        key = self._identity(system, table, event)
         if self.frontiers is not None:
             self.frontiers.admit(
                 system, event.source.position, event.source.committed_at.timestamp(),
                 now.timestamp(),
             )  # fmt: skip
-        ref = row_ref(system, table, event.key)
+        ref = row_ref(system, table, key)
         self._txid = event.source.txid
         src = {
             "source_system": system, "source_table": table, "source_position": event.source.position,
@@ -254,6 +257,23 @@ class Engine:
             return self._finish(Outcome(outputs, failures=failures))
         skipped = f"pending:{pending}" if pending else "reference_row"
         return self._finish(Outcome(skipped=skipped, failures=failures))
+
+    def _identity(self, system: str, table: str, event: ChangeEvent) -> Mapping[str, Any]:
+        """The row's primary key: the event's Kafka key, or the declared key columns of the row
+        where the Kafka key is something else (``SystemMappings.keys``)."""
+        columns = self.keys.get((system, table))
+        if columns is None:
+            if not event.key:
+                raise InvalidEvent("missing_key", f"{system}:{table} event without a row key")
+            return event.key
+        row = (event.before if event.op == "d" else event.after) or {}
+        key = {column: row.get(column) for column in columns}
+        missing = [column for column, value in key.items() if value is None]
+        if missing:
+            raise InvalidEvent(
+                "missing_key", f"{system}:{table} event without its key columns {missing}"
+            )
+        return key
 
     def repair(
         self,

@@ -36,7 +36,13 @@ SNAPSHOT_HEADER = "hub.repair_snapshot"
 # answers "concurrent transactions" while it still writes the previous commit's markers: librdkafka
 # then retries after retry.backoff.ms (100 ms by default, measured here as ~30 ms per commit of a
 # back-to-back transaction). Short retries bring a whole commit to ~6 ms on a local broker.
-TRANSACTION_TUNING = {"retry.backoff.ms": 2, "retry.backoff.max.ms": 20}
+#
+# A transaction lasts one batch (well under a second). One left open by a worker that died or froze
+# holds back the group's offsets of its partitions and every read_committed reader until the next
+# holder fences it or the broker aborts it after ``transaction.timeout.ms``: 10 s, not 60.
+TRANSACTION_TUNING = {
+    "retry.backoff.ms": 2, "retry.backoff.max.ms": 20, "transaction.timeout.ms": 10_000,
+}  # fmt: skip
 
 
 class Fenced(RuntimeError):

@@ -212,28 +212,26 @@ class Pipeline:
 
     def _assign(self, mine: frozenset[tuple[str, int]]) -> None:
         settings = self.settings
+        numbers = {partition for _, partition in mine}
+        for number in set(self.tasks) - numbers:
+            del self.tasks[number]
+        # Fence every number not held before: until its previous holder's open transaction is
+        # aborted, the group's offsets of its partitions are not even readable (still pending).
+        new = self._fence(numbers - set(self.tasks))
         starts = (
             resume_offsets(settings.bootstrap, settings.worker_id, sorted(mine)) if mine else {}
         )
-        numbers = {partition for _, partition in mine}
-        # Kept: held before this rebalance, and nobody committed past what this worker processed.
-        kept = {
-            number for number in numbers & set(self.tasks)
-            if all(self.guard.expected.get(tp, start) == start
+        # A number held before this rebalance is kept unless someone committed past what this
+        # worker processed meanwhile: then it is taken over like a new one.
+        moved = {
+            number for number in self.tasks
+            if any(self.guard.expected.get(tp, start) != start
                    for tp, start in starts.items() if tp[1] == number)
         }  # fmt: skip
-        for number in set(self.tasks) - kept:
-            del self.tasks[number]
-        new = [
-            Task(number, settings, self.systems, self.topic_for_model, self.published)
-            for number in sorted(numbers - kept)
-        ]
-        for task in new:  # first fence them all: what they left open is then aborted
-            try:
-                task.fence(self.timeout)
-            except Fenced as exc:
-                leave(EXIT_RESTART, f"cannot take raw partition {task.number} over: {exc}; "
-                                    "starting afresh")  # fmt: skip
+        if moved:
+            for number in moved:
+                del self.tasks[number]
+            new += self._fence(moved)
         if new:
             rows = sum(task.read_back() for task in new)
             self.published.clear()
@@ -248,6 +246,19 @@ class Pipeline:
         self.guard.reset(starts)
         # Only now: the previous holders are fenced, the state read back.
         metrics.ACTIVE.set(1 if mine else 0)
+
+    def _fence(self, numbers: set[int]) -> list[Task]:
+        tasks = [
+            Task(number, self.settings, self.systems, self.topic_for_model, self.published)
+            for number in sorted(numbers)
+        ]
+        for task in tasks:
+            try:
+                task.fence(self.timeout)
+            except Fenced as exc:
+                leave(EXIT_RESTART, f"cannot take raw partition {task.number} over: {exc}; "
+                                    "starting afresh")  # fmt: skip
+        return tasks
 
     # -- liveness (called from the watchdog's thread)
 

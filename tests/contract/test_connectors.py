@@ -111,3 +111,37 @@ def test_undeclared_table_is_refused():
     raw["tables"] = [*raw["tables"], "pos.ticket_audit"]
     with pytest.raises(RegistryError):
         render_config(ConnectorDefinition(**raw), ENDPOINT, registry())
+
+
+def test_rows_that_look_each_other_up_are_keyed_alike_at_the_source():
+    pos = render_config(DEFINITIONS["pos"], ENDPOINT, registry())
+    assert pos["message.key.columns"] == "pos.ticket_line:ticket_id"  # tickets: their own key
+    assert "transforms" not in pos  # same column names: nothing to rename
+    shop = render_config(DEFINITIONS["shop"], ENDPOINT, registry())
+    assert shop["message.key.columns"] == "shop.order_line:order_id;shop.orders:id"
+    (name,) = shop["transforms"].split(",")
+    assert shop[f"transforms.{name}.type"].endswith("ReplaceField$Key")
+    assert shop[f"transforms.{name}.renames"] == "id:order_id"
+    assert shop[f"transforms.{name}.predicate"] == name == shop["predicates"]
+    assert shop[f"predicates.{name}.pattern"] == r"raw\.shop\.shop\.orders"
+
+
+def test_the_definitions_own_transforms_come_first():
+    raw = yaml.safe_load((CONNECTORS_DIR / "shop.yaml").read_text())
+    raw["debezium"] |= {"transforms": "mine", "predicates": "p"}
+    config = render_config(ConnectorDefinition(**raw), ENDPOINT, registry())
+    assert config["transforms"] == "mine,hubkey_shop_orders"
+    assert config["predicates"] == "p,hubkey_shop_orders"
+
+
+@pytest.mark.parametrize(
+    ("section", "value", "says"),
+    [("partitioning", {"pos.till": {"key": ["id"], "by": ["id"]}}, "uncaptured"),
+     ("reference", ["pos.till"], "uncaptured"),
+     ("reference", ["pos.ticket_line"], "read whole, not partitioned")],
+)  # fmt: skip
+def test_partitioning_and_reference_name_captured_tables_once(section, value, says):
+    raw = yaml.safe_load((CONNECTORS_DIR / "pos.yaml").read_text())
+    raw[section] = value
+    with pytest.raises(ValueError, match=says):
+        ConnectorDefinition(**raw)

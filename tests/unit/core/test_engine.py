@@ -12,7 +12,7 @@ from hub.core.debezium import decode
 from hub.core.engine import DEPS_CHUNK, Engine, MemoryStore, deps_ref
 from hub.core.records import Tombstone, Upsert
 from hub.errors import InvalidEvent
-from tests.conftest import new_engine, pick
+from tests.conftest import NOW, new_engine, pick
 
 VARIANT = 'row:shop:shop.variant:{"id":1}'
 
@@ -163,3 +163,40 @@ def test_after_a_postgres_repair_its_snapshot_says_which_changes_are_newer():
     # From there on, positions again.
     older = stock_event(4, 27066600, T0 + 4100, txid=771)
     assert engine.process("pos", *older, LATER).skipped == "duplicate"
+
+
+def _rekeyed(record, key: dict) -> tuple[bytes, bytes | None]:
+    """``record`` as a connector keying its table by ``key`` would write it."""
+    return orjson.dumps(key), record.value
+
+
+def test_rows_keyed_by_a_partition_key_are_still_told_apart_by_their_primary_key():
+    engine = new_engine()
+    ticket = pick("pos_sale", "pos.ticket", "c")
+    first, second = (pick("pos_sale", "pos.ticket_line", "c", n) for n in (0, 1))
+    ticket_id = orjson.loads(ticket.key)["ticket_id"]
+    engine.process("pos", ticket.key, ticket.value, NOW)
+    # Both lines come keyed {"ticket_id"} only (message.key.columns), as their ticket is.
+    outputs = [
+        output
+        for line in (first, second)
+        for output in engine.process("pos", *_rekeyed(line, {"ticket_id": ticket_id}), NOW).outputs
+    ]
+    assert sorted(o.key for o in outputs) == [f"store:{ticket_id}:1", f"store:{ticket_id}:2"]
+    rows = sorted(ref for ref in engine.store if ref.startswith("row:pos:pos.ticket_line:"))
+    assert rows == [
+        f'row:pos:pos.ticket_line:{{"line_no":{n},"ticket_id":{ticket_id}}}' for n in (1, 2)
+    ]
+    # A delete names its row by the key columns of `before`.
+    delete = pick("pos_sale", "pos.ticket_line", "d")
+    (tombstone,) = engine.process("pos", *_rekeyed(delete, {"ticket_id": ticket_id}), NOW).outputs
+    assert isinstance(tombstone, Tombstone) and tombstone.key == f"store:{ticket_id}:1"
+
+
+def test_a_row_without_its_declared_key_columns_is_invalid():
+    engine = new_engine()
+    line = pick("pos_sale", "pos.ticket_line", "c")
+    envelope = orjson.loads(line.value)
+    del envelope["after"]["line_no"]
+    with pytest.raises(InvalidEvent, match=r"without its key columns \['line_no'\]"):
+        engine.process("pos", b'{"ticket_id":1}', orjson.dumps(envelope), NOW)
