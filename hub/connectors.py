@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
+import orjson
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -57,6 +59,11 @@ class Partitioning(BaseModel):
         if isinstance(value, list | tuple):
             return {str(column): str(column) for column in value}
         return value
+
+    def kafka_key(self, row: Mapping[str, Any]) -> bytes:
+        """The Kafka key Debezium gives a change of ``row`` (JSON without schema, compact, fields
+        in order: the same bytes, so the same partition). ``KeyError`` for a missing column."""
+        return orjson.dumps({name: row[column] for name, column in self.by.items()}, default=str)
 
 
 class ConnectorDefinition(BaseModel):
@@ -115,6 +122,14 @@ class ConnectorDefinition(BaseModel):
             if "password" in key.lower() and not setting.startswith("${"):
                 raise ValueError(f"{key}: passwords only as config-provider references")
         return value
+
+    def kafka_key(self, table: str, key: Mapping[str, Any], row: Mapping[str, Any] | None) -> bytes:
+        """The Kafka key of a change of ``table``'s row ``row`` (None: deleted) whose primary key
+        is ``key`` (columns in primary-key order), as this definition has Debezium write it."""
+        partitioning = self.partitioning.get(table)
+        if partitioning is None:
+            return orjson.dumps(dict(key), default=str)
+        return partitioning.kafka_key({**key, **(row or {})})
 
     @property
     def topic_prefix(self) -> str:

@@ -12,15 +12,16 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from confluent_kafka import Producer
+from confluent_kafka import Producer, murmur2
 from rich.console import Console
 
-from hub.connectors import load_definitions
+from hub.connectors import ConnectorDefinition, load_definitions
 from hub.core.positions import leap
 from hub.core.repair import REPAIRS_TOPIC, DropRepair, Expected, RowRepair, encode
 from hub.errors import StackError
@@ -157,14 +158,35 @@ def _send(bootstrap: str, requests: list[RowRepair | DropRepair]) -> None:
         if err is not None:
             failures.append(str(err))
 
+    partitions = registry()[REPAIRS_TOPIC].partitions
+    definitions = load_definitions()
     for request in requests:
-        where = request.table if isinstance(request, RowRepair) else request.topic_id
-        producer.produce(REPAIRS_TOPIC, encode(request), f"{request.system}:{where}".encode(),
-                         on_delivery=report)  # fmt: skip
+        key, where = route(request, definitions, partitions)
+        for partition in where:
+            producer.produce(REPAIRS_TOPIC, encode(request), key, partition, on_delivery=report)
     left = producer.flush(30)
     if left or failures:
         raise StackError(f"could not write the repair requests to {REPAIRS_TOPIC}: "
                          f"{failures or f'{left} not delivered'}")  # fmt: skip
+
+
+def route(
+    request: RowRepair | DropRepair, definitions: Mapping[str, ConnectorDefinition],
+    partitions: int,
+) -> tuple[bytes, list[int]]:  # fmt: skip
+    """The key and the partitions of ``hub.repairs`` a request goes to: a row's to the partition
+    number its raw topic has it in (its Kafka key hashed as Kafka's producers hash it), where the
+    worker holding that number applies it; a reference row's to every partition (every worker
+    holds its rows); a dropped key's to every partition (only the holder of its mark drops it),
+    or to partition 0 when no worker marked it."""
+    every = list(range(partitions))
+    if isinstance(request, DropRepair):
+        return f"{request.topic_id}:{request.key}".encode(), every if request.expect else [0]
+    definition = definitions[request.system]
+    key = definition.kafka_key(request.table, request.key, request.row)
+    if request.table in definition.reference:
+        return key, every
+    return key, [murmur2(key, partitions)]
 
 
 def _wait(settings: HubSettings, asked: list[Asked], wait: float, console: Console) -> bool:

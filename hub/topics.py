@@ -107,11 +107,6 @@ def load_registry(path: Path | None = None) -> TopicRegistry:
             raise RegistryError(f"{path}: topic {topic_id!r}: {exc}") from exc
     registry = TopicRegistry(topics=topics)
     for spec in topics.values():
-        if spec.kind == "raw" and spec.partitions != 1:
-            raise RegistryError(
-                f"raw topic {spec.id!r} declares {spec.partitions} partitions: raw topics have one, "
-                "co-partitioned with the worker's one-partition state table"
-            )
         if spec.dlq is not None and registry[spec.dlq].kind != "dlq":
             raise RegistryError(
                 f"topic {spec.id!r} names {spec.dlq!r} as DLQ, which is not kind dlq"

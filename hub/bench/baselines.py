@@ -5,7 +5,7 @@ memory are measured apart (``python -m hub.bench.baselines forward|engine``):
   records, unchanged, to scratch topics: what Python and the Kafka client cost with no processing.
 - ``engine`` (BL4): the hub's pure core (decode, normalise, dedupe, route) in the same plain loop,
   writing canonical records to scratch topics: what the hub costs without Faust. It starts from
-  the SUT worker group's state (its rows table changelog, the unified topics) at that group's
+  the SUT worker group's state (its changelog, every partition number's) at that group's
   committed offsets, so it processes what the worker would, from where the worker stopped.
 
 Both commit their offsets (automatically, every second), so the benchmark reads their lag.
@@ -29,7 +29,7 @@ from hub.kafka_io import resume_offsets
 from hub.settings import HubSettings
 from hub.topics import TopicSpec, registry
 from hub.worker.output import OutputProducer
-from hub.worker.state import read_published, read_rows
+from hub.worker.state import read_rows
 
 
 def scratch(spec: TopicSpec, series: str) -> TopicSpec:
@@ -101,8 +101,7 @@ def engine(settings: HubSettings, group: str) -> None:
     core = Engine(
         [definition.engine_view() for definition in load_definitions().values()],
         {spec.model: spec.id for spec in reg.topics.values() if spec.model},
-        read_rows(settings.bootstrap, settings.worker_id),
-        read_published(settings.bootstrap),
+        read_rows(settings.bootstrap, settings.worker_id),  # every partition number's state
     )
     names = {
         spec.id: scratch(spec, "BL4").name for spec in reg.topics.values() if spec.kind == "unified"

@@ -6,13 +6,14 @@ At-least-once in, fenced out, exactly-once in effect: per raw partition number h
 writes in Kafka transactions holding the outputs, the engine's row changes, the dead letters and
 the next input offsets together (pipeline.py).
 
-Raw topics are partitioned as the registry declares, the same count for all; the consumer
-group's range assignor gives partition N of every raw topic to the same worker, and each worker of
-the group takes a share. A worker given a partition number fences its previous holder (whose open
-transaction is aborted; it can write nothing more), then reads back what was committed: the
-engine's rows of that number from their changelog, and the published marks from the unified
-topics. A worker that makes no progress while records wait leaves for a fresh start
-(liveness.py); so does one that finds records skipped (continuity.py).
+Raw topics are partitioned as the registry declares, the same count for all but the reference
+topics (read whole by every worker); the consumer group's range assignor gives partition N of every
+raw topic to the same worker, and each worker of the group takes a share. A worker given a
+partition number fences its previous holder (whose open transaction is aborted; it can write
+nothing more), then reads back what was committed: that number's state (rows, published marks,
+how far it read the reference topics) from the group's changelog. A worker that makes no
+progress while records wait leaves for a fresh start (liveness.py); so does one that finds
+records skipped (continuity.py).
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ from prometheus_client import generate_latest
 
 from hub.connect_client import ConnectClient, ConnectError
 from hub.connectors import load_definitions
-from hub.core.engine import MemoryStore
 from hub.core.repair import REPAIRS_TOPIC
 from hub.errors import StackError
 from hub.kafka_io import partition_mismatches
@@ -43,18 +43,6 @@ from hub.worker.state import rows_changelog
 from hub.worker.stream import StreamLoop
 
 log = logging.getLogger("hub.worker")
-
-
-def raw_partitions(specs: list[TopicSpec]) -> int:
-    """The partition count every raw topic declares (``StackError`` if they differ: partition N
-    of each must hold the rows that look each other up)."""
-    counts = {spec.partitions for spec in specs}
-    if len(counts) != 1:
-        raise StackError(
-            "the raw topics must all declare the same number of partitions in the topic registry, "
-            f"they declare {sorted(counts)}"
-        )
-    return counts.pop()
 
 
 def check_inputs(settings: HubSettings, specs: list[TopicSpec]) -> None:
@@ -73,7 +61,7 @@ def check_inputs(settings: HubSettings, specs: list[TopicSpec]) -> None:
         )
 
 
-def create_app(settings: HubSettings, published: MemoryStore | None = None) -> faust.App:
+def create_app(settings: HubSettings) -> faust.App:
     app = faust.App(
         settings.worker_id,
         broker=f"kafka://{settings.bootstrap}",
@@ -87,7 +75,7 @@ def create_app(settings: HubSettings, published: MemoryStore | None = None) -> f
     )
     # Faust's own Kafka clients stay off: the stream loop reads and writes (stream.py).
     app.boot_strategy = BootStrategy(app, enable_kafka=False)
-    pipeline = Pipeline(settings, published)
+    pipeline = Pipeline(settings)
     stream = StreamLoop(pipeline, settings)
     app.pipeline = pipeline  # type: ignore[attr-defined]  # for the worker and tests
     app.stream_loop = stream  # type: ignore[attr-defined]
@@ -200,14 +188,13 @@ def run_worker(settings: HubSettings, loglevel: str) -> None:
     """Run until interrupted (blocks). Exits non-zero when the worker crashes."""
     from hub.stack.kafka import ensure_topics
 
-    raw = [spec for spec in registry().topics.values() if spec.kind == "raw"]
-    check_inputs(settings, raw)
-    ensure_topics(
-        settings.bootstrap,
-        [rows_changelog(settings.worker_id, raw_partitions(raw)), registry()[REPAIRS_TOPIC]],
-    )
     app = create_app(settings)
     pipeline: Pipeline = app.pipeline  # type: ignore[attr-defined]  # set by create_app
+    check_inputs(settings, [spec for spec in registry().topics.values() if spec.kind == "raw"])
+    ensure_topics(
+        settings.bootstrap,
+        [rows_changelog(settings.worker_id, pipeline.partitions), registry()[REPAIRS_TOPIC]],
+    )
     stream: StreamLoop = app.stream_loop  # type: ignore[attr-defined]
     worker = HubWorker(app, pipeline, stream, settings.worker_stop_timeout, loglevel=loglevel)
     # No terminal spinner: at a level above INFO it sets the root logger to DEBUG so that every

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from confluent_kafka import KafkaError, Message, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
 
 from hub.connectors import load_definitions
 from hub.core.dlq import Provenance, StreamBreakers, dead_letter_headers
@@ -34,11 +34,13 @@ from hub.worker import metrics
 from hub.worker.continuity import EXIT_RESTART, ContinuityGuard, OffsetGap
 from hub.worker.liveness import Liveness, Verdict
 from hub.worker.output import Fenced, OutputProducer, TransactionFailed, transactional_id
-from hub.worker.state import ChangelogStore, read_published, read_rows, rows_changelog
+from hub.worker.state import ChangelogStore, read_rows, rows_changelog
 from hub.worker.watchdog import Watchdog
 
 log = logging.getLogger("hub.worker")
 REPAIRS = "hub-repair"  # the stream of repair requests, beside the systems' raw topics
+REFERENCE = "refpos:"  # state entry: how far a task read a reference topic partition
+BATCH = 2000  # most records handled at once (one transaction per task)
 
 # Counters of this process (also exported as Prometheus metrics, see hub/worker/metrics.py):
 # in, applied (records produced), skipped, duplicate, noop, dead_lettered.
@@ -97,38 +99,85 @@ def raw_topics_by_system(engine: Engine) -> dict[str, list[TopicSpec]]:
 
 class Task:
     """Raw partition number ``number`` (of every raw topic) as this worker holds it: the engine and
-    its rows (that partition of the group's changelog), and the producer that writes for it under
-    a transactional id of its own. Taking the number over (``take_over``) fences whoever held it
-    before: their open transaction is aborted and they can write nothing more."""
+    its state (rows, published marks and frontiers, in that partition of the group's changelog),
+    the producer that writes for it under a transactional id of its own, and a reader of the
+    reference topics (read whole by every task: their rows are looked up from every partition;
+    how far it read is part of the task's state). Taking the number over (``fence``) fences whoever
+    held it before: their open transaction is aborted and they can write nothing more."""
 
     def __init__(
         self, number: int, settings: HubSettings, systems: Sequence[SystemMappings],
-        topic_for_model: Mapping[str, str], published: MemoryStore,
+        topic_for_model: Mapping[str, str], references: Sequence[TopicSpec],
     ) -> None:  # fmt: skip
-        self.number, self.settings = number, settings
+        self.number, self.settings, self.references = number, settings, references
         self.producer = OutputProducer(settings.bootstrap, f"{settings.worker_id}-p{number}")
         self.producer.use(transactional_id(settings.worker_id, number))
         self.rows = ChangelogStore(self.producer, rows_changelog(settings.worker_id).name, number)
+        # Published marks are kept with the rows: committed with the outputs they stand for.
         self.engine = Engine(
             systems,
             topic_for_model,
             self.rows,
-            published,
             max_leap=settings.worker_max_position_leap,
             log_rate=settings.worker_max_log_rate,
         )
         self.repairer = Repairer(self.engine)
+        self._reader: Consumer | None = None
 
     def fence(self, timeout: float) -> None:
         """Take the transactional id (blocks). Raises ``Fenced`` if a newer holder has it."""
         self.producer.fence(timeout)
 
     def read_back(self) -> int:
-        """The rows as committed by whoever held this number before (call after ``fence``)."""
+        """The state as committed by whoever held this number before (call after ``fence``);
+        the reference topics are then read on from where that state had them."""
         self.rows.replace(read_rows(self.settings.bootstrap, self.settings.worker_id, self.number))
         if self.engine.frontiers is not None:
             self.engine.frontiers.reload()
+        if self.references:
+            self._reader = Consumer({
+                "bootstrap.servers": self.settings.bootstrap, "enable.auto.commit": False,
+                "group.id": f"{self.settings.worker_id}-references",  # never joined nor committed
+                "isolation.level": "read_committed", "fetch.wait.max.ms": 20, "log_level": 3,
+            })  # fmt: skip
+            self._reader.assign([
+                TopicPartition(spec.name, p, self._read_to(spec.name, p))
+                for spec in self.references for p in range(spec.partitions)
+            ])  # fmt: skip
         return len(self.rows)
+
+    def _read_to(self, topic: str, partition: int) -> int:
+        stored = self.rows.get(f"{REFERENCE}{topic}:{partition}")
+        return int(stored["next"]) if stored else OFFSET_BEGINNING
+
+    def reference_records(self) -> list[Message]:
+        """The reference records that arrived since the last call (never blocks)."""
+        return self._reader.consume(BATCH, 0) if self._reader is not None else []
+
+    def reference_read(self, message: Message) -> None:
+        """Record that ``message`` of a reference topic was applied (saved with the rows)."""
+        ref = f"{REFERENCE}{message.topic()}:{message.partition()}"
+        self.rows.put(ref, {"next": (message.offset() or 0) + 1})
+
+    def reference_ends(self) -> dict[tuple[str, int], int]:
+        """Where each reference partition ends now (blocks)."""
+        if self._reader is None:
+            return {}
+        return {
+            (spec.name, p): self._reader.get_watermark_offsets(TopicPartition(spec.name, p), 10)[1]
+            for spec in self.references for p in range(spec.partitions)
+        }  # fmt: skip
+
+    def reference_positions(self) -> dict[tuple[str, int], int]:
+        if self._reader is None:
+            return {}
+        return {(tp.topic, tp.partition): tp.offset
+                for tp in self._reader.position(self._reader.assignment())}  # fmt: skip
+
+    def close(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
 
     def commit(
         self, timeout: float, offsets: list[TopicPartition] | None = None, group: Any = None
@@ -148,13 +197,13 @@ class Pipeline:
     except for the records it is handed; the stream loop (stream.py) calls ``assign`` and
     ``process``."""
 
-    def __init__(self, settings: HubSettings, published: MemoryStore | None = None) -> None:
+    def __init__(self, settings: HubSettings) -> None:
         reg = registry()
         self.settings = settings
         self.timeout = 30.0  # for each blocking call to Kafka (fence, commit)
-        self.systems = [definition.engine_view() for definition in load_definitions().values()]
+        definitions = load_definitions()
+        self.systems = [definition.engine_view() for definition in definitions.values()]
         self.topic_for_model = {spec.model: spec.id for spec in reg.topics.values() if spec.model}
-        self.published = published if published is not None else MemoryStore()
         routing = Engine(self.systems, self.topic_for_model, MemoryStore())  # validates them too
         self.breakers = StreamBreakers(
             settings.dlq_max_consecutive, settings.dlq_max_ratio, settings.dlq_window
@@ -166,7 +215,20 @@ class Pipeline:
             spec.name: (system, reg[specs[0].dlq or ""].name)
             for system, specs in self.inputs.items() for spec in specs
         }  # fmt: skip
-        self.input_names = set(self.routes)
+        # Reference topics are read whole by every task; the others are shared out by the group.
+        reference = {(d.system, table) for d in definitions.values() for table in d.reference}
+        self.references = [
+            spec for specs in self.inputs.values() for spec in specs
+            if spec.source and (spec.source.system, spec.source.table) in reference
+        ]  # fmt: skip
+        self.input_names = set(self.routes) - {spec.name for spec in self.references}
+        counts = {spec.partitions for spec in reg.topics.values() if spec.name in self.input_names}
+        if len(counts) != 1:
+            raise RegistryError(
+                "the raw topics (but reference ones) and the repairs topic must declare the same "
+                f"number of partitions in the topic registry; they declare {sorted(counts)}"
+            )
+        self.partitions = counts.pop()  # the most workers of the group active at once
         self.topic_names = {spec.id: spec.name for spec in reg.topics.values()}
         self.tasks: dict[int, Task] = {}
         self.held: frozenset[tuple[str, int]] = frozenset()  # replaced whole: read by the watchdog
@@ -194,7 +256,11 @@ class Pipeline:
         """This worker was out of the group (paused, cut off): others may have processed its
         partitions since. Its tasks are dropped; the next assignment reads everything back."""
         self.revoke()
-        self.tasks.clear()
+        self._drop(set(self.tasks))
+
+    def _drop(self, numbers: set[int]) -> None:
+        for number in numbers:
+            self.tasks.pop(number).close()
 
     def assign(self, partitions: Iterable[tuple[str, int]]) -> None:
         """Hold ``partitions`` from now on. A number newly held (or moved on by someone else since
@@ -213,8 +279,7 @@ class Pipeline:
     def _assign(self, mine: frozenset[tuple[str, int]]) -> None:
         settings = self.settings
         numbers = {partition for _, partition in mine}
-        for number in set(self.tasks) - numbers:
-            del self.tasks[number]
+        self._drop(set(self.tasks) - numbers)
         # Fence every number not held before: until its previous holder's open transaction is
         # aborted, the group's offsets of its partitions are not even readable (still pending).
         new = self._fence(numbers - set(self.tasks))
@@ -229,19 +294,15 @@ class Pipeline:
                    for tp, start in starts.items() if tp[1] == number)
         }  # fmt: skip
         if moved:
-            for number in moved:
-                del self.tasks[number]
+            self._drop(moved)
             new += self._fence(moved)
-        if new:
-            rows = sum(task.read_back() for task in new)
-            self.published.clear()
-            self.published.update(read_published(settings.bootstrap))
-            for task in new:
-                self.tasks[task.number] = task
+        for task in new:
+            entries = task.read_back()
+            self.tasks[task.number] = task
+            applied = self._catch_up(task)
             metrics.RESEEDS.inc()
-            log.info("given raw partition(s) %s: fenced their previous holder, read %d rows and "
-                     "%d published keys back", ",".join(str(t.number) for t in new), rows,
-                     len(self.published))  # fmt: skip
+            log.info("given raw partition %d: fenced its previous holder, read %d state entries "
+                     "back, %d reference changes since", task.number, entries, applied)  # fmt: skip
         self.held = mine
         self.guard.reset(starts)
         # Only now: the previous holders are fenced, the state read back.
@@ -249,7 +310,7 @@ class Pipeline:
 
     def _fence(self, numbers: set[int]) -> list[Task]:
         tasks = [
-            Task(number, self.settings, self.systems, self.topic_for_model, self.published)
+            Task(number, self.settings, self.systems, self.topic_for_model, self.references)
             for number in sorted(numbers)
         ]
         for task in tasks:
@@ -259,6 +320,22 @@ class Pipeline:
                 leave(EXIT_RESTART, f"cannot take raw partition {task.number} over: {exc}; "
                                     "starting afresh")  # fmt: skip
         return tasks
+
+    def _catch_up(self, task: Task) -> int:
+        """Apply the reference changes ``task`` has not seen yet, up to the current end, before
+        any other record (rows looked up are then as new as can be); commits them."""
+        ends, applied = task.reference_ends(), 0
+        started = time.monotonic()
+        while any(task.reference_positions().get(tp, -1) < end for tp, end in ends.items() if end):
+            records = task.reference_records()
+            if not records:
+                if time.monotonic() - started > self.timeout:
+                    raise RuntimeError(f"reference topics not read to their end: {ends}")
+                time.sleep(0.01)
+                continue
+            self.process([], None, {task.number: records})
+            applied += len(records)
+        return applied
 
     # -- liveness (called from the watchdog's thread)
 
@@ -274,30 +351,42 @@ class Pipeline:
 
     # -- records
 
-    def process(self, messages: Sequence[Message], group: Any) -> None:
-        """Handle a batch of raw records (in the order consumed), then commit, per task, one
-        transaction with everything they led to and the next input offsets for consumer group
-        metadata ``group``. Leaves the process when it cannot go on safely: records skipped
-        (``OffsetGap``), a flood of dead letters, fenced by a newer holder, or an output or
-        transaction Kafka would not take (nothing of this batch's input is committed then: the
-        next process handles it again)."""
+    def process(
+        self, messages: Sequence[Message], group: Any,
+        references: Mapping[int, Sequence[Message]] | None = None,
+    ) -> None:  # fmt: skip
+        """Handle a batch of raw records (in the order consumed), after the reference records
+        each task read meanwhile (``references``: by task number; by default each task's new
+        ones), then commit, per task, one transaction with everything they led to and the next
+        input offsets for consumer group metadata ``group``. Leaves the process when it cannot go
+        on safely: records skipped (``OffsetGap``), a flood of dead letters, fenced by a newer
+        holder, or an output or transaction Kafka would not take (nothing of this batch's input
+        is committed then: the next process handles it again)."""
         now = datetime.now(UTC)
         counts: Counter[tuple[str, str]] = Counter()
         done: dict[int, dict[tuple[str, int], int]] = {}
         message: Message | None = None
         try:
+            for number, task in list(self.tasks.items()):
+                read = task.reference_records() if references is None else references.get(number)
+                for message in read or ():
+                    if message.error() is None:
+                        self.handle(task, message, now, counts)
+                        task.reference_read(message)
+                if read:
+                    done[number] = {}
             for message in messages:
                 error = message.error()
                 if error is not None:
                     self._consumer_error(error)
                     continue
                 topic, partition = message.topic() or "", message.partition() or 0
-                task = self.tasks.get(partition)
-                if task is None or (topic, partition) not in self.held:
+                held = self.tasks.get(partition)
+                if held is None or (topic, partition) not in self.held:
                     continue  # fetched before a rebalance that gave its partition to another
                 offset = message.offset() or 0
                 self.guard.check(topic, partition, offset)
-                self.handle(task, message, now, counts)
+                self.handle(held, message, now, counts)
                 done.setdefault(partition, {})[(topic, partition)] = offset + 1
             for task in self.tasks.values():
                 task.producer.serve()

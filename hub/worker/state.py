@@ -1,10 +1,12 @@
-"""The worker's state as Kafka holds it: what the unified topics say was published, and the
-engine's rows, kept in memory and written to a compacted changelog topic of the worker group.
+"""The worker's state as Kafka holds it: per raw partition number, the engine's rows, the marks
+of what it published and how far it read the reference topics, kept in memory and written to that
+partition of a compacted changelog topic of the worker group, in the transactions that hold the
+outputs they go with.
 
-Whoever takes the raw topics over reads both back (``read_committed``, after fencing the previous
-holder): its state is then exactly what was committed, whatever the previous holder had time to do.
-The benchmark's BL4 loop starts from both too, so that it processes the same events from the same
-state as the worker it is compared with.
+Whoever takes a partition number over reads its state back (``read_committed``, after fencing the
+previous holder): its state is then exactly what was committed, whatever the previous holder had
+time to do. The benchmark's BL4 loop starts from the state of every partition number, so that it
+processes the same events from the same state as the worker it is compared with.
 """
 
 from __future__ import annotations
@@ -13,10 +15,10 @@ from typing import Any
 
 import orjson
 
-from hub.core.engine import MemoryStore, out_ref, seed_entry
-from hub.kafka_io import header, read_to_end
-from hub.topics import TopicSpec, registry
-from hub.worker.output import POSITION_HEADER, SNAPSHOT_HEADER, OutputProducer
+from hub.core.engine import MemoryStore
+from hub.kafka_io import read_to_end
+from hub.topics import TopicSpec
+from hub.worker.output import OutputProducer
 
 ROWS_TABLE = "engine-rows"  # the engine's rows (their changelog topic keeps this name)
 
@@ -69,27 +71,24 @@ def rows_changelog(worker_id: str, partitions: int = 1) -> TopicSpec:
     )  # fmt: skip
 
 
-def read_published(bootstrap: str) -> MemoryStore:
-    """What the unified topics hold, as the engine's ``published`` entries: after a crash or a
-    takeover, what was produced is exactly what is there, whatever the engine's state saved."""
-    specs = [spec for spec in registry().topics.values() if spec.kind == "unified"]
-    topic_ids = {spec.name: spec.id for spec in specs}
-    published = MemoryStore()
-    for msg in read_to_end(bootstrap, specs):
-        raw = msg.value()
-        value = orjson.loads(raw) if raw is not None else None
-        position = header(msg, POSITION_HEADER) or (value or {}).get("source_position", "")
-        ref = out_ref(topic_ids[msg.topic() or ""], (msg.key() or b"").decode())
-        published.put(ref, seed_entry(value, position, header(msg, SNAPSHOT_HEADER)))
-    return published
-
-
-def read_rows(bootstrap: str, worker_id: str, partition: int = 0) -> MemoryStore:
-    """The engine's rows of raw partition number ``partition`` as the worker group's changelog
-    holds them (last value per ref)."""
+def read_rows(bootstrap: str, worker_id: str, partition: int | None = None) -> MemoryStore:
+    """The engine's state (rows, published marks, frontiers) of raw partition number
+    ``partition`` (default: of all) as the worker group's changelog holds it: the last value per
+    ref."""
     rows = MemoryStore()
-    spec = rows_changelog(worker_id, partition + 1)
-    for msg in read_to_end(bootstrap, [spec], partitions=[partition]):
+    if partition is None:
+        name = rows_changelog(worker_id).name
+        spec, partitions = rows_changelog(worker_id, _partition_count(bootstrap, name)), None
+    else:
+        spec, partitions = rows_changelog(worker_id, partition + 1), [partition]
+    for msg in read_to_end(bootstrap, [spec], partitions=partitions):
         raw = msg.value()
         rows.put(orjson.loads(msg.key() or b'""'), orjson.loads(raw) if raw is not None else None)
     return rows
+
+
+def _partition_count(bootstrap: str, topic: str) -> int:
+    from confluent_kafka.admin import AdminClient
+
+    found = AdminClient({"bootstrap.servers": bootstrap}).list_topics(topic, timeout=30).topics
+    return max(1, len(found[topic].partitions)) if topic in found else 1

@@ -25,11 +25,9 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from hub.settings import HubSettings
 from hub.worker.continuity import EXIT_RESTART
-from hub.worker.pipeline import Pipeline, leave
+from hub.worker.pipeline import BATCH, Pipeline, leave
 
 log = logging.getLogger("hub.worker")
-
-BATCH = 2000  # most records handed to the pipeline at once (one transaction per task)
 
 
 class StreamLoop:
@@ -80,11 +78,10 @@ class StreamLoop:
                 if pipeline.frozen:  # the drill: take nothing more, as a stalled loop would
                     time.sleep(0.1)
                     continue
-                # Block for the first record only: a batch timeout would hold records back.
+                # Block for the first record only: a batch timeout would hold records back. A
+                # quiet moment is processed too: the reference topics may have news.
                 first = consumer.poll(0.1)
-                if first is None:
-                    continue
-                batch = [first, *consumer.consume(BATCH - 1, 0)]
+                batch = [first, *consumer.consume(BATCH - 1, 0)] if first is not None else []
                 pipeline.process(batch, consumer.consumer_group_metadata())
         finally:
             try:

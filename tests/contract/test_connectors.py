@@ -145,3 +145,19 @@ def test_partitioning_and_reference_name_captured_tables_once(section, value, sa
     raw[section] = value
     with pytest.raises(ValueError, match=says):
         ConnectorDefinition(**raw)
+
+
+def test_the_kafka_key_of_a_row_is_what_debezium_writes_for_it():
+    shop, pos = DEFINITIONS["shop"], DEFINITIONS["pos"]
+    line = {"order_id": 42, "line_no": 2, "variant_id": 7, "quantity": "1"}
+    assert shop.kafka_key("shop.order_line", {"order_id": 42, "line_no": 2}, line) == (
+        b'{"order_id":42}'
+    )
+    # An order keyed under its lines' name; a deleted one by its primary key alone.
+    assert shop.kafka_key("shop.orders", {"id": 42}, None) == b'{"order_id":42}'
+    # A table keyed by its primary key: the key as given, in primary-key order.
+    assert pos.kafka_key("pos.stock", {"store_code": "PAR01", "ean": "3760000000001"}, {}) == (
+        b'{"store_code":"PAR01","ean":"3760000000001"}'
+    )
+    recorded_key = b'{"ticket_id":900001}'  # tests/fixtures: what Debezium wrote for a ticket
+    assert pos.kafka_key("pos.ticket", {"ticket_id": 900001}, None) == recorded_key

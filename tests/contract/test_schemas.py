@@ -6,12 +6,10 @@ import json
 
 import jsonschema
 import pytest
-import yaml
 
-from hub.errors import RegistryError
 from hub.models import MODELS
 from hub.schema_files import expected_files
-from hub.topics import SCHEMAS_DIR, load_registry, registry
+from hub.topics import SCHEMAS_DIR, registry
 
 TOPICS = list(registry().topics.values())
 
@@ -69,15 +67,6 @@ def test_dlq_topics_keep_records_long_enough_and_take_large_ones(spec):
 def test_topic_names_are_unique():
     names = [t.name for t in TOPICS]
     assert len(names) == len(set(names))
-
-
-def test_a_raw_topic_with_more_than_one_partition_is_refused(tmp_path):
-    document = yaml.safe_load((SCHEMAS_DIR / "topics.yaml").read_text())
-    document["topics"]["raw.pos.stock"]["partitions"] = 4
-    path = tmp_path / "topics.yaml"
-    path.write_text(yaml.safe_dump(document))
-    with pytest.raises(RegistryError, match=r"raw topic 'raw\.pos\.stock' declares 4 partitions"):
-        load_registry(path)
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 import pytest
+from confluent_kafka import TopicPartition
 
 from hub.connectors import load_definitions
 from hub.core.engine import MemoryStore
@@ -75,9 +76,51 @@ class Kafka:
     commit_error: Exception | None = None
     send_error: Exception | None = None
 
+    state: dict[int, dict[str, Any]] = field(default_factory=dict)  # read back, per number
+    # Reference records (each task's reader reads them all), and the readers made.
+    references: list[Message] = field(default_factory=list)
+    readers: list[Reader] = field(default_factory=list)
+
     def outputs(self) -> list[tuple[str, bytes | None, bytes | None, dict[str, bytes]]]:
         """What went anywhere but the engine's changelog."""
         return [(t, k, v, h) for t, k, v, h, _ in self.sent if t != CHANGELOG]
+
+
+class Reader:
+    """A task's reader of the reference topics."""
+
+    def __init__(self, kafka: Kafka) -> None:
+        self.kafka, self.assigned, self.next = kafka, [], {}
+        kafka.readers.append(self)
+
+    def assign(self, partitions):
+        self.assigned = partitions
+        self.next = {(tp.topic, tp.partition): max(tp.offset, 0) for tp in partitions}
+
+    def _waiting(self):
+        return [m for m in self.kafka.references
+                if m.offset() >= self.next.get((m.topic(), m.partition()), 0)]  # fmt: skip
+
+    def consume(self, n, timeout):
+        records = self._waiting()[:n]
+        for m in records:
+            self.next[(m.topic(), m.partition())] = m.offset() + 1
+        return records
+
+    def get_watermark_offsets(self, tp, timeout):
+        ends = [m.offset() + 1 for m in self.kafka.references
+                if (m.topic(), m.partition()) == (tp.topic, tp.partition)]  # fmt: skip
+        return 0, max(ends, default=0)
+
+    def assignment(self):
+        return self.assigned
+
+    def position(self, partitions):
+        return [TopicPartition(tp.topic, tp.partition, self.next[(tp.topic, tp.partition)])
+                for tp in partitions]  # fmt: skip
+
+    def close(self):
+        pass
 
 
 @pytest.fixture
@@ -105,12 +148,11 @@ def kafka(monkeypatch) -> Kafka:
         lambda self, timeout: kafka.calls.append(("fence", self.config["transactional.id"])),
     )  # fmt: skip
     monkeypatch.setattr(
-        pipeline_module, "read_rows", lambda *a: kafka.calls.append(("rows", a[2])) or MemoryStore()
-    )
-    monkeypatch.setattr(
-        pipeline_module, "read_published", lambda *a: kafka.calls.append(("pub",)) or MemoryStore()
-    )
+        pipeline_module, "read_rows",
+        lambda *a: kafka.calls.append(("rows", a[2])) or MemoryStore(kafka.state.get(a[2], {})),
+    )  # fmt: skip
     monkeypatch.setattr(pipeline_module, "resume_offsets", lambda *a: {})
+    monkeypatch.setattr(pipeline_module, "Consumer", lambda config: Reader(kafka))
     pipeline_module.COUNTS.clear()
     return kafka
 
@@ -263,7 +305,7 @@ def test_a_number_kept_through_a_rebalance_reads_nothing_back_a_number_regained_
     assert metrics.ACTIVE._value.get() == 0 and not pipeline.tasks
     pipeline.revoke()
     pipeline.assign([(RAW_STOCK, 0)])  # another worker may have published meanwhile
-    assert kafka.calls == [("fence", "unified-commerce-hub-raw-p0"), ("rows", 0), ("pub",)]
+    assert kafka.calls == [("fence", "unified-commerce-hub-raw-p0"), ("rows", 0)]
     assert metrics.ACTIVE._value.get() == 1
 
 
@@ -273,22 +315,22 @@ def test_a_number_someone_else_moved_on_meanwhile_is_taken_over_again(pipeline, 
     monkeypatch.setattr(pipeline_module, "resume_offsets", lambda *a: {(RAW_STOCK, 0): 7})
     pipeline.revoke()
     pipeline.assign([(RAW_STOCK, 0)])
-    assert kafka.calls == [("fence", "unified-commerce-hub-raw-p0"), ("rows", 0), ("pub",)]
+    assert kafka.calls == [("fence", "unified-commerce-hub-raw-p0"), ("rows", 0)]
 
 
 def test_a_worker_out_of_the_group_drops_what_it_held(pipeline, kafka):
     pipeline.lose()
     pipeline.assign([(RAW_STOCK, 0)])
-    assert [call[0] for call in kafka.calls] == ["fence", "rows", "pub"]
+    assert [call[0] for call in kafka.calls] == ["fence", "rows"]
 
 
 def test_each_partition_number_is_a_task_with_its_own_transactional_id(kafka, left):
     pipeline = Pipeline(HubSettings(kafka_bootstrap="127.0.0.1:1"))
     pipeline.assign([(RAW_STOCK, 1), (RAW_STOCK, 0), ("raw.pos.pos.ticket", 1)])
-    # Every number fenced before any state is read back; the published marks are read once.
+    # Every number fenced before any state is read back.
     assert kafka.calls == [
         ("fence", "unified-commerce-hub-raw-p0"), ("fence", "unified-commerce-hub-raw-p1"),
-        ("rows", 0), ("rows", 1), ("pub",),
+        ("rows", 0), ("rows", 1),
     ]  # fmt: skip
     kafka.calls.clear()
     pipeline.process([stock("c", 0, partition=1), stock("u", 0, partition=0)], "group")
@@ -359,3 +401,70 @@ def test_row_changes_go_out_once_per_transaction_with_their_last_value():
     store.replace(MemoryStore({"row:a": {"row": {}}}))
     store.write_changes()
     assert dict(store) == {"row:a": {"row": {}}} and len(written) == 2  # read back, not written
+
+
+def test_raw_topics_shared_out_by_the_group_must_agree_on_their_partition_count(
+    tmp_path, monkeypatch
+):
+    import yaml
+
+    from hub.errors import RegistryError
+    from hub.settings import REPO_ROOT
+    from hub.topics import load_registry
+
+    document = yaml.safe_load((REPO_ROOT / "schemas" / "topics.yaml").read_text())
+    document["topics"]["raw.pos.stock"]["partitions"] = 3
+    document["topics"]["raw.shop.variant"]["partitions"] = 2  # a reference topic: free
+    path = tmp_path / "topics.yaml"
+    path.write_text(yaml.safe_dump(document))
+    monkeypatch.setattr(pipeline_module, "registry", lambda: load_registry(path))
+    with pytest.raises(RegistryError, match=r"declare \[3, 4\]"):
+        Pipeline(HubSettings(kafka_bootstrap="127.0.0.1:1"))
+    document["topics"]["raw.pos.stock"]["partitions"] = 4
+    path.write_text(yaml.safe_dump(document))
+    assert Pipeline(HubSettings(kafka_bootstrap="127.0.0.1:1")).partitions == 4
+
+
+VARIANT = "raw.shop.shop.variant"
+LEVEL = "raw.shop.shop.inventory_level"
+
+
+def variant(offset: int = 0) -> Message:
+    record = pick("shop_web_stock", "shop.variant", "c")
+    return Message(VARIANT, 0, offset, record.key, record.value)
+
+
+def test_a_task_taken_over_reads_the_reference_topics_to_their_end_first(pipeline, kafka):
+    pipeline.lose()
+    kafka.references = [variant(0)]
+    pipeline.assign([(RAW_STOCK, 0), (LEVEL, 0)])
+    # The variant was applied and its offset saved with the state, in a transaction of its own.
+    assert pipeline.tasks[0].rows.get(f"refpos:{VARIANT}:0") == {"next": 1}
+    assert kafka.calls[-1] == ("commit", "unified-commerce-hub-raw-p0", [])
+    level = pick("shop_web_stock", "shop.inventory_level", "c")
+    pipeline.process([Message(LEVEL, 0, 0, level.key, level.value)], "group")
+    ((topic, _, value, _),) = kafka.outputs()  # its variant is known: published at once
+    assert topic == "unified.inventory" and orjson.loads(value)["location_type"] == "web"
+
+
+def test_the_reference_topics_are_read_on_from_where_the_state_had_them(pipeline, kafka):
+    pipeline.lose()
+    kafka.state[0] = {f"refpos:{VARIANT}:0": {"next": 5}}
+    pipeline.assign([(RAW_STOCK, 0)])
+    starts = {(tp.topic, tp.partition): tp.offset for tp in kafka.readers[-1].assigned}
+    assert starts[(VARIANT, 0)] == 5
+    assert starts[("raw.erp.erp.ART_MASTER", 0)] < 0  # never read: from the beginning
+
+
+def test_every_task_applies_each_reference_change_to_its_own_rows(kafka, left):
+    pipeline = Pipeline(HubSettings(kafka_bootstrap="127.0.0.1:1"))
+    pipeline.assign([(RAW_STOCK, 0), (RAW_STOCK, 1)])
+    assert RAW_STOCK in pipeline.input_names and VARIANT not in pipeline.input_names
+    kafka.calls.clear()
+    kafka.references = [variant(0)]
+    pipeline.process([], "group")  # a quiet moment: only reference news
+    assert sorted(kafka.calls) == [("commit", "unified-commerce-hub-raw-p0", []),
+                                   ("commit", "unified-commerce-hub-raw-p1", [])]  # fmt: skip
+    for task in pipeline.tasks.values():
+        assert task.rows.get(f"refpos:{VARIANT}:0") == {"next": 1}
+        assert any(ref.startswith("row:shop:shop.variant:") for ref in task.rows)
