@@ -123,6 +123,7 @@ class Task:
         )
         self.repairer = Repairer(self.engine)
         self._reader: Consumer | None = None
+        self.read_to: dict[tuple[str, int], int] = {}  # per reference partition: the next offset
 
     def fence(self, timeout: float) -> None:
         """Take the transactional id (blocks). Raises ``Fenced`` if a newer holder has it."""
@@ -134,16 +135,17 @@ class Task:
         self.rows.replace(read_rows(self.settings.bootstrap, self.settings.worker_id, self.number))
         if self.engine.frontiers is not None:
             self.engine.frontiers.reload()
+        self.read_to = {
+            (spec.name, p): self._read_to(spec.name, p)
+            for spec in self.references for p in range(spec.partitions)
+        }  # fmt: skip
         if self.references:
             self._reader = Consumer({
                 "bootstrap.servers": self.settings.bootstrap, "enable.auto.commit": False,
                 "group.id": f"{self.settings.worker_id}-references",  # never joined nor committed
                 "isolation.level": "read_committed", "fetch.wait.max.ms": 20, "log_level": 3,
             })  # fmt: skip
-            self._reader.assign([
-                TopicPartition(spec.name, p, self._read_to(spec.name, p))
-                for spec in self.references for p in range(spec.partitions)
-            ])  # fmt: skip
+            self._reader.assign([TopicPartition(t, p, o) for (t, p), o in self.read_to.items()])
         return len(self.rows)
 
     def _read_to(self, topic: str, partition: int) -> int:
@@ -156,23 +158,21 @@ class Task:
 
     def reference_read(self, message: Message) -> None:
         """Record that ``message`` of a reference topic was applied (saved with the rows)."""
-        ref = f"{REFERENCE}{message.topic()}:{message.partition()}"
-        self.rows.put(ref, {"next": (message.offset() or 0) + 1})
+        topic, partition = message.topic() or "", message.partition() or 0
+        self.read_to[(topic, partition)] = (message.offset() or 0) + 1
+        self.rows.put(f"{REFERENCE}{topic}:{partition}", {"next": self.read_to[(topic, partition)]})
 
-    def reference_ends(self) -> dict[tuple[str, int], int]:
-        """Where each reference partition ends now (blocks)."""
+    def references_behind(self) -> dict[tuple[str, int], int]:
+        """The reference partitions with records this task has not read yet, and where each
+        ends now (blocks for the answer)."""
         if self._reader is None:
             return {}
-        return {
-            (spec.name, p): self._reader.get_watermark_offsets(TopicPartition(spec.name, p), 10)[1]
-            for spec in self.references for p in range(spec.partitions)
-        }  # fmt: skip
-
-    def reference_positions(self) -> dict[tuple[str, int], int]:
-        if self._reader is None:
-            return {}
-        return {(tp.topic, tp.partition): tp.offset
-                for tp in self._reader.position(self._reader.assignment())}  # fmt: skip
+        behind = {}
+        for tp, read_to in self.read_to.items():
+            low, high = self._reader.get_watermark_offsets(TopicPartition(*tp), 10)
+            if high > max(read_to, low):
+                behind[tp] = high
+        return behind
 
     def close(self) -> None:
         if self._reader is not None:
@@ -324,9 +324,9 @@ class Pipeline:
     def _catch_up(self, task: Task) -> int:
         """Apply the reference changes ``task`` has not seen yet, up to the current end, before
         any other record (rows looked up are then as new as can be); commits them."""
-        ends, applied = task.reference_ends(), 0
+        ends, applied = task.references_behind(), 0
         started = time.monotonic()
-        while any(task.reference_positions().get(tp, -1) < end for tp, end in ends.items() if end):
+        while any(task.read_to[tp] < end for tp, end in ends.items()):
             records = task.reference_records()
             if not records:
                 if time.monotonic() - started > self.timeout:

@@ -112,13 +112,6 @@ class Reader:
                 if (m.topic(), m.partition()) == (tp.topic, tp.partition)]  # fmt: skip
         return 0, max(ends, default=0)
 
-    def assignment(self):
-        return self.assigned
-
-    def position(self, partitions):
-        return [TopicPartition(tp.topic, tp.partition, self.next[(tp.topic, tp.partition)])
-                for tp in partitions]  # fmt: skip
-
     def close(self):
         pass
 
@@ -468,3 +461,14 @@ def test_every_task_applies_each_reference_change_to_its_own_rows(kafka, left):
     for task in pipeline.tasks.values():
         assert task.rows.get(f"refpos:{VARIANT}:0") == {"next": 1}
         assert any(ref.startswith("row:shop:shop.variant:") for ref in task.rows)
+
+
+def test_a_task_whose_state_read_the_references_to_their_end_waits_for_nothing(
+    pipeline, kafka, left
+):
+    pipeline.lose()
+    kafka.references = [variant(0)]
+    kafka.state[0] = {f"refpos:{VARIANT}:0": {"next": 1}}
+    pipeline.assign([(RAW_STOCK, 0)])
+    assert left == [] and 0 in pipeline.tasks
+    assert not [call for call in kafka.calls if call[0] == "commit"]  # nothing applied again
