@@ -1,26 +1,32 @@
 """A fixed-clock, seeded write load on the three source databases, counted in row changes.
 
-The offered rate does not follow the pipeline: each database gets its share of the rate and a
-writer thread that does the next transaction as soon as the clock says it is due. When a database
-cannot keep up, the shortfall shows in the achieved rate (it is never hidden by slowing down).
+The offered rate does not follow the pipeline: each database gets its share of the rate, split
+over writer processes (one per ``PER_PROCESS`` changes/s of its share), each doing its next
+transaction as soon as its clock says it is due. When a database cannot keep up, the shortfall
+shows in the achieved rate and in each writer's ``late_s`` (it is never hidden by slowing down).
+
+Processes, not threads: the writers' own Python then never queues behind one lock. Each business
+transaction is one statement (data-modifying CTEs, arrays for its rows) in autocommit: one round
+trip per transaction, still one source transaction with all its rows.
 
 The mix, in row changes: POS 60 % (stock corrections of 1-3 rows on hot articles, till sales of a
 ticket, its lines and their stock decrements in one transaction, loyalty member updates, and every
 few seconds a bulk stocktake of 300 rows, at most a tenth of its changes), shop 25 % (web orders
 with lines and inventory moves, customers created, updated and deleted), ERP 15 % (warehouse
-moves, customer updates). Articles are
-chosen with a Zipf-like skew: a few hot articles take most changes.
+moves of 1-3 stock rows, customer updates). Articles are chosen with a Zipf-like skew: a few hot articles take most
+changes.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
+import math
+import multiprocessing
 import random
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -40,7 +46,8 @@ class Writer:
     changes: int = 0
     transactions: int = 0
     errors: int = 0
-    late_s: float = 0.0  # how far behind its clock the writer was at the end
+    late_s: float = 0.0  # how far behind its clock its slowest process was at the end
+    processes: int = 0
 
 
 class Skewed:
@@ -67,7 +74,6 @@ class PosLoad:
         self.hot = Skewed(self.rows, rng)
         cards = conn.execute("SELECT card_no FROM pos.loyalty_member ORDER BY 1").fetchall()
         self.cards = [str(c[0]) for c in cards]
-        conn.commit()
         self.next_bulk = time.monotonic() + self.bulk_every
 
     def step(self) -> int:
@@ -81,56 +87,48 @@ class PosLoad:
             return self._sell()
         return self._member()
 
-    def _correct(self) -> int:
-        rows = {self.hot.pick() for _ in range(self.rng.randint(1, 3))}
-        with self.conn.transaction(), self.conn.cursor() as cur:
-            cur.executemany(
-                "UPDATE pos.stock SET qty = qty + %s WHERE store_code = %s AND ean = %s",
-                [(self.rng.randint(-2, 3), store, ean) for store, ean in rows],
-            )
+    def _adjust(self, rows: list[tuple[str, str]], deltas: list[int], counted: Any) -> int:
+        self.conn.execute(
+            "UPDATE pos.stock AS s SET qty = s.qty + d.delta,"
+            " last_count_at = coalesce(%s, s.last_count_at)"
+            " FROM unnest(%s::text[], %s::text[], %s::int[]) AS d(store, ean, delta)"
+            " WHERE s.store_code = d.store AND s.ean = d.ean",
+            (counted, [r[0] for r in rows], [r[1] for r in rows], deltas),
+        )
         return len(rows)
+
+    def _correct(self) -> int:
+        rows = sorted({self.hot.pick() for _ in range(self.rng.randint(1, 3))})
+        return self._adjust(rows, [self.rng.randint(-2, 3) for _ in rows], None)
 
     def _sell(self) -> int:
         store = self.hot.pick()[0]
-        eans = {self.hot.pick()[1] for _ in range(self.rng.randint(1, 3))}
+        eans = sorted({self.hot.pick()[1] for _ in range(self.rng.randint(1, 3))})
         now = datetime.now(UTC)
-        with self.conn.transaction(), self.conn.cursor() as cur:
-            cur.execute(
-                "INSERT INTO pos.ticket (store_code, till_no, opened_at, closed_at, total, status)"
-                " VALUES (%s, %s, %s, %s, %s, 'C') RETURNING ticket_id",
-                (store, self.rng.randint(1, 6), now, now, Decimal("9.99") * len(eans)),
-            )
-            row = _returned(cur)
-            cur.executemany(
-                "INSERT INTO pos.ticket_line (ticket_id, line_no, ean, qty, unit_price)"
-                " VALUES (%s, %s, %s, 1, 9.99)",
-                [(row[0], n, ean) for n, ean in enumerate(sorted(eans), 1)],
-            )
-            cur.executemany(
-                "UPDATE pos.stock SET qty = qty - 1 WHERE store_code = %s AND ean = %s",
-                [(store, ean) for ean in sorted(eans)],
-            )
+        self.conn.execute(
+            "WITH t AS (INSERT INTO pos.ticket (store_code, till_no, opened_at, closed_at, total,"
+            " status) VALUES (%s, %s, %s, %s, %s, 'C') RETURNING ticket_id),"
+            " l AS (INSERT INTO pos.ticket_line (ticket_id, line_no, ean, qty, unit_price)"
+            " SELECT t.ticket_id, u.n, u.ean, 1, 9.99"
+            " FROM t CROSS JOIN unnest(%s::text[]) WITH ORDINALITY AS u(ean, n))"
+            " UPDATE pos.stock SET qty = qty - 1 WHERE store_code = %s AND ean = ANY(%s::text[])",
+            (store, self.rng.randint(1, 6), now, now, Decimal("9.99") * len(eans), eans, store,
+             eans),
+        )  # fmt: skip
         return 1 + 2 * len(eans)
 
     def _member(self) -> int:
-        with self.conn.transaction():
-            self.conn.execute(
-                "UPDATE pos.loyalty_member SET optin_marketing = NOT coalesce(optin_marketing, false)"
-                " WHERE card_no = %s",
-                (self.rng.choice(self.cards),),
-            )
+        self.conn.execute(
+            "UPDATE pos.loyalty_member SET optin_marketing = NOT coalesce(optin_marketing, false)"
+            " WHERE card_no = %s",
+            (self.rng.choice(self.cards),),
+        )
         return 1
 
     def _stocktake(self) -> int:
-        rows = self.rng.sample(self.rows, min(BULK_ROWS, len(self.rows)))
+        rows = sorted(self.rng.sample(self.rows, min(BULK_ROWS, len(self.rows))))
         counted = datetime.now(UTC).replace(tzinfo=None)
-        with self.conn.transaction(), self.conn.cursor() as cur:
-            cur.executemany(
-                "UPDATE pos.stock SET qty = qty + %s, last_count_at = %s"
-                " WHERE store_code = %s AND ean = %s",
-                [(self.rng.randint(-1, 1), counted, store, ean) for store, ean in rows],
-            )
-        return len(rows)
+        return self._adjust(rows, [self.rng.randint(-1, 1) for _ in rows], counted)
 
 
 class ShopLoad:
@@ -142,7 +140,6 @@ class ShopLoad:
         customers = conn.execute("SELECT id FROM shop.customer ORDER BY id").fetchall()
         self.customers = [int(c[0]) for c in customers]
         self.created: list[int] = []  # customers this load made: the ones it deletes
-        conn.commit()
 
     def step(self) -> int:
         roll = self.rng.random()
@@ -157,51 +154,41 @@ class ShopLoad:
     def _order(self) -> int:
         now = datetime.now(UTC)
         variants = sorted({self.variants.pick() for _ in range(self.rng.randint(1, 3))})
-        with self.conn.transaction(), self.conn.cursor() as cur:
-            cur.execute(
-                "INSERT INTO shop.orders (customer_id, status, created_at, updated_at, total)"
-                " VALUES (%s, 'paid', %s, %s, 0) RETURNING id",
-                (self.rng.choice(self.customers), now, now),
-            )
-            row = _returned(cur)
-            cur.executemany(
-                "INSERT INTO shop.order_line (order_id, line_no, variant_id, quantity, price)"
-                " SELECT %s, %s, id, 1, price FROM shop.variant WHERE id = %s",
-                [(row[0], n, v) for n, v in enumerate(variants, 1)],
-            )
-            cur.executemany(
-                "UPDATE shop.inventory_level SET available = available - 1,"
-                " committed = committed + 1, updated_at = %s WHERE variant_id = %s",
-                [(now, v) for v in variants],
-            )
+        self.conn.execute(
+            "WITH o AS (INSERT INTO shop.orders (customer_id, status, created_at, updated_at,"
+            " total) VALUES (%s, 'paid', %s, %s, 0) RETURNING id),"
+            " l AS (INSERT INTO shop.order_line (order_id, line_no, variant_id, quantity, price)"
+            " SELECT o.id, u.n, v.id, 1, v.price FROM o"
+            " CROSS JOIN unnest(%s::bigint[]) WITH ORDINALITY AS u(variant_id, n)"
+            " JOIN shop.variant v ON v.id = u.variant_id)"
+            " UPDATE shop.inventory_level SET available = available - 1,"
+            " committed = committed + 1, updated_at = %s WHERE variant_id = ANY(%s::bigint[])",
+            (self.rng.choice(self.customers), now, now, variants, now, variants),
+        )
         return 1 + 2 * len(variants)
 
     def _new_customer(self) -> int:
         now = datetime.now(UTC)
         n = self.rng.randrange(10**9)
-        with self.conn.transaction(), self.conn.cursor() as cur:
-            cur.execute(
-                "INSERT INTO shop.customer (email, first_name, last_name, phone, accepts_marketing,"
-                " created_at, updated_at) VALUES (%s, 'Bench', 'Client', '06 12 34 56 78', false,"
-                " %s, %s) RETURNING id",
-                (f"bench{n}@example.fr", now, now),
-            )
-            row = _returned(cur)
-        self.created.append(int(row[0]))
+        row = self.conn.execute(
+            "INSERT INTO shop.customer (email, first_name, last_name, phone, accepts_marketing,"
+            " created_at, updated_at) VALUES (%s, 'Bench', 'Client', '06 12 34 56 78', false,"
+            " %s, %s) RETURNING id",
+            (f"bench{n}@example.fr", now, now),
+        ).fetchone()
+        self.created.append(int(_returned(row)[0]))
         return 1
 
     def _delete_customer(self) -> int:
-        with self.conn.transaction():
-            self.conn.execute("DELETE FROM shop.customer WHERE id = %s", (self.created.pop(0),))
+        self.conn.execute("DELETE FROM shop.customer WHERE id = %s", (self.created.pop(0),))
         return 1
 
     def _update_customer(self) -> int:
-        with self.conn.transaction():
-            self.conn.execute(
-                "UPDATE shop.customer SET accepts_marketing = NOT coalesce(accepts_marketing, false),"
-                " updated_at = %s WHERE id = %s",
-                (datetime.now(UTC), self.rng.choice(self.customers)),
-            )
+        self.conn.execute(
+            "UPDATE shop.customer SET accepts_marketing = NOT coalesce(accepts_marketing, false),"
+            " updated_at = %s WHERE id = %s",
+            (datetime.now(UTC), self.rng.choice(self.customers)),
+        )
         return 1
 
 
@@ -213,29 +200,38 @@ class ErpLoad:
             self.rows = Skewed([(str(w), str(a)) for w, a in cur.fetchall()], rng)
             cur.execute("SELECT CUST_NO FROM CUST_MAST ORDER BY 1")
             self.customers = [c[0] for c in cur.fetchall()]
-        conn.commit()
 
     def step(self) -> int:
         with self.conn.cursor() as cur:
-            if self.rng.random() < 0.9:
-                whs, art = self.rows.pick()
+            if self.rng.random() < 0.9:  # a warehouse move: 1-3 stock rows in one statement
+                rows = sorted({self.rows.pick() for _ in range(self.rng.randint(1, 3))})
                 cur.execute(
-                    "UPDATE STK_BAL SET QTY_OH = GREATEST(QTY_OH + %s, 0), LAST_UPD = %s"
-                    " WHERE WHS_CODE = %s AND ART_NO = %s",
-                    (Decimal(self.rng.randint(-8, 8)) / 4, _now_s(), whs, art),
-                )
-            else:
-                cur.execute(
-                    "UPDATE CUST_MAST SET UPD_TS = %s WHERE CUST_NO = %s",
-                    (_now_s(), self.rng.choice(self.customers)),
-                )
-        self.conn.commit()
+                    _move_sql(len(rows)),
+                    [*(v for w, a in rows for v in (w, a, Decimal(self.rng.randint(-8, 8)) / 4)),
+                     _now_s(), *(v for row in rows for v in row)],
+                )  # fmt: skip
+                return len(rows)
+            cur.execute(
+                "UPDATE CUST_MAST SET UPD_TS = %s WHERE CUST_NO = %s",
+                (_now_s(), self.rng.choice(self.customers)),
+            )
         return 1
 
 
-def _returned(cur: Any) -> Any:
+@functools.cache
+def _move_sql(rows: int) -> str:
+    """One UPDATE moving the stock of ``rows`` (warehouse, article) rows, each by its own delta:
+    parameters (warehouse, article, delta) per row, the time, then (warehouse, article) per row."""
+    deltas = " ".join("WHEN WHS_CODE = %s AND ART_NO = %s THEN %s" for _ in range(rows))
+    keys = ", ".join("(%s, %s)" for _ in range(rows))
+    return (
+        f"UPDATE STK_BAL SET QTY_OH = GREATEST(QTY_OH + CASE {deltas} END, 0),"  # noqa: S608 (placeholders only)
+        f" LAST_UPD = %s WHERE (WHS_CODE, ART_NO) IN ({keys})"
+    )
+
+
+def _returned(row: Any) -> Any:
     """The row an ``INSERT … RETURNING`` gave back."""
-    row = cur.fetchone()
     if row is None:
         raise RuntimeError("INSERT ... RETURNING returned no row")
     return row
@@ -250,63 +246,105 @@ LOADS: dict[str, Callable[[Any, random.Random, float], Any]] = {
     "shop": ShopLoad,
     "erp": ErpLoad,
 }
+PER_PROCESS = 2500.0  # changes/s one writer process is asked for at most
 
 
-@dataclass
+def connect(kind: str, dsn: str) -> Any:
+    """An autocommit DB-API connection: each statement is its own transaction."""
+    if kind == "postgres":
+        import psycopg
+
+        return psycopg.connect(dsn, autocommit=True)
+    from hub.stack.mariadb import connect as mariadb
+
+    conn = mariadb(dsn)
+    conn.autocommit(True)
+    return conn
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a writer process connects: ``kind`` (postgres, mariadb) and a DSN without password."""
+
+    kind: str
+    dsn: str
+
+
 class FixedClockLoad:
-    """Writers for the three databases at ``rate`` row changes/s in all, until ``stop()``."""
+    """Writer processes for the three databases at ``rate`` row changes/s in all, until ``stop()``."""
 
-    connect: Callable[[str], Any]  # system → an open DB-API connection
-    rate: float
-    seed: int
-    writers: dict[str, Writer] = field(default_factory=dict)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _threads: list[threading.Thread] = field(default_factory=list)
+    def __init__(self, sources: Mapping[str, Source], rate: float, seed: int) -> None:
+        self.sources, self.rate, self.seed = dict(sources), rate, seed
+        self.context = multiprocessing.get_context("spawn")  # no inherited threads or sockets
+        self._stop = self.context.Event()
+        self._plan: list[tuple[Writer, Any, Any]] = []  # writer, its counters, its process
+        self.writers: dict[str, Writer] = {}
 
     def start(self) -> None:
+        started = time.time() + 1.0  # one clock for all, once every process is up
         for n, (system, share) in enumerate(SHARES.items()):
-            writer = Writer(system, self.rate * share)
-            self.writers[system] = writer
-            thread = threading.Thread(target=self._run, args=(writer, self.seed + n), daemon=True)
-            self._threads.append(thread)
-            thread.start()
+            rate = self.rate * share
+            count = max(1, math.ceil(rate / PER_PROCESS))
+            self.writers[system] = Writer(system, rate)
+            for k in range(count):
+                counters = self.context.Array("d", 4, lock=False)  # changes, txns, errors, late
+                process = self.context.Process(
+                    target=_write, name=f"load-{system}-{k}", daemon=True,
+                    args=(self.sources[system], system, rate / count, self.seed + 10 * n + k,
+                          started, self._stop, counters),
+                )  # fmt: skip
+                process.start()
+                self._plan.append((self.writers[system], counters, process))
+
+    def pids(self) -> list[int]:
+        return [process.pid for _, _, process in self._plan if process.pid is not None]
 
     def stop(self) -> None:
         self._stop.set()
-        for thread in self._threads:
-            thread.join(30)
+        for _, _, process in self._plan:
+            process.join(30)
+            if process.is_alive():
+                process.kill()
+        self._collect()
 
     def changes(self) -> int:
-        return sum(w.changes for w in self.writers.values())
+        return int(sum(counters[0] for _, counters, _ in self._plan))
 
-    def _run(self, writer: Writer, seed: int) -> None:
-        conn = self.connect(writer.system)
-        try:
-            load = LOADS[writer.system](conn, random.Random(seed), writer.rate)
-            started = time.monotonic()
-            while not self._stop.is_set():
-                due = writer.rate * (time.monotonic() - started)
-                if writer.changes >= due:
-                    time.sleep(min(0.005, (writer.changes - due + 1) / writer.rate))
-                    continue
-                try:
-                    writer.changes += load.step()
-                    writer.transactions += 1
-                except Exception:
-                    writer.errors += 1
-                    conn.rollback()
-                    if writer.errors > 100:
-                        raise
-            writer.late_s = max(0.0, (writer.rate * (time.monotonic() - started) - writer.changes)
-                                / writer.rate)  # fmt: skip
-        finally:
-            conn.close()
+    def _collect(self) -> None:
+        for writer in self.writers.values():
+            mine = [c for w, c, _ in self._plan if w is writer]
+            writer.changes, writer.transactions = (
+                int(sum(c[0] for c in mine)),
+                int(sum(c[1] for c in mine)),
+            )
+            writer.errors = int(sum(c[2] for c in mine))
+            writer.late_s = round(max((c[3] for c in mine), default=0.0), 3)
+            writer.processes = len(mine)
 
 
-@contextmanager
-def running(load: FixedClockLoad) -> Iterator[FixedClockLoad]:
-    load.start()
+def _write(source: Source, system: str, rate: float, seed: int, started: float, stop: Any,
+           counters: Any) -> None:  # fmt: skip
+    """One writer process: ``rate`` changes/s of ``system``'s mix from ``started`` (a wall-clock
+    time) until ``stop`` is set; counts in ``counters``."""
+    conn = connect(source.kind, source.dsn)
     try:
-        yield load
+        load = LOADS[system](conn, random.Random(seed), rate)
+        time.sleep(max(0.0, started - time.time()))
+        begin = time.monotonic()
+        changes = 0
+        while not stop.is_set():
+            due = rate * (time.monotonic() - begin)
+            if changes >= due:
+                time.sleep(min(0.005, (changes - due + 1) / rate))
+                continue
+            try:
+                changes += load.step()
+                counters[1] += 1
+            except Exception:
+                counters[2] += 1
+                if counters[2] > 100:
+                    raise
+            counters[0] = changes
+        counters[3] = max(0.0, (rate * (time.monotonic() - begin) - changes) / rate)
     finally:
-        load.stop()
+        conn.close()

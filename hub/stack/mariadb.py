@@ -112,6 +112,10 @@ class MariaDbSource(SourceServer):
             "--server-id=1", f"--log-bin={self.data_dir / 'binlog'}", "--binlog-format=ROW",
             "--binlog-row-image=FULL", "--expire-logs-days=7", "--innodb-buffer-pool-size=64M",
             "--max-connections=60", "--character-set-server=utf8mb4", "--log-warnings=1",
+            # A local development and benchmark server: the redo log is flushed once a second,
+            # not at every commit (as the load's PostgreSQL sessions commit with
+            # synchronous_commit=off); the binary log Debezium reads is written at each commit.
+            "--innodb-flush-log-at-trx-commit=2",
         ]  # fmt: skip
         self.proc.start(argv)
         require_started(
