@@ -16,7 +16,7 @@ from hub.core.engine import SystemMappings
 from hub.core.mapping import MappingSpec, compile_mapping
 from hub.errors import RegistryError
 from hub.settings import REPO_ROOT, get_settings
-from hub.topics import TopicRegistry
+from hub.topics import TopicRegistry, TopicSpec
 
 CONNECTORS_DIR = REPO_ROOT / "connectors"
 
@@ -170,6 +170,20 @@ def load_definitions(directory: Path | None = None) -> dict[str, ConnectorDefini
             raise RegistryError(f"{path}: system {definition.system!r} is defined twice")
         definitions[definition.system] = definition
     return definitions
+
+
+def shared_topics(
+    definitions: Mapping[str, ConnectorDefinition], registry: TopicRegistry
+) -> list[TopicSpec]:
+    """The raw topics a worker group shares out, whose progress its committed offsets show: every
+    raw topic but the reference ones (each worker reads those whole, and keeps how far it read
+    with its state)."""
+    reference = {(d.system, table) for d in definitions.values() for table in d.reference}
+    return [
+        spec for spec in registry.topics.values()
+        if spec.kind == "raw" and spec.source
+        and (spec.source.system, spec.source.table) not in reference
+    ]  # fmt: skip
 
 
 def render_config(

@@ -38,7 +38,7 @@ from hub.bench.load import FixedClockLoad, Source
 from hub.bench.probe import LatencyProbe, ProcessUse, process_use
 from hub.bench.report import growth, latency_by_system, machine, summarize, trough
 from hub.connect_client import ConnectClient
-from hub.connectors import load_definitions, render_config
+from hub.connectors import load_definitions, render_config, shared_topics
 from hub.kafka_io import group_lag
 from hub.settings import HubSettings
 from hub.stack.kafka import ensure_topics
@@ -91,6 +91,7 @@ class Bench:
         self.settings, self.console, self.seed, self.timing = settings, console, seed, timing
         self.stack = Stack(settings, console)
         self.raw = raw_specs()
+        self.shared = shared_topics(load_definitions(), registry())  # whose lag the group shows
         self.unified = [s for s in registry().topics.values() if s.kind == "unified"]
         self.logs = settings.state_dir / "logs"
         # Sources whose commit times are whole seconds (binary log): left out of the "all" latency.
@@ -126,7 +127,7 @@ class Bench:
                 consumer.proc.wait()
 
     def lag(self, consumer: Consumer) -> int:
-        return group_lag(self.settings.bootstrap, consumer.group, self.raw)
+        return group_lag(self.settings.bootstrap, consumer.group, self.shared)
 
     def catch_up(self, consumer: Consumer, ready: Any = None, timeout: float = 900) -> None:
         """Wait until ``consumer`` is up (``ready``) and has nothing left to read, or fail."""

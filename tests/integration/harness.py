@@ -19,6 +19,7 @@ from pathlib import Path
 import psycopg
 import pymysql
 
+from hub.connectors import load_definitions, shared_topics
 from hub.kafka_io import group_lag, header, read_to_end
 from hub.simulator import ErpSimulator, SalesSimulator, WebShopSimulator
 from hub.stack.mariadb import connect as mariadb_connect
@@ -182,7 +183,7 @@ def caught_up(bootstrap: str, group: str, topic_id: str = "raw.pos.stock") -> bo
 def drained(stack) -> None:
     """Wait until the worker's group has committed every raw record."""
     bootstrap, group = stack.endpoints["kafka_bootstrap"], stack.env["HUB_WORKER_ID"]
-    raw = [spec for spec in registry().topics.values() if spec.kind == "raw"]
+    raw = shared_topics(load_definitions(), registry())  # the reference ones: read by every task
     # Generous: after a takeover late in a session, the standby replays a long table changelog.
     deadline = time.monotonic() + 480
     while group_lag(bootstrap, group, raw) > 0:

@@ -8,7 +8,6 @@ from typing import Any
 
 import orjson
 import pytest
-from confluent_kafka import TopicPartition
 
 from hub.connectors import load_definitions
 from hub.core.engine import MemoryStore
