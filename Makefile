@@ -41,11 +41,12 @@ BENCH_ENV := HUB_STATE_DIR=$(CURDIR)/.hub-bench HUB_KAFKA_PORT=29092 HUB_KAFKA_C
 BENCH_RUN = $(BENCH_ENV) $(BIN)/hub stack down --purge >/dev/null; $(BENCH_ENV) $(BIN)/hub stack up \
 	&& $(BENCH_ENV) $(BIN)/hub bench $(BENCH_ARGS); status=$$?; $(BENCH_ENV) $(BIN)/hub stack down >/dev/null; exit $$status
 
-bench: install ## Benchmark: the hub and 4 baselines, steps 500-8000 changes/s and a ramp, on a fresh stack; results in bench/results/
+bench: BENCH_ARGS = --replay 1000000
+bench: install ## Benchmark: the hub and 4 baselines, steps 500-8000 changes/s, a ramp, and a replay of 1M changes by 1 and 2 workers, on a fresh stack; results in bench/results/
 	@$(BENCH_RUN)
 
-bench-quick: BENCH_ARGS = --rates 500,2000 --warmup 5 --measure 10 --no-ramp --out bench/results/quick
-bench-quick: install ## A short benchmark for development (two steps, every series, no ramp; under 5 minutes)
+bench-quick: BENCH_ARGS = --rates 500,2000 --warmup 5 --measure 10 --no-ramp --replay 50000 --out bench/results/quick
+bench-quick: install ## A short benchmark for development (two steps, every series, no ramp, a 50k replay; about 5 minutes)
 	@$(BENCH_RUN)
 
 unit: install ## Unit and contract tests only (no I/O)

@@ -211,12 +211,16 @@ def demo(rate: float, keep_stack: bool) -> None:
               help="Which of the hub (SUT) and the baselines to run (comma-separated).")  # fmt: skip
 @click.option("--ramp/--no-ramp", default=True, show_default=True,
               help="After the SUT's steps, bisect for its highest sustainable rate.")  # fmt: skip
+@click.option("--replay", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Then record this many changes on the raw topics and time 1 and 2 workers "
+                   "draining them (0: no replay).")  # fmt: skip
 @click.option("--seed", type=int, default=2026, show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), default=Path("bench/results"),
               show_default=True)  # fmt: skip
 def bench(
-    rates: str, warmup: float, measure: float, series: str, ramp: bool, seed: int, out: Path
-) -> None:
+    rates: str, warmup: float, measure: float, series: str, ramp: bool, replay: int, seed: int,
+    out: Path,
+) -> None:  # fmt: skip
     """Benchmark the hub and its baselines on the stack the settings point at: throughput,
     end-to-end latency, CPU and memory per process. `make bench` gives it a fresh stack of its own."""
     from hub.bench.report import write
@@ -233,7 +237,9 @@ def bench(
                                  param_hint="--rates") from None  # fmt: skip
     if not steps or min(steps) <= 0:
         raise click.BadParameter(f"{rates!r}: rates above 0", param_hint="--rates")
-    result = Bench(get_settings(), err, seed, Timing(warmup, measure)).run(steps, wanted, ramp)
+    result = Bench(get_settings(), err, seed, Timing(warmup, measure)).run(
+        steps, wanted, ramp, replay
+    )
     paths = write(result, out)
     err.print(f"[green]✓[/] results: {paths['json']}, {paths['md']} and {paths['png']}")
     print(paths["md"].read_text())

@@ -36,6 +36,7 @@ from rich.console import Console
 from hub.bench.baselines import raw_specs, scratch
 from hub.bench.load import FixedClockLoad, Source
 from hub.bench.probe import LatencyProbe, ProcessUse, process_use
+from hub.bench.replay import replay as replay_run
 from hub.bench.report import growth, latency_by_system, machine, summarize, trough
 from hub.connect_client import ConnectClient
 from hub.connectors import load_definitions, render_config, shared_topics
@@ -363,7 +364,9 @@ class Bench:
                 for d in definitions:
                     wait_running(client, d.connector.name, timeout=120)
 
-    def run(self, rates: Sequence[int], series: Sequence[str], ramp: bool) -> dict[str, Any]:
+    def run(
+        self, rates: Sequence[int], series: Sequence[str], ramp: bool, replay: int = 0
+    ) -> dict[str, Any]:
         result: dict[str, Any] = {
             "when": datetime.now(UTC).isoformat(timespec="seconds"),
             "machine": machine(),
@@ -386,6 +389,10 @@ class Bench:
                 result["series"][name] = self.baseline_loop(name, "forward", self.raw, rates)
             else:
                 result["series"][name] = self.bl2(name, rates)
+        if replay:
+            self.console.rule(f"Replay: {replay:,} recorded changes drained by 1, then 2 workers")
+            result["replay"] = replay_run(self.settings, load_sources(self.stack), self.raw,
+                                          self.shared, replay, self.seed, self.logs, self.console)  # fmt: skip
         result["summary"] = summarize(result)
         return result
 
