@@ -19,7 +19,19 @@ from hub.stack.procs import free_port
 
 pytestmark = pytest.mark.integration
 
-STACK_PROCESSES = {"kafka", "connect", "pos db", "shop db", "erp db", "bench (load, probes)"}
+STACK_PROCESSES = {
+    "kafka",
+    "connect",
+    "pos db",
+    "shop db",
+    "erp db",
+    "bench (probes)",
+    "load writers",
+}
+
+
+def processes_of(step):
+    return step["processes"]
 
 
 def test_the_benchmark_harness_measures_a_tiny_load_in_every_series(stack, tmp_path):
@@ -27,7 +39,7 @@ def test_the_benchmark_harness_measures_a_tiny_load_in_every_series(stack, tmp_p
            "HUB_WORKER_WEB_PORT": str(free_port())}  # fmt: skip
     run = subprocess.run(
         [sys.executable, "-m", "hub", "bench", "--rates", "40", "--warmup", "3", "--measure", "8",
-         "--no-ramp", "--out", str(tmp_path)],
+         "--no-ramp", "--replay", "3000", "--out", str(tmp_path)],
         env=env, capture_output=True, text=True, timeout=1200, check=False,
     )  # fmt: skip
     assert run.returncode == 0, run.stderr[-3000:]
@@ -38,6 +50,8 @@ def test_the_benchmark_harness_measures_a_tiny_load_in_every_series(stack, tmp_p
     for series, (step,) in result["series"].items():
         assert step["rate"] == 40
         assert 30 <= step["changes_in_per_s"] <= 50, (series, step["writers"])
+        assert not step["generator_short"], (series, step["writers"])
+        assert processes_of(step)["load writers"]["cpu_s"] > 0, series
         assert step["raw_per_s"] > 0 and step["records_out_per_s"] > 0, (series, step)
         latency = step["latency_ms"]
         assert latency["all"]["count"] > 0, (series, step)
@@ -52,6 +66,16 @@ def test_the_benchmark_harness_measures_a_tiny_load_in_every_series(stack, tmp_p
             assert processes[own]["cpu_s"] > 0 and processes[own]["peak_rss_mb"] > 0
             assert step["consumed_per_s"] > 0 and step["debezium_latency_ms"]["count"] > 0
     assert result["ramp"] is None
+    # The replay: a fresh group of 1, then 2 workers drained every raw record.
+    replay = result["replay"]
+    assert [run["workers"] for run in replay["runs"]] == [1, 2]
+    for run in replay["runs"]:
+        assert run["records"] >= 3000 and run["events_per_s"] > 0 and run["peak_rss_mb"] > 0, run
+    assert replay["ratio"] > 0
+    assert {t["target"] for t in result["summary"]["targets"]} >= {
+        "replay ≥ 15,000 events/s with one worker",
+        "replay with two workers ≥ 1.6 x one",
+    }
     ratios = result["summary"]["ratios"][0]
     assert ratios["rate"] == 40 and ratios["sut_over_bl4_cpu_per_change"] > 0
     assert {t["target"] for t in result["summary"]["targets"]} >= {"worker RSS ≤ 300 MB"}
