@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -106,6 +107,18 @@ class HubSettings(BaseSettings):
     worker_max_log_rate: int = Field(
         default=256 << 20,
         description="Bytes per second of log a source may write (see worker_max_position_leap).",
+    )
+    worker_store: Literal["rocksdb", "memory"] = Field(
+        default="rocksdb",
+        description="Where a worker keeps the engine's state of each partition number it holds: "
+        "a RocksDB copy on local disk under HUB_STATE_DIR/worker with the most used entries in "
+        "memory (memory bounded whatever the history), or all in memory. Either way the "
+        "changelog topic holds it, and a takeover reads it back from there.",
+    )
+    worker_store_cache: int = Field(
+        default=20_000,
+        ge=0,
+        description="Entries of each partition number's state kept in memory (rocksdb store).",
     )
     connector_watch_interval: float = Field(
         default=15.0,

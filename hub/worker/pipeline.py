@@ -17,6 +17,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -34,7 +35,13 @@ from hub.worker import metrics
 from hub.worker.continuity import EXIT_RESTART, ContinuityGuard, OffsetGap
 from hub.worker.liveness import Liveness, Verdict
 from hub.worker.output import Fenced, OutputProducer, TransactionFailed, transactional_id
-from hub.worker.state import ChangelogStore, read_rows, rows_changelog
+from hub.worker.state import (
+    ChangelogStore,
+    DiskStore,
+    read_entries,
+    rows_changelog,
+    worker_disk,
+)
 from hub.worker.watchdog import Watchdog
 
 log = logging.getLogger("hub.worker")
@@ -107,12 +114,18 @@ class Task:
 
     def __init__(
         self, number: int, settings: HubSettings, systems: Sequence[SystemMappings],
-        topic_for_model: Mapping[str, str], references: Sequence[TopicSpec],
+        topic_for_model: Mapping[str, str], references: Sequence[TopicSpec], disk: Path,
     ) -> None:  # fmt: skip
         self.number, self.settings, self.references = number, settings, references
         self.producer = OutputProducer(settings.bootstrap, f"{settings.worker_id}-p{number}")
         self.producer.use(transactional_id(settings.worker_id, number))
-        self.rows = ChangelogStore(self.producer, rows_changelog(settings.worker_id).name, number)
+        changelog = rows_changelog(settings.worker_id).name
+        self.rows: ChangelogStore | DiskStore
+        if settings.worker_store == "rocksdb":
+            self.rows = DiskStore(self.producer, changelog, number, disk / f"p{number}",
+                                  settings.worker_store_cache)  # fmt: skip
+        else:
+            self.rows = ChangelogStore(self.producer, changelog, number)
         # Published marks are kept with the rows: committed with the outputs they stand for.
         self.engine = Engine(
             systems,
@@ -132,7 +145,9 @@ class Task:
     def read_back(self) -> int:
         """The state as committed by whoever held this number before (call after ``fence``);
         the reference topics are then read on from where that state had them."""
-        self.rows.replace(read_rows(self.settings.bootstrap, self.settings.worker_id, self.number))
+        entries = self.rows.replace(
+            read_entries(self.settings.bootstrap, self.settings.worker_id, self.number)
+        )
         if self.engine.frontiers is not None:
             self.engine.frontiers.reload()
         self.read_to = {
@@ -146,7 +161,7 @@ class Task:
                 "isolation.level": "read_committed", "fetch.wait.max.ms": 20, "log_level": 3,
             })  # fmt: skip
             self._reader.assign([TopicPartition(t, p, o) for (t, p), o in self.read_to.items()])
-        return len(self.rows)
+        return entries
 
     def _read_to(self, topic: str, partition: int) -> int:
         stored = self.rows.get(f"{REFERENCE}{topic}:{partition}")
@@ -178,6 +193,7 @@ class Task:
         if self._reader is not None:
             self._reader.close()
             self._reader = None
+        self.rows.close()
 
     def commit(
         self, timeout: float, offsets: list[TopicPartition] | None = None, group: Any = None
@@ -231,6 +247,7 @@ class Pipeline:
         self.partitions = counts.pop()  # the most workers of the group active at once
         self.topic_names = {spec.id: spec.name for spec in reg.topics.values()}
         self.tasks: dict[int, Task] = {}
+        self.disk = worker_disk(settings)  # where this process keeps its tasks' state databases
         self.held: frozenset[tuple[str, int]] = frozenset()  # replaced whole: read by the watchdog
         self.taking_over = False
         self.guard = ContinuityGuard()
@@ -310,7 +327,14 @@ class Pipeline:
 
     def _fence(self, numbers: set[int]) -> list[Task]:
         tasks = [
-            Task(number, self.settings, self.systems, self.topic_for_model, self.references)
+            Task(
+                number,
+                self.settings,
+                self.systems,
+                self.topic_for_model,
+                self.references,
+                self.disk,
+            )
             for number in sorted(numbers)
         ]
         for task in tasks:

@@ -11,12 +11,17 @@ processes the same events from the same state as the worker it is compared with.
 
 from __future__ import annotations
 
+import os
+import shutil
+from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 import orjson
 
 from hub.core.engine import MemoryStore
 from hub.kafka_io import read_to_end
+from hub.settings import HubSettings
 from hub.topics import TopicSpec
 from hub.worker.output import OutputProducer
 
@@ -54,11 +59,133 @@ class ChangelogStore(MemoryStore):
             )
         self.changed.clear()
 
-    def replace(self, rows: MemoryStore) -> None:
-        """Start over from ``rows`` (read back at a takeover); writes nothing."""
+    def replace(self, entries: Iterable[tuple[str, dict[str, Any] | None]]) -> int:
+        """Start over from ``entries`` (read back at a takeover; the last value of a ref wins, None
+        deletes it); writes nothing. Returns how many entries there are then."""
         self.clear()
-        self.update(rows)
         self.changed.clear()
+        for ref, value in entries:
+            MemoryStore.put(self, ref, value)
+        return len(self)
+
+    def close(self) -> None:
+        self.clear()
+
+
+class DiskStore:
+    """The engine's ``Store`` for one raw partition number when its state grows with history: every
+    entry in a RocksDB database of its own (``path``, deleted on ``close``), the most recently used
+    ``cache`` entries also in memory, and the changes of the open transaction written to the
+    changelog and the database together (``write_changes``). Memory is then bounded by the cache
+    and RocksDB's buffers, whatever the state holds. The database is only ever a copy of the
+    changelog partition: a takeover (``replace``) builds it again from there."""
+
+    WRITE_BUFFER = 8 << 20  # bytes per memtable (two at most)
+    BLOCK_CACHE = 16 << 20
+
+    def __init__(
+        self, producer: OutputProducer, changelog: str, partition: int, path: Path,
+        cache: int = 20_000,
+    ) -> None:  # fmt: skip
+        self.producer, self.changelog, self.partition = producer, changelog, partition
+        self.path, self.cache_size = path, cache
+        self.cache: dict[str, dict[str, Any] | None] = {}  # in use order, oldest first
+        self.pending: dict[str, dict[str, Any] | None] = {}  # changed since write_changes
+        self.db = self._open()
+
+    def _open(self) -> Any:
+        from rocksdict import BlockBasedOptions, Cache, Options, Rdict
+
+        shutil.rmtree(self.path, ignore_errors=True)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        options = Options(raw_mode=True)
+        options.create_if_missing(True)
+        options.set_write_buffer_size(self.WRITE_BUFFER)
+        options.set_max_write_buffer_number(2)
+        table = BlockBasedOptions()
+        table.set_block_cache(Cache(self.BLOCK_CACHE))
+        options.set_block_based_table_factory(table)
+        return Rdict(str(self.path), options)
+
+    def get(self, ref: str) -> dict[str, Any] | None:
+        if ref in self.pending:
+            return self.pending[ref]
+        cache = self.cache
+        if ref in cache:
+            value = cache.pop(ref)  # to the young end
+        else:
+            raw = self.db.get(ref.encode())
+            value = orjson.loads(raw) if raw is not None else None
+        cache[ref] = value
+        if len(cache) > self.cache_size:
+            del cache[next(iter(cache))]
+        return value
+
+    def put(self, ref: str, value: dict[str, Any] | None) -> None:
+        self.pending[ref] = value
+
+    @property
+    def changed(self) -> set[str]:
+        return set(self.pending)
+
+    def write_changes(self) -> None:
+        """Hand the entries changed since the last call to the producer, and to the database."""
+        from rocksdict import WriteBatch
+
+        batch = WriteBatch(raw_mode=True)
+        for ref, value in self.pending.items():
+            raw = orjson.dumps(value) if value is not None else None
+            self.producer.send(self.changelog, orjson.dumps(ref), raw, [], self.partition)
+            if raw is None:
+                batch.delete(ref.encode())
+            else:
+                batch.put(ref.encode(), raw)
+            self.cache.pop(ref, None)
+            self.cache[ref] = value
+        self.db.write(batch)
+        self.pending.clear()
+        while len(self.cache) > self.cache_size:
+            del self.cache[next(iter(self.cache))]
+
+    def replace(self, entries: Iterable[tuple[str, dict[str, Any] | None]]) -> int:
+        """Start over from ``entries`` (see ``ChangelogStore.replace``)."""
+        from rocksdict import WriteBatch
+
+        self.db.close()
+        self.db = self._open()
+        self.cache.clear()
+        self.pending.clear()
+        live: set[str] = set()
+        batch = WriteBatch(raw_mode=True)
+        for n, (ref, value) in enumerate(entries, 1):
+            if value is None:
+                batch.delete(ref.encode())
+                live.discard(ref)
+            else:
+                batch.put(ref.encode(), orjson.dumps(value))
+                live.add(ref)
+            if n % 10_000 == 0:
+                self.db.write(batch)
+                batch = WriteBatch(raw_mode=True)
+        self.db.write(batch)
+        return len(live)
+
+    def close(self) -> None:
+        """Close the database and delete it (the changelog holds the state)."""
+        self.db.close()
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+def worker_disk(settings: HubSettings) -> Path:
+    """This process's directory for its tasks' state databases, ``<state dir>/worker/<group>-<pid>``
+    (those of processes no longer running are deleted: a database is only ever a copy)."""
+    root = settings.state_dir / "worker"
+    if root.is_dir():
+        for old in root.iterdir():
+            pid = old.name.rsplit("-", 1)[-1]
+            if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+                shutil.rmtree(old, ignore_errors=True)
+    return root / f"{settings.worker_id}-{os.getpid()}"
 
 
 def rows_changelog(worker_id: str, partitions: int = 1) -> TopicSpec:
@@ -71,11 +198,12 @@ def rows_changelog(worker_id: str, partitions: int = 1) -> TopicSpec:
     )  # fmt: skip
 
 
-def read_rows(bootstrap: str, worker_id: str, partition: int | None = None) -> MemoryStore:
-    """The engine's state (rows, published marks, frontiers) of raw partition number
-    ``partition`` (default: of all) as the worker group's changelog holds it: the last value per
-    ref."""
-    rows = MemoryStore()
+def read_entries(
+    bootstrap: str, worker_id: str, partition: int | None = None
+) -> Iterator[tuple[str, dict[str, Any] | None]]:
+    """The engine's state (rows, published marks, frontiers, reference positions) of raw
+    partition number ``partition`` (default: of all) as the worker group's changelog holds it,
+    in order: (ref, value) pairs, None for a deleted ref (the last one of a ref wins)."""
     if partition is None:
         name = rows_changelog(worker_id).name
         spec, partitions = rows_changelog(worker_id, _partition_count(bootstrap, name)), None
@@ -83,7 +211,14 @@ def read_rows(bootstrap: str, worker_id: str, partition: int | None = None) -> M
         spec, partitions = rows_changelog(worker_id, partition + 1), [partition]
     for msg in read_to_end(bootstrap, [spec], partitions=partitions):
         raw = msg.value()
-        rows.put(orjson.loads(msg.key() or b'""'), orjson.loads(raw) if raw is not None else None)
+        yield orjson.loads(msg.key() or b'""'), orjson.loads(raw) if raw is not None else None
+
+
+def read_rows(bootstrap: str, worker_id: str, partition: int | None = None) -> MemoryStore:
+    """``read_entries`` in memory: the last value of every ref."""
+    rows = MemoryStore()
+    for ref, value in read_entries(bootstrap, worker_id, partition):
+        rows.put(ref, value)
     return rows
 
 

@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from hub.connectors import load_definitions
-from hub.core.engine import MemoryStore
+from hub.core.engine import row_ref
 from hub.settings import HubSettings
 from hub.worker import app as worker_app
 from hub.worker import pipeline as pipeline_module
@@ -140,8 +140,8 @@ def kafka(monkeypatch) -> Kafka:
         lambda self, timeout: kafka.calls.append(("fence", self.config["transactional.id"])),
     )  # fmt: skip
     monkeypatch.setattr(
-        pipeline_module, "read_rows",
-        lambda *a: kafka.calls.append(("rows", a[2])) or MemoryStore(kafka.state.get(a[2], {})),
+        pipeline_module, "read_entries",
+        lambda *a: kafka.calls.append(("rows", a[2])) or iter(kafka.state.get(a[2], {}).items()),
     )  # fmt: skip
     monkeypatch.setattr(pipeline_module, "resume_offsets", lambda *a: {})
     monkeypatch.setattr(pipeline_module, "Consumer", lambda config: Reader(kafka))
@@ -161,12 +161,21 @@ def left(monkeypatch) -> list[tuple[int, str]]:
     return reasons
 
 
+@pytest.fixture(params=["rocksdb", "memory"])
+def settings(request, tmp_path):
+    """Settings for a worker without a broker, its state on disk or in memory."""
+
+    def make(**options: Any) -> HubSettings:
+        return HubSettings(kafka_bootstrap="127.0.0.1:1", state_dir=tmp_path,
+                           worker_store=request.param, connector_watch_interval=0, **options)  # fmt: skip
+
+    return make
+
+
 @pytest.fixture
-def pipeline(kafka, left) -> Pipeline:
+def pipeline(kafka, left, settings) -> Pipeline:
     """A worker given partition 0 of the POS stock topic (nothing published, nothing committed)."""
-    settings = HubSettings(dlq_max_consecutive=3, dlq_window=10, kafka_bootstrap="127.0.0.1:1",
-                           connector_watch_interval=0)  # fmt: skip
-    pipeline = Pipeline(settings)
+    pipeline = Pipeline(settings(dlq_max_consecutive=3, dlq_window=10))
     pipeline.assign([(RAW_STOCK, 0)])
     kafka.calls.clear()
     return pipeline
@@ -177,8 +186,8 @@ def stock(op: str | None, offset: int = 0, partition: int = 0) -> Message:
     return Message(RAW_STOCK, partition, offset, record.key, record.value)
 
 
-def test_every_routed_raw_topic_and_the_repairs_topic_are_read():
-    pipeline = Pipeline(HubSettings(kafka_bootstrap="127.0.0.1:1"))
+def test_every_routed_raw_topic_and_the_repairs_topic_are_read(settings):
+    pipeline = Pipeline(settings())
     assert {system for system, _ in pipeline.routes.values()} == {*load_definitions(), "hub-repair"}
     shop = {topic for topic, (system, _) in pipeline.routes.items() if system == "shop"}
     assert shop == {f"raw.shop.shop.{t}" for t in ("variant", "inventory_level", "customer",
@@ -186,8 +195,8 @@ def test_every_routed_raw_topic_and_the_repairs_topic_are_read():
     assert all(dlq == "hub.dlq" for _, dlq in pipeline.routes.values())
 
 
-def test_faust_runs_the_app_but_none_of_its_kafka_clients():
-    app = worker_app.create_app(HubSettings(kafka_bootstrap="127.0.0.1:1"))
+def test_faust_runs_the_app_but_none_of_its_kafka_clients(settings):
+    app = worker_app.create_app(settings())
     assert not app.agents
     assert not app.boot_strategy._should_enable_kafka_consumer()
     assert not app.boot_strategy._should_enable_kafka_producer()
@@ -316,8 +325,8 @@ def test_a_worker_out_of_the_group_drops_what_it_held(pipeline, kafka):
     assert [call[0] for call in kafka.calls] == ["fence", "rows"]
 
 
-def test_each_partition_number_is_a_task_with_its_own_transactional_id(kafka, left):
-    pipeline = Pipeline(HubSettings(kafka_bootstrap="127.0.0.1:1"))
+def test_each_partition_number_is_a_task_with_its_own_transactional_id(kafka, left, settings):
+    pipeline = Pipeline(settings())
     pipeline.assign([(RAW_STOCK, 1), (RAW_STOCK, 0), ("raw.pos.pos.ticket", 1)])
     # Every number fenced before any state is read back.
     assert kafka.calls == [
@@ -360,7 +369,7 @@ def test_an_assignment_that_cannot_be_taken_over_starts_the_worker_afresh(
     def unreadable(*args):
         raise RuntimeError("Kafka stopped answering with 3 partitions still unread")
 
-    monkeypatch.setattr(pipeline_module, "read_rows", unreadable)
+    monkeypatch.setattr(pipeline_module, "read_entries", unreadable)
     pipeline.lose()
     with pytest.raises(Left):
         pipeline.assign([(RAW_STOCK, 0)])
@@ -368,35 +377,8 @@ def test_an_assignment_that_cannot_be_taken_over_starts_the_worker_afresh(
     assert status == EXIT_RESTART and "could not take the assignment over" in reason
 
 
-def test_row_changes_go_out_once_per_transaction_with_their_last_value():
-    from hub.worker.state import ChangelogStore, rows_changelog
-
-    written: list[tuple[str, bytes, bytes | None, int]] = []
-
-    class Recorder:
-        def send(self, topic, key, value, headers, partition=-1):
-            written.append((topic, key, value, partition))
-
-    changelog = rows_changelog("bench-sut").name
-    assert changelog == "bench-sut-engine-rows-changelog"  # the name Faust's table gave it
-    store = ChangelogStore(Recorder(), changelog, partition=2)
-    store.put("row:pos:pos.ticket:{}", {"row": {"ticket_id": 7}})
-    store.put("row:pos:pos.ticket:{}", {"row": {"ticket_id": 8}})
-    assert store.get("row:pos:pos.ticket:{}") == {"row": {"ticket_id": 8}}
-    assert written == []  # written with the transaction, not before
-    store.write_changes()
-    key = b'"row:pos:pos.ticket:{}"'  # Faust's JSON key serializer
-    assert written == [(changelog, key, b'{"row":{"ticket_id":8}}', 2)]
-    store.put("row:pos:pos.ticket:{}", None)
-    store.write_changes()
-    assert written[-1] == (changelog, key, None, 2)
-    store.replace(MemoryStore({"row:a": {"row": {}}}))
-    store.write_changes()
-    assert dict(store) == {"row:a": {"row": {}}} and len(written) == 2  # read back, not written
-
-
 def test_raw_topics_shared_out_by_the_group_must_agree_on_their_partition_count(
-    tmp_path, monkeypatch
+    tmp_path, monkeypatch, settings
 ):
     import yaml
 
@@ -411,10 +393,10 @@ def test_raw_topics_shared_out_by_the_group_must_agree_on_their_partition_count(
     path.write_text(yaml.safe_dump(document))
     monkeypatch.setattr(pipeline_module, "registry", lambda: load_registry(path))
     with pytest.raises(RegistryError, match=r"declare \[3, 4\]"):
-        Pipeline(HubSettings(kafka_bootstrap="127.0.0.1:1"))
+        Pipeline(settings())
     document["topics"]["raw.pos.stock"]["partitions"] = 4
     path.write_text(yaml.safe_dump(document))
-    assert Pipeline(HubSettings(kafka_bootstrap="127.0.0.1:1")).partitions == 4
+    assert Pipeline(settings()).partitions == 4
 
 
 VARIANT = "raw.shop.shop.variant"
@@ -448,8 +430,8 @@ def test_the_reference_topics_are_read_on_from_where_the_state_had_them(pipeline
     assert starts[("raw.erp.erp.ART_MASTER", 0)] < 0  # never read: from the beginning
 
 
-def test_every_task_applies_each_reference_change_to_its_own_rows(kafka, left):
-    pipeline = Pipeline(HubSettings(kafka_bootstrap="127.0.0.1:1"))
+def test_every_task_applies_each_reference_change_to_its_own_rows(kafka, left, settings):
+    pipeline = Pipeline(settings())
     pipeline.assign([(RAW_STOCK, 0), (RAW_STOCK, 1)])
     assert RAW_STOCK in pipeline.input_names and VARIANT not in pipeline.input_names
     kafka.calls.clear()
@@ -457,9 +439,10 @@ def test_every_task_applies_each_reference_change_to_its_own_rows(kafka, left):
     pipeline.process([], "group")  # a quiet moment: only reference news
     assert sorted(kafka.calls) == [("commit", "unified-commerce-hub-raw-p0", []),
                                    ("commit", "unified-commerce-hub-raw-p1", [])]  # fmt: skip
+    stored = row_ref("shop", "shop.variant", orjson.loads(variant().key()))
     for task in pipeline.tasks.values():
         assert task.rows.get(f"refpos:{VARIANT}:0") == {"next": 1}
-        assert any(ref.startswith("row:shop:shop.variant:") for ref in task.rows)
+        assert task.rows.get(stored) is not None
 
 
 def test_a_task_whose_state_read_the_references_to_their_end_waits_for_nothing(
