@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -89,7 +90,9 @@ class DiskStore:
     ) -> None:  # fmt: skip
         self.producer, self.changelog, self.partition = producer, changelog, partition
         self.path, self.cache_size = path, cache
-        self.cache: dict[str, dict[str, Any] | None] = {}  # in use order, oldest first
+        # In use order, least recently used first (an OrderedDict: a plain dict's first key is
+        # found by skipping every slot deleted before it, slower the longer it runs).
+        self.cache: OrderedDict[str, dict[str, Any] | None] = OrderedDict()
         self.pending: dict[str, dict[str, Any] | None] = {}  # changed since write_changes
         self.db = self._open()
 
@@ -112,13 +115,13 @@ class DiskStore:
             return self.pending[ref]
         cache = self.cache
         if ref in cache:
-            value = cache.pop(ref)  # to the young end
-        else:
-            raw = self.db.get(ref.encode())
-            value = orjson.loads(raw) if raw is not None else None
+            cache.move_to_end(ref)
+            return cache[ref]
+        raw = self.db.get(ref.encode())
+        value = orjson.loads(raw) if raw is not None else None
         cache[ref] = value
         if len(cache) > self.cache_size:
-            del cache[next(iter(cache))]
+            cache.popitem(last=False)
         return value
 
     def put(self, ref: str, value: dict[str, Any] | None) -> None:
@@ -140,12 +143,12 @@ class DiskStore:
                 batch.delete(ref.encode())
             else:
                 batch.put(ref.encode(), raw)
-            self.cache.pop(ref, None)
             self.cache[ref] = value
+            self.cache.move_to_end(ref)
         self.db.write(batch)
         self.pending.clear()
         while len(self.cache) > self.cache_size:
-            del self.cache[next(iter(self.cache))]
+            self.cache.popitem(last=False)
 
     def replace(self, entries: Iterable[tuple[str, dict[str, Any] | None]]) -> int:
         """Start over from ``entries`` (see ``ChangelogStore.replace``)."""
