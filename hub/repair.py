@@ -177,11 +177,12 @@ def route(
     """The key and the partitions of ``hub.repairs`` a request goes to: a row's to the partition
     number its raw topic has it in (its Kafka key hashed as Kafka's producers hash it), where the
     worker holding that number applies it; a reference row's to every partition (every worker
-    holds its rows); a dropped key's to every partition (only the holder of its mark drops it),
-    or to partition 0 when no worker marked it."""
+    holds its rows); a dropped key's to the one its own key hashes to (no source row makes it any
+    more: any one worker may drop it, once)."""
     every = list(range(partitions))
     if isinstance(request, DropRepair):
-        return f"{request.topic_id}:{request.key}".encode(), every if request.expect else [0]
+        key = f"{request.topic_id}:{request.key}".encode()
+        return key, [murmur2(key, partitions)]
     definition = definitions[request.system]
     key = definition.kafka_key(request.table, request.key, request.row)
     if request.table in definition.reference:

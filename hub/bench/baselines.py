@@ -5,8 +5,9 @@ memory are measured apart (``python -m hub.bench.baselines forward|engine``):
   records, unchanged, to scratch topics: what Python and the Kafka client cost with no processing.
 - ``engine`` (BL4): the hub's pure core (decode, normalise, dedupe, route) in the same plain loop,
   writing canonical records to scratch topics: what the hub costs without Faust. It starts from
-  the SUT worker group's state (its changelog, every partition number's) at that group's
-  committed offsets, so it processes what the worker would, from where the worker stopped.
+  the SUT worker group's state (its changelog, every partition number's, and the marks the
+  unified topics hold) at that group's committed offsets, so it processes what the worker would,
+  from where the worker stopped.
 
 Both commit their offsets (automatically, every second), so the benchmark reads their lag.
 Neither is a product: no dead-letter topic, no crash safety.
@@ -23,13 +24,13 @@ from typing import Any
 from confluent_kafka import OFFSET_END, Consumer, TopicPartition
 
 from hub.connectors import load_definitions
-from hub.core.engine import Engine
+from hub.core.engine import Engine, MemoryStore
 from hub.errors import InvalidEvent
 from hub.kafka_io import resume_offsets
 from hub.settings import HubSettings
 from hub.topics import TopicSpec, registry
 from hub.worker.output import OutputProducer
-from hub.worker.state import read_rows
+from hub.worker.state import published_entries, read_rows
 
 
 def scratch(spec: TopicSpec, series: str) -> TopicSpec:
@@ -102,6 +103,7 @@ def engine(settings: HubSettings, group: str) -> None:
         [definition.engine_view() for definition in load_definitions().values()],
         {spec.model: spec.id for spec in reg.topics.values() if spec.model},
         read_rows(settings.bootstrap, settings.worker_id),  # every partition number's state
+        MemoryStore(published_entries(settings.bootstrap)),
     )
     names = {
         spec.id: scratch(spec, "BL4").name for spec in reg.topics.values() if spec.kind == "unified"

@@ -3,7 +3,8 @@
 First the load generator writes ``changes`` row changes into the sources and Debezium records
 them on the raw topics (``record``); then, with the sources and Connect idle, a fresh worker group
 (an id of its own: no state, no committed offset) of 1, then of 2 workers drains every raw record
-into the unified topics (``drain``). Each run is timed from the moment the workers start until
+into unified topics of its own (``drain``: scratch copies, empty, so both runs publish everything
+and the real unified topics never see the benchmark). Each run is timed from the moment the workers start until
 the group has committed every record of the raw topics it shares out: events/s each, the ratio
 of two workers to one, and each worker's CPU and peak memory.
 """
@@ -19,6 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
 from confluent_kafka import Consumer, TopicPartition
 from rich.console import Console
 
@@ -26,8 +28,9 @@ from hub.bench.load import FixedClockLoad, Source
 from hub.bench.probe import process_use
 from hub.kafka_io import group_lag
 from hub.settings import HubSettings
+from hub.stack.kafka import ensure_topics
 from hub.stack.procs import free_port
-from hub.topics import TopicSpec
+from hub.topics import TopicSpec, load_registry
 
 RECORD_RATE = 10_000  # changes/s asked of the load generator while recording
 DRAIN_TIMEOUT = 1800.0
@@ -91,11 +94,12 @@ def drain(
     group = f"hub-replay-{workers}-{uuid.uuid4().hex[:8]}"
     records = ends(settings.bootstrap, raw)
     logs.mkdir(parents=True, exist_ok=True)
+    topics = scratch_registry(settings, group, logs)
     procs = []
     started = time.monotonic()
     for n in range(workers):
         env = {**os.environ, "HUB_WORKER_ID": group, "HUB_WORKER_WEB_PORT": str(free_port()),
-               "HUB_CONNECTOR_WATCH_INTERVAL": "0"}  # fmt: skip
+               "HUB_CONNECTOR_WATCH_INTERVAL": "0", "HUB_TOPICS_FILE": str(topics)}  # fmt: skip
         with (logs / f"replay-{workers}-{n}.log").open("ab") as out:
             procs.append(subprocess.Popen(
                 [sys.executable, "-m", "hub", "worker", "--loglevel", "warning"],
@@ -133,6 +137,21 @@ def drain(
                   f"{seconds:.1f} s: {run.events_per_s:,.0f} events/s, peak RSS "
                   f"{run.peak_rss_mb:.0f} MB")  # fmt: skip
     return run
+
+
+def scratch_registry(settings: HubSettings, group: str, directory: Path) -> Path:
+    """A copy of the topic registry whose unified topics are scratch topics of ``group``
+    (created now): each run publishes every record into empty unified topics, as the first
+    publication of these changes, and the real unified topics never see the benchmark."""
+    document = yaml.safe_load(settings.topics_file.read_text())
+    for spec in document["topics"].values():
+        if spec.get("kind") == "unified":
+            spec["name"] = f"bench.{group}.{spec['name']}"
+    path = directory / f"{group}-topics.yaml"
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    specs = [s for s in load_registry(path).topics.values() if s.kind == "unified"]
+    ensure_topics(settings.bootstrap, specs)
+    return path
 
 
 def replay(

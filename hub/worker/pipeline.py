@@ -25,7 +25,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Top
 
 from hub.connectors import load_definitions
 from hub.core.dlq import Provenance, StreamBreakers, dead_letter_headers
-from hub.core.engine import STEP, Engine, MemoryStore, SystemMappings
+from hub.core.engine import STEP, Engine, MemoryStore, Store, SystemMappings
 from hub.core.repair import REPAIRS_TOPIC, Repairer
 from hub.errors import DeadLetterFlood, InvalidEvent, RegistryError
 from hub.kafka_io import resume_offsets
@@ -36,10 +36,10 @@ from hub.worker.continuity import EXIT_RESTART, ContinuityGuard, OffsetGap
 from hub.worker.liveness import Liveness, Verdict
 from hub.worker.output import Fenced, OutputProducer, TransactionFailed, transactional_id
 from hub.worker.state import (
-    ChangelogStore,
-    DiskStore,
+    published_entries,
     read_entries,
     rows_changelog,
+    state_store,
     worker_disk,
 )
 from hub.worker.watchdog import Watchdog
@@ -106,7 +106,8 @@ def raw_topics_by_system(engine: Engine) -> dict[str, list[TopicSpec]]:
 
 class Task:
     """Raw partition number ``number`` (of every raw topic) as this worker holds it: the engine and
-    its state (rows, published marks and frontiers, in that partition of the group's changelog),
+    its state (rows and frontiers, in that partition of the group's changelog; the published marks
+    it shares with the worker's other tasks),
     the producer that writes for it under a transactional id of its own, and a reader of the
     reference topics (read whole by every task: their rows are looked up from every partition;
     how far it read is part of the task's state). Taking the number over (``fence``) fences whoever
@@ -115,22 +116,18 @@ class Task:
     def __init__(
         self, number: int, settings: HubSettings, systems: Sequence[SystemMappings],
         topic_for_model: Mapping[str, str], references: Sequence[TopicSpec], disk: Path,
+        published: Store,
     ) -> None:  # fmt: skip
         self.number, self.settings, self.references = number, settings, references
         self.producer = OutputProducer(settings.bootstrap, f"{settings.worker_id}-p{number}")
         self.producer.use(transactional_id(settings.worker_id, number))
         changelog = rows_changelog(settings.worker_id).name
-        self.rows: ChangelogStore | DiskStore
-        if settings.worker_store == "rocksdb":
-            self.rows = DiskStore(self.producer, changelog, number, disk / f"p{number}",
-                                  settings.worker_store_cache)  # fmt: skip
-        else:
-            self.rows = ChangelogStore(self.producer, changelog, number)
-        # Published marks are kept with the rows: committed with the outputs they stand for.
+        self.rows = state_store(settings, self.producer, changelog, number, disk / f"p{number}")
         self.engine = Engine(
             systems,
             topic_for_model,
             self.rows,
+            published,
             max_leap=settings.worker_max_position_leap,
             log_rate=settings.worker_max_log_rate,
         )
@@ -248,6 +245,8 @@ class Pipeline:
         self.topic_names = {spec.id: spec.name for spec in reg.topics.values()}
         self.tasks: dict[int, Task] = {}
         self.disk = worker_disk(settings)  # where this process keeps its tasks' state databases
+        # The marks of what was published, shared by the tasks: read from the unified topics.
+        self.published = state_store(settings, None, "", 0, self.disk / "published")
         self.held: frozenset[tuple[str, int]] = frozenset()  # replaced whole: read by the watchdog
         self.taking_over = False
         self.guard = ContinuityGuard()
@@ -313,13 +312,17 @@ class Pipeline:
         if moved:
             self._drop(moved)
             new += self._fence(moved)
-        for task in new:
-            entries = task.read_back()
-            self.tasks[task.number] = task
-            applied = self._catch_up(task)
-            metrics.RESEEDS.inc()
-            log.info("given raw partition %d: fenced its previous holder, read %d state entries "
-                     "back, %d reference changes since", task.number, entries, applied)  # fmt: skip
+        if new:
+            rows = [task.read_back() for task in new]
+            # What every holder published, whichever group: the unified topics say it.
+            marks = self.published.replace(published_entries(settings.bootstrap))
+            for task, entries in zip(new, rows, strict=True):
+                self.tasks[task.number] = task
+                applied = self._catch_up(task)
+                metrics.RESEEDS.inc()
+                log.info("given raw partition %d: fenced its previous holder, read %d state "
+                         "entries and %d published keys back, %d reference changes since",
+                         task.number, entries, marks, applied)  # fmt: skip
         self.held = mine
         self.guard.reset(starts)
         # Only now: the previous holders are fenced, the state read back.
@@ -334,6 +337,7 @@ class Pipeline:
                 self.topic_for_model,
                 self.references,
                 self.disk,
+                self.published,
             )
             for number in sorted(numbers)
         ]
@@ -433,6 +437,10 @@ class Pipeline:
         self._commit(done, group)
 
     def _commit(self, done: Mapping[int, Mapping[tuple[str, int], int]], group: Any) -> None:
+        self._commit_tasks(done, group)
+        self.published.write_changes()  # the marks of what is now committed
+
+    def _commit_tasks(self, done: Mapping[int, Mapping[tuple[str, int], int]], group: Any) -> None:
         for number, offsets in done.items():
             task = self.tasks[number]
             next_offsets = [TopicPartition(t, p, o) for (t, p), o in offsets.items()]

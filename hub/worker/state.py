@@ -1,12 +1,12 @@
-"""The worker's state as Kafka holds it: per raw partition number, the engine's rows, the marks
-of what it published and how far it read the reference topics, kept in memory and written to that
-partition of a compacted changelog topic of the worker group, in the transactions that hold the
-outputs they go with.
+"""The worker's state as Kafka holds it: per raw partition number, the engine's rows and how far
+it read the reference topics, written to that partition of a compacted changelog topic of the
+worker group in the transactions that hold the outputs they go with; and the marks of what was
+published, which the unified topics themselves hold.
 
 Whoever takes a partition number over reads its state back (``read_committed``, after fencing the
-previous holder): its state is then exactly what was committed, whatever the previous holder had
-time to do. The benchmark's BL4 loop starts from the state of every partition number, so that it
-processes the same events from the same state as the worker it is compared with.
+previous holder), and the marks from the unified topics: its state is then exactly what was
+committed, whatever the previous holder had time to do. The benchmark's BL4 loop starts from the
+same state, so that it processes the same events as the worker it is compared with.
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ from typing import Any
 
 import orjson
 
-from hub.core.engine import MemoryStore
-from hub.kafka_io import read_to_end
+from hub.core.engine import MemoryStore, out_ref, seed_entry
+from hub.kafka_io import header, read_to_end
 from hub.settings import HubSettings
-from hub.topics import TopicSpec
-from hub.worker.output import OutputProducer
+from hub.topics import TopicSpec, registry
+from hub.worker.output import POSITION_HEADER, SNAPSHOT_HEADER, OutputProducer
 
 ROWS_TABLE = "engine-rows"  # the engine's rows (their changelog topic keeps this name)
 
@@ -38,7 +38,10 @@ class ChangelogStore(MemoryStore):
     The topic, key and JSON value are those Faust wrote when the rows were a Faust table, so a
     changelog written by an earlier version reads the same."""
 
-    def __init__(self, producer: OutputProducer, changelog: str, partition: int = 0) -> None:
+    def __init__(
+        self, producer: OutputProducer | None, changelog: str = "", partition: int = 0
+    ) -> None:
+        """``producer`` None: a store no changelog keeps (see ``DiskStore``)."""
         super().__init__()
         self.producer, self.changelog, self.partition = producer, changelog, partition
         self.changed: set[str] = set()
@@ -49,9 +52,13 @@ class ChangelogStore(MemoryStore):
 
     def write_changes(self) -> None:
         """Hand the rows changed since the last call to the producer."""
+        producer = self.producer
+        if producer is None:
+            self.changed.clear()
+            return
         for ref in self.changed:
             value = self.get(ref)
-            self.producer.send(
+            producer.send(
                 self.changelog,
                 orjson.dumps(ref),
                 orjson.dumps(value) if value is not None else None,
@@ -85,9 +92,11 @@ class DiskStore:
     BLOCK_CACHE = 16 << 20
 
     def __init__(
-        self, producer: OutputProducer, changelog: str, partition: int, path: Path,
+        self, producer: OutputProducer | None, changelog: str, partition: int, path: Path,
         cache: int = 20_000,
     ) -> None:  # fmt: skip
+        """``producer`` None: a store no changelog keeps (the published marks, read back from
+        the unified topics themselves)."""
         self.producer, self.changelog, self.partition = producer, changelog, partition
         self.path, self.cache_size = path, cache
         # In use order, least recently used first (an OrderedDict: a plain dict's first key is
@@ -138,7 +147,8 @@ class DiskStore:
         batch = WriteBatch(raw_mode=True)
         for ref, value in self.pending.items():
             raw = orjson.dumps(value) if value is not None else None
-            self.producer.send(self.changelog, orjson.dumps(ref), raw, [], self.partition)
+            if self.producer is not None:
+                self.producer.send(self.changelog, orjson.dumps(ref), raw, [], self.partition)
             if raw is None:
                 batch.delete(ref.encode())
             else:
@@ -179,6 +189,16 @@ class DiskStore:
         shutil.rmtree(self.path, ignore_errors=True)
 
 
+def state_store(
+    settings: HubSettings, producer: OutputProducer | None, changelog: str, partition: int,
+    path: Path,
+) -> ChangelogStore | DiskStore:  # fmt: skip
+    """The store the settings ask for (``HUB_WORKER_STORE``): on disk at ``path``, or in memory."""
+    if settings.worker_store == "rocksdb":
+        return DiskStore(producer, changelog, partition, path, settings.worker_store_cache)
+    return ChangelogStore(producer, changelog, partition)
+
+
 def worker_disk(settings: HubSettings) -> Path:
     """This process's directory for its tasks' state databases, ``<state dir>/worker/<group>-<pid>``
     (those of processes no longer running are deleted: a database is only ever a copy)."""
@@ -199,6 +219,20 @@ def rows_changelog(worker_id: str, partitions: int = 1) -> TopicSpec:
         key="row ref (JSON string)", value="stored row (JSON)", partitions=partitions,
         cleanup_policy="compact",
     )  # fmt: skip
+
+
+def published_entries(bootstrap: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """What the unified topics hold, as the engine's ``published`` entries (ref, entry), in order
+    (the last of a ref wins): after a crash or a takeover, what was produced is exactly what is
+    there, whatever any worker's state saved, whichever worker group produced it."""
+    specs = [spec for spec in registry().topics.values() if spec.kind == "unified"]
+    topic_ids = {spec.name: spec.id for spec in specs}
+    for msg in read_to_end(bootstrap, specs):
+        raw = msg.value()
+        value = orjson.loads(raw) if raw is not None else None
+        position = header(msg, POSITION_HEADER) or (value or {}).get("source_position", "")
+        ref = out_ref(topic_ids[msg.topic() or ""], (msg.key() or b"").decode())
+        yield ref, seed_entry(value, position, header(msg, SNAPSHOT_HEADER))
 
 
 def read_entries(

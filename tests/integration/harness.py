@@ -18,6 +18,7 @@ from pathlib import Path
 
 import psycopg
 import pymysql
+import requests
 
 from hub.connectors import load_definitions, shared_topics
 from hub.kafka_io import group_lag, header, read_to_end
@@ -48,6 +49,13 @@ class Worker:
     def active(self) -> bool:
         """Whether it holds the raw topics (its ``hub_worker_active`` gauge), not a standby."""
         return worker_is_active("127.0.0.1", int(self.env["HUB_WORKER_WEB_PORT"]))
+
+    def partitions(self) -> set[int]:
+        """The raw partition numbers it holds (its ``/health``), none when it does not answer."""
+        with contextlib.suppress(requests.RequestException, ValueError):
+            url = f"http://127.0.0.1:{self.env['HUB_WORKER_WEB_PORT']}/health"
+            return set(requests.get(url, timeout=2).json().get("raw_partitions", []))
+        return set()
 
     def child_pid(self) -> int | None:
         """The Faust process the supervisor runs now (None between two)."""
@@ -263,11 +271,26 @@ def under_load(stack, seed: int, inject) -> None:
     )
 
 
-def wait_for_pair(stack, workers: list[Worker]) -> None:
-    """Wait until two workers of the group are in a stable group and one of them holds the raw
-    topics (the other a standby)."""
-    wait_until(lambda: stable_members(stack) == 2, "two workers in a stable group")
-    wait_until(lambda: sum(w.active() for w in workers) == 1, "one worker holding the raw topics")
+def raw_partitions() -> set[int]:
+    """The partition numbers the worker group shares out."""
+    return set(range(registry()["raw.pos.stock"].partitions))
+
+
+def shared_out(stack, workers: list[Worker]) -> bool:
+    """Whether ``workers`` are the stable group, each holding its own share of the raw partition
+    numbers, all of them between them."""
+    held = [w.partitions() for w in workers]
+    every = set().union(*held)
+    return (
+        stable_members(stack) == len(workers) and all(held)
+        and sum(map(len, held)) == len(every) and every == raw_partitions()
+    )  # fmt: skip
+
+
+def wait_for_share(stack, workers: list[Worker]) -> None:
+    """Wait until ``workers`` share the raw partition numbers out, every one active."""
+    wait_until(lambda: shared_out(stack, workers), f"{len(workers)} workers sharing the raw "
+               f"partitions out", explain=lambda: str([w.partitions() for w in workers]))  # fmt: skip
 
 
 def stable_members(stack) -> int:

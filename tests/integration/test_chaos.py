@@ -1,9 +1,10 @@
 """`make chaos`: one long seeded write load with many faults at random points, then the same two
 checks as the fault tests: nothing lost (`hub reconcile` agrees) and nothing applied twice.
 
-Two workers of one group run throughout, so killing the active one is also a takeover. The faults
-are drawn from: kill -9 of a worker (restarted a moment later), SIGSTOP of a worker for 5-25 s
-then SIGCONT (past the 15 s session timeout the standby takes over, and the paused one must find
+Two workers of one group run throughout, both active on their share of the partitioned raw
+topics, so killing one is also a takeover of its partitions by the other. The faults are drawn
+from: kill -9 of a worker (restarted a moment later), SIGSTOP of a worker for 5-25 s then SIGCONT
+(past the 15 s session timeout the other takes its partitions over, and the paused one must find
 itself fenced), kill -9 of Kafka Connect, a restart of one source database, and a restart of the
 Kafka broker. Besides nothing lost and nothing applied twice, no key may go back in source order.
 ``HUB_CHAOS_FAULTS`` (default 20) and ``HUB_CHAOS_SEED`` (default
@@ -32,7 +33,7 @@ from tests.integration.harness import (
     reconcile_report,
     restart_kafka,
     restart_source,
-    stable_members,
+    shared_out,
     wait_until,
 )
 
@@ -50,7 +51,9 @@ def test_random_faults_under_load_lose_nothing_and_apply_nothing_twice(stack, wo
         each.start()
     rng = random.Random(SEED)
     injected: Counter[str] = Counter()
-    wait_until(lambda: stable_members(stack) == 2, "two workers in a stable group", 180)
+    wait_until(
+        lambda: shared_out(stack, workers), "two workers sharing the raw partitions out", 180
+    )
     load = Load(stack, actions=None, rate=40, seed=SEED)
     load.start()
     started = time.monotonic()
@@ -60,8 +63,9 @@ def test_random_faults_under_load_lose_nothing_and_apply_nothing_twice(stack, wo
             kind = rng.choice(["worker", "worker", "pause", "connect", "source", "kafka"])
             if kind in ("worker", "pause"):
                 alive = [w for w in workers if w.alive()]
-                victim = next((w for w in alive if w.active()), rng.choice(alive))
-                role = "active worker" if victim.active() else "standby worker"
+                victim = rng.choice(alive)
+                held = sorted(victim.partitions())
+                role = f"worker holding raw partitions {held}" if held else "idle worker"
                 if kind == "worker":
                     kind = f"kill -9 {role}"
                     victim.kill9()

@@ -26,10 +26,12 @@ from tests.integration.harness import (
     assert_reconciled,
     drained,
     kill9_connect,
+    raw_partitions,
     restart_source,
+    shared_out,
     stable_members,
     under_load,
-    wait_for_pair,
+    wait_for_share,
     wait_until,
 )
 
@@ -61,24 +63,24 @@ def test_restart_a_source_database_mid_stream(stack, own_worker):
     under_load(stack, 303, lambda: restart_source(stack, "shop", 2))
 
 
-def test_two_workers_in_one_group_kill_9_the_active_one(stack, own_worker):
-    standby = Worker(stack, "standby-worker")
-    standby.start()
-    workers = [own_worker, standby]
+def test_two_active_workers_kill_9_one_and_the_other_takes_its_partitions_over(stack, own_worker):
+    other = Worker(stack, "second-worker")
+    other.start()
+    workers = [own_worker, other]
     try:
-        wait_for_pair(stack, workers)
-        survivors: list[Worker] = []
+        wait_for_share(stack, workers)
 
         def inject() -> None:
-            active = next(w for w in workers if w.active())
-            active.kill9()  # the standby must take over after the rebalance
-            survivors.extend(w for w in workers if w is not active)
-            wait_until(survivors[0].active, "the standby taking the raw topics over")
+            own_worker.kill9()  # its partition numbers go to the other after the rebalance
+            wait_until(lambda: other.partitions() == raw_partitions(),
+                       "the other worker taking every raw partition over")  # fmt: skip
 
         under_load(stack, 404, inject)
-        assert survivors[0].alive(), survivors[0].log.read_text()[-3000:]
+        assert other.alive(), other.log.read_text()[-3000:]
+        own_worker.start()  # back: the two share the partitions out again
+        wait_for_share(stack, workers)
     finally:
-        standby.stop()
+        other.stop()
 
 
 def test_replaying_the_raw_topics_from_the_start_publishes_nothing(stack, own_worker):
@@ -138,7 +140,7 @@ def test_a_worker_that_stops_consuming_is_replaced_and_the_pipeline_catches_up(s
     seen: list[dict] = []
 
     def inject() -> None:
-        # The drill: its agents take no more records, as a stalled framework's would; it still
+        # The drill: its stream loop takes no more records, as a stalled one would; it still
         # says "ready", its heartbeats go on, and the group sees nothing wrong.
         os.kill(first, signal.SIGUSR2)
 
@@ -165,51 +167,40 @@ def test_a_worker_that_stops_consuming_is_replaced_and_the_pipeline_catches_up(s
 
 
 def test_a_worker_paused_past_its_session_timeout_cannot_publish_once_replaced(stack, quiet_group):
-    first, second = Worker(stack, "paused-worker"), Worker(stack, "standby-worker")
+    first, second = Worker(stack, "paused-worker"), Worker(stack, "other-worker")
     quiet_group.extend([first, second])
     for each in quiet_group:
         each.start()
-    wait_for_pair(stack, quiet_group)
-    paused: list[Worker] = []
+    wait_for_share(stack, quiet_group)
 
     def inject() -> None:
         # SIGSTOP, as a long GC or a frozen VM would: the worker holds records and an open
-        # transaction, and sends no heartbeat. The standby takes over after the session timeout
-        # and writes for a while; then the paused worker wakes up with its records in hand.
-        active = next(w for w in quiet_group if w.active())
-        standby = next(w for w in quiet_group if w is not active)
-        paused.append(active)
-        active.signal_all(signal.SIGSTOP)
+        # transaction, and sends no heartbeat. The other takes its partitions over after the
+        # session timeout and writes for a while; then the paused worker wakes up with its records
+        # in hand.
+        first.signal_all(signal.SIGSTOP)
         try:
-            wait_until(standby.active, "the standby taking the raw topics over")
+            wait_until(lambda: second.partitions() == raw_partitions(),
+                       "the other worker taking every raw partition over")  # fmt: skip
             time.sleep(5)
         finally:
-            active.signal_all(signal.SIGCONT)
+            first.signal_all(signal.SIGCONT)
 
     under_load(stack, 606, inject)  # no loss, no duplicate, no key back in source order
-    (woken,) = paused
-    other = next(w for w in quiet_group if w is not woken)
-
-    def settled() -> bool:
-        # Woken up, it finds itself fenced if it had anything to write or commit, and rejoins the
-        # group either way. The rebalance that follows may give the raw topics back to it (it then
-        # takes them over and fences the other) or leave them with the other: both are right, as
-        # long as the two end up one active, one standby.
-        return stable_members(stack) == 2 and sum(w.active() for w in (woken, other)) == 1
 
     def state() -> str:
         return (
-            f"stable members {stable_members(stack)}, woken active {woken.active()}, "
-            f"other active {other.active()}\n--- woken log:\n"
-            f"{woken.log.read_text(errors='replace')[-6000:]}\n--- other log:\n"
-            f"{other.log.read_text(errors='replace')[-3000:]}"
+            f"stable members {stable_members(stack)}, partitions "
+            f"{[w.partitions() for w in quiet_group]}\n--- woken log:\n"
+            f"{first.log.read_text(errors='replace')[-6000:]}\n--- other log:\n"
+            f"{second.log.read_text(errors='replace')[-3000:]}"
         )
 
-    wait_until(settled, "the woken worker and the other one active and standby", 120, state)
-    assert woken.alive() and other.alive(), state()
-    sys.stderr.write(
-        f"[paused] settled with the woken worker {'active' if woken.active() else 'standby'}\n"
-    )
+    # Woken up, it finds itself fenced if it had anything to write or commit, and rejoins the
+    # group either way: the two share the partitions out again.
+    wait_until(lambda: shared_out(stack, quiet_group), "the woken worker and the other sharing "
+               "the raw partitions out", 120, state)  # fmt: skip
+    assert first.alive() and second.alive(), state()
 
 
 def test_a_worker_whose_kafka_went_away_stops_within_its_stop_timeout(stack, quiet_group):

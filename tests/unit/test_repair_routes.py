@@ -32,10 +32,11 @@ def test_a_reference_row_goes_to_every_partition():
     assert route(article, DEFINITIONS, 4) == (b'{"id":3}', [0, 1, 2, 3])
 
 
-def test_a_drop_goes_to_every_partition_or_to_one_when_no_worker_marked_its_key():
+def test_a_drop_goes_to_one_partition_whoever_marked_its_key():
     def drop(expect: str | None) -> DropRepair:
         return DropRepair(system="pos", topic_id="unified.inventory", key="k", expect=expect,
                           position=POSITION, committed_at=NOW, id="t")  # fmt: skip
 
-    assert route(drop(POSITION), DEFINITIONS, 4)[1] == [0, 1, 2, 3]
-    assert route(drop(None), DEFINITIONS, 4)[1] == [0]
+    key, where = route(drop(POSITION), DEFINITIONS, 4)
+    assert key == b"unified.inventory:k" and where == [murmur2(key, 4)]
+    assert route(drop(None), DEFINITIONS, 4) == (key, where)

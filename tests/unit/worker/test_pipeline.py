@@ -76,6 +76,7 @@ class Kafka:
     send_error: Exception | None = None
 
     state: dict[int, dict[str, Any]] = field(default_factory=dict)  # read back, per number
+    published: dict[str, Any] = field(default_factory=dict)  # what the unified topics hold
     # Reference records (each task's reader reads them all), and the readers made.
     references: list[Message] = field(default_factory=list)
     readers: list[Reader] = field(default_factory=list)
@@ -142,6 +143,10 @@ def kafka(monkeypatch) -> Kafka:
     monkeypatch.setattr(
         pipeline_module, "read_entries",
         lambda *a: kafka.calls.append(("rows", a[2])) or iter(kafka.state.get(a[2], {}).items()),
+    )  # fmt: skip
+    monkeypatch.setattr(
+        pipeline_module, "published_entries",
+        lambda *a: kafka.calls.append(("pub",)) or iter(kafka.published.items()),
     )  # fmt: skip
     monkeypatch.setattr(pipeline_module, "resume_offsets", lambda *a: {})
     monkeypatch.setattr(pipeline_module, "Consumer", lambda config: Reader(kafka))
@@ -306,7 +311,7 @@ def test_a_number_kept_through_a_rebalance_reads_nothing_back_a_number_regained_
     assert metrics.ACTIVE._value.get() == 0 and not pipeline.tasks
     pipeline.revoke()
     pipeline.assign([(RAW_STOCK, 0)])  # another worker may have published meanwhile
-    assert kafka.calls == [("fence", "unified-commerce-hub-raw-p0"), ("rows", 0)]
+    assert kafka.calls == [("fence", "unified-commerce-hub-raw-p0"), ("rows", 0), ("pub",)]
     assert metrics.ACTIVE._value.get() == 1
 
 
@@ -316,22 +321,22 @@ def test_a_number_someone_else_moved_on_meanwhile_is_taken_over_again(pipeline, 
     monkeypatch.setattr(pipeline_module, "resume_offsets", lambda *a: {(RAW_STOCK, 0): 7})
     pipeline.revoke()
     pipeline.assign([(RAW_STOCK, 0)])
-    assert kafka.calls == [("fence", "unified-commerce-hub-raw-p0"), ("rows", 0)]
+    assert kafka.calls == [("fence", "unified-commerce-hub-raw-p0"), ("rows", 0), ("pub",)]
 
 
 def test_a_worker_out_of_the_group_drops_what_it_held(pipeline, kafka):
     pipeline.lose()
     pipeline.assign([(RAW_STOCK, 0)])
-    assert [call[0] for call in kafka.calls] == ["fence", "rows"]
+    assert [call[0] for call in kafka.calls] == ["fence", "rows", "pub"]
 
 
 def test_each_partition_number_is_a_task_with_its_own_transactional_id(kafka, left, settings):
     pipeline = Pipeline(settings())
     pipeline.assign([(RAW_STOCK, 1), (RAW_STOCK, 0), ("raw.pos.pos.ticket", 1)])
-    # Every number fenced before any state is read back.
+    # Every number fenced before any state is read back; the published marks are read once.
     assert kafka.calls == [
         ("fence", "unified-commerce-hub-raw-p0"), ("fence", "unified-commerce-hub-raw-p1"),
-        ("rows", 0), ("rows", 1),
+        ("rows", 0), ("rows", 1), ("pub",),
     ]  # fmt: skip
     kafka.calls.clear()
     pipeline.process([stock("c", 0, partition=1), stock("u", 0, partition=0)], "group")
