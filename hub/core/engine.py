@@ -157,15 +157,19 @@ class Engine:
         published: Store | None = None,
         max_leap: int | None = None,
         log_rate: int = 0,
+        frontiers: Frontiers | None = None,
     ) -> None:
         """``store`` keeps rows and dependencies; ``published`` the last source position and
         content digest per output key (by default the same store). A runner that can lose state
         on a crash seeds ``published`` from the unified topics themselves (``seed_entry``).
         ``max_leap`` (bytes of log) and ``log_rate`` (bytes/s) turn on the frontier check of
-        ``hub.core.positions``; without ``max_leap`` every position is taken as it comes."""
+        ``hub.core.positions``; without ``max_leap`` every position is taken as it comes.
+        ``frontiers``: that check's state, when engines share it (those of one worker)."""
         self.store = store
         self.published = published if published is not None else store
-        self.frontiers = Frontiers(store, max_leap, log_rate) if max_leap is not None else None
+        if frontiers is None and max_leap is not None:
+            frontiers = Frontiers(store, max_leap, log_rate)
+        self.frontiers = frontiers
         # The repair being applied: keys it may force, its snapshot, the keys it forced.
         self._expect: dict[tuple[str, str], str | None] = {}
         self._snapshot: str | None = None

@@ -26,6 +26,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Top
 from hub.connectors import load_definitions
 from hub.core.dlq import Provenance, StreamBreakers, dead_letter_headers
 from hub.core.engine import STEP, Engine, MemoryStore, Store, SystemMappings
+from hub.core.positions import Frontiers
 from hub.core.repair import REPAIRS_TOPIC, Repairer
 from hub.errors import DeadLetterFlood, InvalidEvent, RegistryError
 from hub.kafka_io import resume_offsets
@@ -116,7 +117,7 @@ class Task:
     def __init__(
         self, number: int, settings: HubSettings, systems: Sequence[SystemMappings],
         topic_for_model: Mapping[str, str], references: Sequence[TopicSpec], disk: Path,
-        published: Store,
+        published: Store, frontiers: Frontiers,
     ) -> None:  # fmt: skip
         self.number, self.settings, self.references = number, settings, references
         self.producer = OutputProducer(settings.bootstrap, f"{settings.worker_id}-p{number}")
@@ -128,8 +129,7 @@ class Task:
             topic_for_model,
             self.rows,
             published,
-            max_leap=settings.worker_max_position_leap,
-            log_rate=settings.worker_max_log_rate,
+            frontiers=frontiers,
         )
         self.repairer = Repairer(self.engine)
         self._reader: Consumer | None = None
@@ -145,8 +145,6 @@ class Task:
         entries = self.rows.replace(
             read_entries(self.settings.bootstrap, self.settings.worker_id, self.number)
         )
-        if self.engine.frontiers is not None:
-            self.engine.frontiers.reload()
         self.read_to = {
             (spec.name, p): self._read_to(spec.name, p)
             for spec in self.references for p in range(spec.partitions)
@@ -247,6 +245,13 @@ class Pipeline:
         self.disk = worker_disk(settings)  # where this process keeps its tasks' state databases
         # The marks of what was published, shared by the tasks: read from the unified topics.
         self.published = state_store(settings, None, "", 0, self.disk / "published")
+        # The newest position seen per source system, shared by the tasks: a task whose
+        # partitions have seen nothing of a system yet still judges its changes by what the others
+        # saw. Each task's state keeps it too (see TaskFrontiers).
+        self.handling: Task | None = None  # the task whose record is being handled
+        self.frontiers = Frontiers(
+            TaskFrontiers(self), settings.worker_max_position_leap, settings.worker_max_log_rate
+        )
         self.held: frozenset[tuple[str, int]] = frozenset()  # replaced whole: read by the watchdog
         self.taking_over = False
         self.guard = ContinuityGuard()
@@ -314,6 +319,7 @@ class Pipeline:
             new += self._fence(moved)
         if new:
             rows = [task.read_back() for task in new]
+            self.frontiers.reload()  # the newest any held task's state saved
             # What every holder published, whichever group: the unified topics say it.
             marks = self.published.replace(published_entries(settings.bootstrap))
             for task, entries in zip(new, rows, strict=True):
@@ -338,6 +344,7 @@ class Pipeline:
                 self.references,
                 self.disk,
                 self.published,
+                self.frontiers,
             )
             for number in sorted(numbers)
         ]
@@ -471,6 +478,7 @@ class Pipeline:
         topic, partition = message.topic() or "", message.partition() or 0
         system, dlq = self.routes[topic]
         counts[(system, "in")] += 1
+        self.handling = task
         key, value = message.key(), message.value()
         try:
             try:
@@ -519,6 +527,25 @@ class Pipeline:
         log.warning("dead-lettered %s[%d]@%d%s: %s", provenance.topic, provenance.partition,
                     provenance.offset, f" ({extra[0][1].decode()})" if extra else "", error)  # fmt: skip
         self.breakers.record((provenance.topic, provenance.partition), False)
+
+
+class TaskFrontiers:
+    """The ``Store`` of a worker's shared frontiers: reads the newest entry any task it holds has
+    saved, and saves into the state of the task whose record is being handled (so that the entry
+    is committed with that record's outputs and read back by whoever takes that task over)."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.pipeline = pipeline
+
+    def get(self, ref: str) -> dict[str, Any] | None:
+        saved = [value for task in self.pipeline.tasks.values()
+                 if (value := task.rows.get(ref)) is not None]  # fmt: skip
+        return max(saved, key=lambda value: value.get("at", 0.0), default=None)
+
+    def put(self, ref: str, value: dict[str, Any] | None) -> None:
+        task = self.pipeline.handling
+        if task is not None:
+            task.rows.put(ref, value)
 
 
 def _where(message: Message) -> str:

@@ -459,3 +459,19 @@ def test_a_task_whose_state_read_the_references_to_their_end_waits_for_nothing(
     pipeline.assign([(RAW_STOCK, 0)])
     assert left == [] and 0 in pipeline.tasks
     assert not [call for call in kafka.calls if call[0] == "commit"]  # nothing applied again
+
+
+def test_a_task_that_saw_nothing_of_a_system_judges_its_changes_by_what_the_others_saw(
+    kafka, left, settings
+):
+    pipeline = Pipeline(settings())
+    pipeline.assign([(RAW_STOCK, 0), (RAW_STOCK, 1)])
+    pipeline.process([stock("c", 0, partition=0)], "group")  # task 0 sees the POS
+    envelope = orjson.loads(stock("u").value())
+    envelope["source"]["lsn"] += 100 << 30  # 100 GiB of WAL ahead: no POS wrote that
+    forged = Message(RAW_STOCK, 1, 0, stock("u").key(), orjson.dumps(envelope))
+    pipeline.process([forged], "group")  # on partition 1, whose task never saw the POS
+    ((topic, _, _, headers),) = [o for o in kafka.outputs() if o[0] == "hub.dlq"]
+    assert headers["hub.dlq.reason"] == b"implausible_position"
+    # The frontier is saved with the state of the task that moved it.
+    assert pipeline.tasks[0].rows.get("frontier:pos") is not None
