@@ -471,7 +471,7 @@ def test_a_task_that_saw_nothing_of_a_system_judges_its_changes_by_what_the_othe
     envelope["source"]["lsn"] += 100 << 30  # 100 GiB of WAL ahead: no POS wrote that
     forged = Message(RAW_STOCK, 1, 0, stock("u").key(), orjson.dumps(envelope))
     pipeline.process([forged], "group")  # on partition 1, whose task never saw the POS
-    ((topic, _, _, headers),) = [o for o in kafka.outputs() if o[0] == "hub.dlq"]
+    ((_, _, _, headers),) = [o for o in kafka.outputs() if o[0] == "hub.dlq"]
     assert headers["hub.dlq.reason"] == b"implausible_position"
     # The frontier is saved with the state of the task that moved it.
     assert pipeline.tasks[0].rows.get("frontier:pos") is not None
