@@ -16,6 +16,7 @@ import os
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -193,9 +194,9 @@ class Task:
     def commit(
         self, timeout: float, offsets: list[TopicPartition] | None = None, group: Any = None
     ) -> None:
-        """One transaction: what was written since the last commit, the rows changed meanwhile,
-        and ``offsets`` (the next input offsets) for the consumer group ``group``."""
-        self.rows.write_changes()
+        """One transaction: what was written since the last commit (the rows changed meanwhile
+        handed over first: ``rows.write_changes``), and ``offsets`` (the next input offsets) for
+        the consumer group ``group``."""
         if self.producer.pending or offsets:
             started = time.monotonic()
             self.producer.commit(timeout, offsets, group)
@@ -242,6 +243,7 @@ class Pipeline:
         self.partitions = counts.pop()  # the most workers of the group active at once
         self.topic_names = {spec.id: spec.name for spec in reg.topics.values()}
         self.tasks: dict[int, Task] = {}
+        self.committers = ThreadPoolExecutor(thread_name_prefix="hub-commit")
         self.disk = worker_disk(settings)  # where this process keeps its tasks' state databases
         # The marks of what was published, shared by the tasks: read from the unified topics.
         self.published = state_store(settings, None, "", 0, self.disk / "published")
@@ -448,19 +450,39 @@ class Pipeline:
         self.published.write_changes()  # the marks of what is now committed
 
     def _commit_tasks(self, done: Mapping[int, Mapping[tuple[str, int], int]], group: Any) -> None:
+        """Commit each task's transaction; those of several tasks at once (each commit waits on
+        broker round trips, and librdkafka waits without holding the interpreter)."""
+        commits: list[tuple[Task, list[TopicPartition]]] = []
         for number, offsets in done.items():
             task = self.tasks[number]
-            next_offsets = [TopicPartition(t, p, o) for (t, p), o in offsets.items()]
-            try:
-                task.commit(self.timeout, next_offsets, group)
-            except Fenced as exc:
-                leave(EXIT_RESTART, f"{exc}; this worker was replaced, starting afresh")
-            except TransactionFailed as exc:
-                leave(EXIT_RESTART, f"transaction aborted, nothing of it is visible: {exc}; "
+            task.rows.write_changes()  # here, not in the threads: the state is not thread-safe
+            commits.append((task, [TopicPartition(t, p, o) for (t, p), o in offsets.items()]))
+
+        def commit(each: tuple[Task, list[TopicPartition]]) -> Exception | None:
+            return self._try_commit(each[0], each[1], group)
+
+        if len(commits) > 1:
+            failures = list(self.committers.map(commit, commits))
+        else:
+            failures = [commit(each) for each in commits]
+        for failure in failures:
+            if isinstance(failure, Fenced):
+                leave(EXIT_RESTART, f"{failure}; this worker was replaced, starting afresh")
+            elif isinstance(failure, TransactionFailed):
+                leave(EXIT_RESTART, f"transaction aborted, nothing of it is visible: {failure}; "
                                     "starting afresh from the committed offsets")  # fmt: skip
-            except Exception as exc:  # whatever else: never go on without commits
-                leave(EXIT_RESTART, f"cannot commit the output transaction: {exc!r}; "
+            elif failure is not None:  # whatever else: never go on without commits
+                leave(EXIT_RESTART, f"cannot commit the output transaction: {failure!r}; "
                                     "starting afresh from the committed offsets")  # fmt: skip
+
+    def _try_commit(
+        self, task: Task, offsets: list[TopicPartition], group: Any
+    ) -> Exception | None:
+        try:
+            task.commit(self.timeout, offsets, group)
+        except Exception as exc:
+            return exc
+        return None
 
     def _consumer_error(self, error: KafkaError) -> None:
         if error.fatal():
