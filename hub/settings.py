@@ -116,7 +116,7 @@ class HubSettings(BaseSettings):
         "changelog topic holds it, and a takeover reads it back from there.",
     )
     worker_store_cache: int = Field(
-        default=20_000,
+        default=5_000,
         ge=0,
         description="Entries of each partition number's state kept in memory (rocksdb store).",
     )

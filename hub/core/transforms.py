@@ -6,6 +6,7 @@ through unchanged. Each raises ``InvalidEvent("bad_value", …)`` for a value it
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -151,15 +152,22 @@ def e164(region: str) -> Transform:
             raise _bad("e164", value, "not text")
         if not value.strip():
             return None
-        try:
-            number = phonenumbers.parse(value, region)
-        except phonenumbers.NumberParseException as exc:
-            raise _bad("e164", value, str(exc)) from None
-        if not phonenumbers.is_valid_number(number):
-            raise _bad("e164", value, "not a valid number")
-        return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+        return _e164(value, region)
 
     return apply
+
+
+@functools.lru_cache(maxsize=65_536)
+def _e164(value: str, region: str) -> str:
+    """``value`` in E.164 (phonenumbers' parsing is the costliest step of a customer change, and
+    a customer's number is the same from one change to the next: remembered)."""
+    try:
+        number = phonenumbers.parse(value, region)
+    except phonenumbers.NumberParseException as exc:
+        raise _bad("e164", value, str(exc)) from None
+    if not phonenumbers.is_valid_number(number):
+        raise _bad("e164", value, "not a valid number")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
 def name_part(part: str, order: str) -> Transform:

@@ -155,6 +155,7 @@ class Task:
                 "bootstrap.servers": self.settings.bootstrap, "enable.auto.commit": False,
                 "group.id": f"{self.settings.worker_id}-references",  # never joined nor committed
                 "isolation.level": "read_committed", "fetch.wait.max.ms": 20, "log_level": 3,
+                "queued.max.messages.kbytes": 2048,  # small topics: little to fetch ahead
             })  # fmt: skip
             self._reader.assign([TopicPartition(t, p, o) for (t, p), o in self.read_to.items()])
         return entries

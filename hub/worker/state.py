@@ -88,12 +88,13 @@ class DiskStore:
     and RocksDB's buffers, whatever the state holds. The database is only ever a copy of the
     changelog partition: a takeover (``replace``) builds it again from there."""
 
-    WRITE_BUFFER = 8 << 20  # bytes per memtable (two at most)
-    BLOCK_CACHE = 16 << 20
+    WRITE_BUFFER = 4 << 20  # bytes per memtable (two at most)
+    BLOCK_CACHE = 16 << 20  # one for all the stores of the process
+    _cache: Any = None
 
     def __init__(
         self, producer: OutputProducer | None, changelog: str, partition: int, path: Path,
-        cache: int = 20_000,
+        cache: int = 5_000,
     ) -> None:  # fmt: skip
         """``producer`` None: a store no changelog keeps (the published marks, read back from
         the unified topics themselves)."""
@@ -114,8 +115,10 @@ class DiskStore:
         options.create_if_missing(True)
         options.set_write_buffer_size(self.WRITE_BUFFER)
         options.set_max_write_buffer_number(2)
+        if DiskStore._cache is None:
+            DiskStore._cache = Cache(self.BLOCK_CACHE)
         table = BlockBasedOptions()
-        table.set_block_cache(Cache(self.BLOCK_CACHE))
+        table.set_block_cache(DiskStore._cache)
         options.set_block_based_table_factory(table)
         return Rdict(str(self.path), options)
 

@@ -47,6 +47,11 @@ class StreamLoop:
             "session.timeout.ms": int(settings.worker_session_timeout * 1000),
             "heartbeat.interval.ms": int(min(3.0, settings.worker_session_timeout / 5) * 1000),
             "fetch.wait.max.ms": settings.worker_fetch_max_wait_ms,
+            # librdkafka postpones a partition's next fetch by this much once its local queue is
+            # past its thresholds (1 s by default): a drained queue would then wait that long.
+            "fetch.queue.backoff.ms": 10,
+            # Records fetched ahead and waiting in memory: 64 MB by default, a worker's RSS.
+            "queued.max.messages.kbytes": 16384,
             "log_level": 3,
         }
 
