@@ -36,6 +36,7 @@ from hub.topics import TopicSpec, registry
 from hub.worker import metrics
 from hub.worker.continuity import EXIT_RESTART, ContinuityGuard, OffsetGap
 from hub.worker.liveness import Liveness, Verdict
+from hub.worker.logs import KAFKA_LOG
 from hub.worker.output import Fenced, OutputProducer, TransactionFailed, transactional_id
 from hub.worker.state import (
     published_entries,
@@ -122,6 +123,7 @@ class Task:
     ) -> None:  # fmt: skip
         self.number, self.settings, self.references = number, settings, references
         self.producer = OutputProducer(settings.bootstrap, f"{settings.worker_id}-p{number}")
+        self.producer.config["logger"] = KAFKA_LOG
         self.producer.use(transactional_id(settings.worker_id, number))
         changelog = rows_changelog(settings.worker_id).name
         self.rows = state_store(settings, self.producer, changelog, number, disk / f"p{number}")
@@ -156,6 +158,7 @@ class Task:
                 "group.id": f"{self.settings.worker_id}-references",  # never joined nor committed
                 "isolation.level": "read_committed", "fetch.wait.max.ms": 20, "log_level": 3,
                 "queued.max.messages.kbytes": 2048,  # small topics: little to fetch ahead
+                "logger": KAFKA_LOG,
             })  # fmt: skip
             self._reader.assign([TopicPartition(t, p, o) for (t, p), o in self.read_to.items()])
         return entries

@@ -25,6 +25,7 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from hub.settings import HubSettings
 from hub.worker.continuity import EXIT_RESTART
+from hub.worker.logs import KAFKA_LOG
 from hub.worker.pipeline import BATCH, Pipeline, leave
 
 log = logging.getLogger("hub.worker")
@@ -53,6 +54,7 @@ class StreamLoop:
             # Records fetched ahead and waiting in memory: 64 MB by default, a worker's RSS.
             "queued.max.messages.kbytes": 16384,
             "log_level": 3,
+            "logger": KAFKA_LOG,  # through the repeat filter (hub.worker.logs)
         }
 
     def start(self) -> None:

@@ -15,6 +15,7 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from hub.worker import metrics
 from hub.worker.liveness import Liveness, Partition, Verdict
+from hub.worker.logs import KAFKA_LOG
 
 log = logging.getLogger("hub.worker.liveness")
 
@@ -77,7 +78,7 @@ class Watchdog:
         that is away is not the worker's stall)."""
         if self._consumer is None:
             self._consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": "unused",
-                                       "log_level": 2})  # fmt: skip
+                                       "log_level": 2, "logger": KAFKA_LOG})  # fmt: skip
         ends: dict[Partition, int] = {}
         for topic, partition in positions:
             try:

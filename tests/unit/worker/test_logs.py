@@ -48,3 +48,21 @@ def test_a_kind_quiet_for_a_while_starts_over():
     now[0] = 100.0
     rec = record()
     assert repeat.filter(rec) and "held back" not in rec.getMessage()
+
+
+def test_librdkafka_records_are_told_apart_by_their_text_not_their_shared_template():
+    from hub.worker.logs import RepeatFilter
+
+    clock = [0.0]
+    repeat = RepeatFilter(clock=lambda: clock[0])
+
+    def record(text: str) -> logging.LogRecord:
+        return logging.LogRecord("librdkafka", logging.ERROR, __file__, 1, "%s [%s] %s",
+                                 ("FAIL", "rdkafka#consumer-1", text), None)  # fmt: skip
+
+    refused = "127.0.0.1:9092/bootstrap: Connect to ipv4#127.0.0.1:9092 failed: Connection refused"
+    assert repeat.filter(record(refused + " (after 0ms in state CONNECT)"))
+    # The same failure a moment later, a number apart: held back.
+    assert not repeat.filter(record(refused + " (after 1ms in state CONNECT)"))
+    # Another failure of the same client: let through.
+    assert repeat.filter(record("Group coordinator lookup failed: Local: Broker transport failure"))
