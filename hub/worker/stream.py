@@ -51,8 +51,12 @@ class StreamLoop:
             # librdkafka postpones a partition's next fetch by this much once its local queue is
             # past its thresholds (1 s by default): a drained queue would then wait that long.
             "fetch.queue.backoff.ms": 10,
-            # Records fetched ahead and waiting in memory: 64 MB by default, a worker's RSS.
-            "queued.max.messages.kbytes": 16384,
+            # Fetched ahead and waiting in memory: at most 32 MB (64 by default: a worker's RSS),
+            # 256 kB per partition and fetch (1 MB by default), so that one fetch serves every
+            # held partition: with 1 MB each, a backlog on many partitions filled the queue with
+            # the first few of them, and the others waited (the liveness guard saw them stall).
+            "queued.max.messages.kbytes": 32768,
+            "max.partition.fetch.bytes": 262144,
             "log_level": 3,
             "logger": KAFKA_LOG,  # through the repeat filter (hub.worker.logs)
         }
