@@ -110,11 +110,11 @@ def raw_topics_by_system(engine: Engine) -> dict[str, list[TopicSpec]]:
 class Task:
     """Raw partition number ``number`` (of every raw topic) as this worker holds it: the engine and
     its state (rows and frontiers, in that partition of the group's changelog; the published marks
-    it shares with the worker's other tasks),
-    the producer that writes for it under a transactional id of its own, and a reader of the
-    reference topics (read whole by every task: their rows are looked up from every partition;
-    how far it read is part of the task's state). Taking the number over (``fence``) fences whoever
-    held it before: their open transaction is aborted and they can write nothing more."""
+    and the frontiers' memory it shares with the worker's other tasks), the producer that writes
+    for it under a transactional id of its own, and a reader of the reference topics (read whole by
+    every task: their rows are looked up from every partition; how far it read is part of the
+    task's state). Taking the number over (``fence``) fences whoever held it before: their open
+    transaction is aborted and they can write nothing more."""
 
     def __init__(
         self, number: int, settings: HubSettings, systems: Sequence[SystemMappings],
@@ -209,9 +209,9 @@ class Task:
 
 class Pipeline:
     """What one worker holds: a ``Task`` per raw partition number it was given, the published
-    marks its tasks share, and the guards (continuity, dead-letter breakers, liveness). Kafka-free
-    except for the records it is handed; the stream loop (stream.py) calls ``assign`` and
-    ``process``."""
+    marks and frontiers its tasks share, and the guards (continuity, dead-letter breakers,
+    liveness). It does not consume the raw topics itself: the stream loop (stream.py) hands it
+    assignments (``assign``, ``revoke``, ``lose``) and batches of records (``process``)."""
 
     def __init__(self, settings: HubSettings) -> None:
         reg = registry()
