@@ -87,16 +87,10 @@ class HubSettings(BaseSettings):
         description="Seconds a stopping worker (SIGTERM, SIGINT) gets to stop cleanly before it "
         "exits hard, committing nothing more.",
     )
-    worker_transaction_interval: float = Field(
-        default=0.1,
-        description="Longest time between the worker's transaction commits under a steady stream "
-        "(it also commits as soon as it has a quiet moment); outputs become visible to "
-        "read_committed consumers at each commit.",
-    )
     worker_fetch_max_wait_ms: int = Field(
         default=20,
         description="Longest time the broker holds the worker's fetch of raw records when there is "
-        "nothing new (Faust's own 1,500 ms held busy partitions behind quiet ones).",
+        "nothing new (a long wait on quiet partitions holds busy ones back).",
     )
     worker_max_position_leap: int = Field(
         default=4 << 30,

@@ -10,8 +10,9 @@ Raw topics are partitioned as the registry declares, the same count for all but 
 topics (read whole by every worker); the consumer group's range assignor gives partition N of every
 raw topic to the same worker, and each worker of the group takes a share. A worker given a
 partition number fences its previous holder (whose open transaction is aborted; it can write
-nothing more), then reads back what was committed: that number's state (rows, published marks,
-how far it read the reference topics) from the group's changelog. A worker that makes no
+nothing more), then reads back what was committed: that number's state (rows, how far it read
+the reference topics) from the group's changelog, and the published marks from the unified
+topics. A worker that makes no
 progress while records wait leaves for a fresh start (liveness.py); so does one that finds
 records skipped (continuity.py).
 """
