@@ -333,7 +333,7 @@ class Pipeline:
                 applied = self._catch_up(task)
                 metrics.RESEEDS.inc()
                 log.info("given raw partition %d: fenced its previous holder, read %d state "
-                         "entries and %d published keys back, %d reference changes since",
+                         "entries and %d published records back, %d reference changes since",
                          task.number, entries, marks, applied)  # fmt: skip
         self.held = mine
         self.guard.reset(starts)

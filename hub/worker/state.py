@@ -69,12 +69,14 @@ class ChangelogStore(MemoryStore):
 
     def replace(self, entries: Iterable[tuple[str, dict[str, Any] | None]]) -> int:
         """Start over from ``entries`` (read back at a takeover; the last value of a ref wins, None
-        deletes it); writes nothing. Returns how many entries there are then."""
+        deletes it); writes nothing. Returns how many entries were read."""
         self.clear()
         self.changed.clear()
+        read = 0
         for ref, value in entries:
             MemoryStore.put(self, ref, value)
-        return len(self)
+            read += 1
+        return read
 
     def close(self) -> None:
         self.clear()
@@ -171,20 +173,17 @@ class DiskStore:
         self.db = self._open()
         self.cache.clear()
         self.pending.clear()
-        live: set[str] = set()
-        batch = WriteBatch(raw_mode=True)
+        batch, n = WriteBatch(raw_mode=True), 0
         for n, (ref, value) in enumerate(entries, 1):
             if value is None:
                 batch.delete(ref.encode())
-                live.discard(ref)
             else:
                 batch.put(ref.encode(), orjson.dumps(value))
-                live.add(ref)
             if n % 10_000 == 0:
                 self.db.write(batch)
                 batch = WriteBatch(raw_mode=True)
         self.db.write(batch)
-        return len(live)
+        return n
 
     def close(self) -> None:
         """Close the database and delete it (the changelog holds the state)."""
