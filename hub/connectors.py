@@ -172,13 +172,18 @@ def load_definitions(directory: Path | None = None) -> dict[str, ConnectorDefini
     return definitions
 
 
+def reference_tables(definitions: Mapping[str, ConnectorDefinition]) -> set[tuple[str, str]]:
+    """(system, table) of every reference table the definitions declare."""
+    return {(d.system, table) for d in definitions.values() for table in d.reference}
+
+
 def shared_topics(
     definitions: Mapping[str, ConnectorDefinition], registry: TopicRegistry
 ) -> list[TopicSpec]:
     """The raw topics a worker group shares out, whose progress its committed offsets show: every
     raw topic but the reference ones (each worker reads those whole, and keeps how far it read
     with its state)."""
-    reference = {(d.system, table) for d in definitions.values() for table in d.reference}
+    reference = reference_tables(definitions)
     return [
         spec for spec in registry.topics.values()
         if spec.kind == "raw" and spec.source

@@ -13,8 +13,8 @@ The mix, in row changes: POS 60 % (stock corrections of 1-3 rows on hot articles
 ticket, its lines and their stock decrements in one transaction, loyalty member updates, and every
 few seconds a bulk stocktake of 300 rows, at most a tenth of its changes), shop 25 % (web orders
 with lines and inventory moves, customers created, updated and deleted), ERP 15 % (warehouse
-moves of 1-3 stock rows, customer updates). Articles are chosen with a Zipf-like skew: a few hot articles take most
-changes.
+moves of 1-3 stock rows, customer updates). Articles are chosen with a Zipf-like skew: a few hot
+articles take most changes.
 """
 
 from __future__ import annotations

@@ -4,9 +4,9 @@ First the load generator writes ``changes`` row changes into the sources and Deb
 them on the raw topics (``record``); then, with the sources and Connect idle, a fresh worker group
 (an id of its own: no state, no committed offset) of 1, then of 2 workers drains every raw record
 into unified topics of its own (``drain``: scratch copies, empty, so both runs publish everything
-and the real unified topics never see the benchmark). Each run is timed from the moment the workers start until
-the group has committed every record of the raw topics it shares out: events/s each, the ratio
-of two workers to one, and each worker's CPU and peak memory.
+and the real unified topics never see the benchmark). Each run is timed from the moment the workers
+start until the group has committed every record of the raw topics it shares out: events/s each,
+the ratio of two workers to one, and each worker's CPU and peak memory.
 """
 
 from __future__ import annotations

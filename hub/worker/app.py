@@ -12,9 +12,8 @@ raw topic to the same worker, and each worker of the group takes a share. A work
 partition number fences its previous holder (whose open transaction is aborted; it can write
 nothing more), then reads back what was committed: that number's state (rows, how far it read
 the reference topics) from the group's changelog, and the published marks from the unified
-topics. A worker that makes no
-progress while records wait leaves for a fresh start (liveness.py); so does one that finds
-records skipped (continuity.py).
+topics. A worker that makes no progress while records wait leaves for a fresh start
+(liveness.py); so does one that finds records skipped (continuity.py).
 """
 
 from __future__ import annotations

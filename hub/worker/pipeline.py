@@ -24,7 +24,7 @@ from typing import Any
 import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
 
-from hub.connectors import load_definitions
+from hub.connectors import load_definitions, reference_tables
 from hub.core.dlq import Provenance, StreamBreakers, dead_letter_headers
 from hub.core.engine import STEP, Engine, MemoryStore, Store, SystemMappings
 from hub.core.positions import Frontiers
@@ -232,7 +232,7 @@ class Pipeline:
             for system, specs in self.inputs.items() for spec in specs
         }  # fmt: skip
         # Reference topics are read whole by every task; the others are shared out by the group.
-        reference = {(d.system, table) for d in definitions.values() for table in d.reference}
+        reference = reference_tables(definitions)
         self.references = [
             spec for specs in self.inputs.values() for spec in specs
             if spec.source and (spec.source.system, spec.source.table) in reference
@@ -463,7 +463,12 @@ class Pipeline:
             commits.append((task, [TopicPartition(t, p, o) for (t, p), o in offsets.items()]))
 
         def commit(each: tuple[Task, list[TopicPartition]]) -> Exception | None:
-            return self._try_commit(each[0], each[1], group)
+            task, offsets = each
+            try:
+                task.commit(self.timeout, offsets, group)
+            except Exception as exc:
+                return exc
+            return None
 
         if len(commits) > 1:
             failures = list(self.committers.map(commit, commits))
@@ -478,15 +483,6 @@ class Pipeline:
             elif failure is not None:  # whatever else: never go on without commits
                 leave(EXIT_RESTART, f"cannot commit the output transaction: {failure!r}; "
                                     "starting afresh from the committed offsets")  # fmt: skip
-
-    def _try_commit(
-        self, task: Task, offsets: list[TopicPartition], group: Any
-    ) -> Exception | None:
-        try:
-            task.commit(self.timeout, offsets, group)
-        except Exception as exc:
-            return exc
-        return None
 
     def _consumer_error(self, error: KafkaError) -> None:
         if error.fatal():

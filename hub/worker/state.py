@@ -141,14 +141,12 @@ class DiskStore:
     def put(self, ref: str, value: dict[str, Any] | None) -> None:
         self.pending[ref] = value
 
-    @property
-    def changed(self) -> set[str]:
-        return set(self.pending)
-
     def write_changes(self) -> None:
         """Hand the entries changed since the last call to the producer, and to the database."""
         from rocksdict import WriteBatch
 
+        if not self.pending:  # the stream loop calls this at every quiet moment too
+            return
         batch = WriteBatch(raw_mode=True)
         for ref, value in self.pending.items():
             raw = orjson.dumps(value) if value is not None else None
