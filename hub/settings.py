@@ -87,6 +87,14 @@ class HubSettings(BaseSettings):
         description="Seconds a stopping worker (SIGTERM, SIGINT) gets to stop cleanly before it "
         "exits hard, committing nothing more.",
     )
+    worker_commit_interval: float = Field(
+        default=0.1,
+        gt=0,
+        le=5.0,
+        description="Seconds between two commits of the worker's output transactions while records "
+        "keep coming (outputs go out at once; read_committed consumers see them at the commit). "
+        "Each commit costs the broker: committing after every small batch loaded it at live rates.",
+    )
     worker_fetch_max_wait_ms: int = Field(
         default=20,
         description="Longest time the broker holds the worker's fetch of raw records when there is "

@@ -3,9 +3,12 @@ engine and its rows, and the transactional producer writing for that number); th
 (continuity, dead-letter breakers, liveness); and what happens at an assignment.
 
 Synchronous, run by the stream loop's thread (stream.py): ``assign`` when the group gives this
-worker partitions, ``process`` for each batch of raw records: every record of a batch is handled,
-then each task commits one transaction holding its outputs, row changes, dead letters and the
-next input offsets. Whatever cannot go on safely ends the process through ``leave``.
+worker partitions, ``process`` for each batch of raw records: every record of a batch is handled
+(its outputs go out at once, into each task's open transaction); every ``worker_commit_interval``
+while records keep coming, at a quiet moment and before partitions are taken back, each task
+commits its transaction: the outputs, row changes and dead letters of the batches since the last
+commit and the next input offsets. Whatever cannot go on safely ends the process through
+``leave``.
 """
 
 from __future__ import annotations
@@ -50,7 +53,7 @@ from hub.worker.watchdog import Watchdog
 log = logging.getLogger("hub.worker")
 REPAIRS = "hub-repair"  # the stream of repair requests, beside the systems' raw topics
 REFERENCE = "refpos:"  # state entry: how far a task read a reference topic partition
-BATCH = 2000  # most records handled at once (one transaction per task)
+BATCH = 2000  # most records handled at once
 
 # Counters of this process (also exported as Prometheus metrics, see hub/worker/metrics.py):
 # in, applied (records produced), skipped, duplicate, noop, dead_lettered.
@@ -217,6 +220,7 @@ class Pipeline:
         reg = registry()
         self.settings = settings
         self.timeout = 30.0  # for each blocking call to Kafka (fence, commit)
+        self.interval = settings.worker_commit_interval
         definitions = load_definitions()
         self.systems = [definition.engine_view() for definition in definitions.values()]
         self.topic_for_model = {spec.model: spec.id for spec in reg.topics.values() if spec.model}
@@ -258,6 +262,10 @@ class Pipeline:
         self.frontiers = Frontiers(
             TaskFrontiers(self), settings.worker_max_position_leap, settings.worker_max_log_rate
         )
+        # Per task number: the next input offsets of what it handled since its last commit.
+        self.pending: dict[int, dict[tuple[str, int], int]] = {}
+        self.group: Any = None  # the consumer group metadata of the latest batch
+        self.committed_at = time.monotonic()
         self.held: frozenset[tuple[str, int]] = frozenset()  # replaced whole: read by the watchdog
         self.taking_over = False
         self.guard = ContinuityGuard()
@@ -273,20 +281,25 @@ class Pipeline:
     # -- assignment (called by the stream loop from inside the consumer's poll)
 
     def revoke(self) -> None:
-        """The group takes the partitions back for a rebalance (everything processed is
-        committed already: each batch is). The tasks stay until the next assignment: those whose
-        numbers come back unchanged are kept."""
+        """The group takes the partitions back for a rebalance: what was handled is committed
+        first. The tasks stay until the next assignment: those whose numbers come back unchanged
+        are kept."""
+        self.commit_pending()
         self.taking_over = True
         self.held = frozenset()
 
     def lose(self) -> None:
         """This worker was out of the group (paused, cut off): others may have processed its
-        partitions since. Its tasks are dropped; the next assignment reads everything back."""
-        self.revoke()
+        partitions since. Its tasks are dropped, their open transactions with them (never
+        committed: whoever holds a number next fences its producer); the next assignment reads
+        everything back."""
+        self.taking_over = True
+        self.held = frozenset()
         self._drop(set(self.tasks))
 
     def _drop(self, numbers: set[int]) -> None:
         for number in numbers:
+            self.pending.pop(number, None)
             self.tasks.pop(number).close()
 
     def assign(self, partitions: Iterable[tuple[str, int]]) -> None:
@@ -398,8 +411,9 @@ class Pipeline:
     ) -> None:  # fmt: skip
         """Handle a batch of raw records (in the order consumed), after the reference records
         each task read meanwhile (``references``: by task number; by default each task's new
-        ones), then commit, per task, one transaction with everything they led to and the next
-        input offsets for consumer group metadata ``group``. Leaves the process when it cannot go
+        ones); commit (``commit_pending``) when the commit interval has passed or the batch is
+        empty: per task, one transaction with everything handled since its last commit and the
+        next input offsets for consumer group metadata ``group``. Leaves the process when it cannot go
         on safely: records skipped (``OffsetGap``), a flood of dead letters, fenced by a newer
         holder, or an output or transaction Kafka would not take (nothing of this batch's input
         is committed then: the next process handles it again)."""
@@ -435,8 +449,10 @@ class Pipeline:
             leave(EXIT_RESTART, f"{gap}; starting afresh to read them again")
         except DeadLetterFlood as flood:
             # Stop for sure, once the letters judged so far are committed: nothing of this
-            # batch's input is committed, so the next worker judges the rest again.
-            self._commit({number: {} for number in self.tasks}, None)
+            # batch's input is committed (the batches before it are), so the next worker judges
+            # the rest again.
+            self._commit({number: self.pending.get(number, {}) for number in self.tasks},
+                         self.group)  # fmt: skip
             leave(1, str(flood))
         except Fenced as fenced:
             leave(EXIT_RESTART, f"{fenced}; this worker was replaced, starting afresh")
@@ -447,7 +463,18 @@ class Pipeline:
             leave(1, f"cannot produce for {where}, stopping: {exc!r}")
         finally:
             tally(counts)
-        self._commit(done, group)
+        self.group = group
+        for number, offsets in done.items():
+            self.pending.setdefault(number, {}).update(offsets)
+        if not messages or time.monotonic() - self.committed_at >= self.interval:
+            self.commit_pending()
+
+    def commit_pending(self) -> None:
+        """Commit what the tasks handled since their last commit (blocks)."""
+        if self.pending:
+            self._commit(self.pending, self.group)
+            self.pending = {}
+        self.committed_at = time.monotonic()
 
     def _commit(self, done: Mapping[int, Mapping[tuple[str, int], int]], group: Any) -> None:
         self._commit_tasks(done, group)

@@ -5,13 +5,14 @@ Faust's consumer path (fetcher → conductor → stream → agent) costs a lock,
 goes"). So the raw records do not go through it: this loop polls them with confluent-kafka
 (librdkafka fetches in its own threads) and hands whole batches to the pipeline, which processes
 them synchronously and commits, per raw partition number, one transaction holding the outputs and
-the next input offsets. Faust still runs the app around it: the worker's life cycle and signals,
-the web server (/health, /metrics) and the timers.
+the next input offsets (every ``HUB_WORKER_COMMIT_INTERVAL`` while records keep coming). Faust
+still runs the app around it: the worker's life cycle and signals, the web server (/health,
+/metrics) and the timers.
 
 One consumer group per worker group (``HUB_WORKER_ID``), the range assignor: partition N of every
 raw topic goes to the same worker (topics that look each other up are co-partitioned at the
 source). Each rebalance runs inside ``consume``, in this thread, between two batches: nothing is
-half-processed when partitions move.
+half-processed when partitions move, and what was handled is committed before they go.
 """
 
 from __future__ import annotations
@@ -94,6 +95,7 @@ class StreamLoop:
                 first = consumer.poll(0.1)
                 batch = [first, *consumer.consume(BATCH - 1, 0)] if first is not None else []
                 pipeline.process(batch, consumer.consumer_group_metadata())
+            pipeline.commit_pending()  # stopping: what was handled is committed before leaving
         finally:
             try:
                 consumer.close()  # leaves the group: the others rebalance at once

@@ -171,6 +171,7 @@ def settings(request, tmp_path):
     """Settings for a worker without a broker, its state on disk or in memory."""
 
     def make(**options: Any) -> HubSettings:
+        options.setdefault("worker_commit_interval", 1e-9)  # each batch committed, unless said
         return HubSettings(kafka_bootstrap="127.0.0.1:1", state_dir=tmp_path,
                            worker_store=request.param, connector_watch_interval=0, **options)  # fmt: skip
 
@@ -222,6 +223,59 @@ def test_a_batch_is_one_transaction_per_partition_number_with_its_next_offsets(p
     assert [value is None for _, _, value, _ in kafka.outputs()] == [False, False, True]
 
 
+def test_batches_go_out_at_once_and_are_committed_together_once_the_interval_is_over(
+    kafka, left, settings, monkeypatch
+):
+    clock = [100.0]
+    monkeypatch.setattr(pipeline_module.time, "monotonic", lambda: clock[0])
+    pipeline = Pipeline(settings(worker_commit_interval=0.1))
+    pipeline.assign([(RAW_STOCK, 0)])
+    kafka.calls.clear()
+    pipeline.process([stock("c", 0)], "group")
+    clock[0] += 0.05
+    pipeline.process([stock("u", 1)], "group")
+    assert len(kafka.outputs()) == 2 and kafka.calls == []  # out at once, not committed yet
+    clock[0] += 0.06
+    pipeline.process([stock("u", 2)], "group")
+    assert kafka.calls == [("commit", "unified-commerce-hub-raw-p0", [(RAW_STOCK, 0, 3)])]
+
+
+def test_a_quiet_moment_commits_what_was_handled(kafka, left, settings):
+    pipeline = Pipeline(settings(worker_commit_interval=5.0))
+    pipeline.assign([(RAW_STOCK, 0)])
+    kafka.calls.clear()
+    pipeline.process([stock("c", 0), stock("u", 1)], "group")
+    assert kafka.calls == []
+    pipeline.process([], "group")
+    assert kafka.calls == [("commit", "unified-commerce-hub-raw-p0", [(RAW_STOCK, 0, 2)])]
+    pipeline.process([], "group")
+    assert len(kafka.calls) == 1  # nothing more to commit
+
+
+def test_partitions_taken_back_are_committed_first_partitions_lost_never_are(kafka, left, settings):
+    pipeline = Pipeline(settings(worker_commit_interval=5.0))
+    pipeline.assign([(RAW_STOCK, 0)])
+    kafka.calls.clear()
+    pipeline.process([stock("c", 0)], "group")
+    pipeline.revoke()
+    assert kafka.calls == [("commit", "unified-commerce-hub-raw-p0", [(RAW_STOCK, 0, 1)])]
+    pipeline.assign([(RAW_STOCK, 0)])
+    kafka.calls.clear()
+    pipeline.process([stock("u", 1)], "group")
+    pipeline.lose()  # someone else may hold it already: its transaction is theirs to abort
+    pipeline.process([], "group")
+    assert kafka.calls == []
+
+
+def test_a_stopping_loop_commits_what_was_handled(kafka, left, settings):
+    pipeline = Pipeline(settings(worker_commit_interval=5.0))
+    pipeline.assign([(RAW_STOCK, 0)])
+    kafka.calls.clear()
+    pipeline.process([stock("c", 0)], "group")
+    pipeline.commit_pending()
+    assert kafka.calls == [("commit", "unified-commerce-hub-raw-p0", [(RAW_STOCK, 0, 1)])]
+
+
 def test_delete_is_produced_as_tombstone(pipeline, kafka):
     pipeline.process([stock("d")], "group")
     ((topic, key, value, headers),) = kafka.outputs()
@@ -263,6 +317,16 @@ def test_flood_of_bad_events_stops_the_worker_once_its_letters_are_committed(pip
     assert len(kafka.outputs()) == 3  # every bad event judged reached the DLQ before the stop
     # ... committed without the input offsets: the next worker judges them again.
     assert kafka.calls == [("commit", "unified-commerce-hub-raw-p0", [])]
+
+
+def test_a_flood_commits_the_batches_before_it_with_their_offsets(kafka, left, settings):
+    pipeline = Pipeline(settings(worker_commit_interval=5.0, dlq_max_consecutive=3))
+    pipeline.assign([(RAW_STOCK, 0)])
+    kafka.calls.clear()
+    pipeline.process([stock("c", 0)], "group")
+    with pytest.raises(Left):
+        pipeline.process([Message(RAW_STOCK, 0, n, b"k", b"garbage") for n in range(1, 6)], "group")
+    assert kafka.calls == [("commit", "unified-commerce-hub-raw-p0", [(RAW_STOCK, 0, 1)])]
 
 
 def test_an_output_the_producer_refuses_stops_the_worker_instead_of_dead_lettering(
