@@ -181,9 +181,13 @@ def _cell(value: Any) -> str:
 def markdown(result: dict[str, Any]) -> str:
     """The steps, ratios, targets and per-process cost as Markdown."""
     m, timing = result["machine"], result.get("timing", {})
+    warm = result.get("stack_warmup")
+    warmed = (
+        f"the stack warmed up first ({warm['seconds']:g} s at {warm['rate']}/s); " if warm else ""
+    )
     lines = [
         f"Run {result['when']} on {m['cpus']} x {m['cpu']}, {m['memory']}, the whole stack local; "
-        f"seed {result['seed']}; each step {timing.get('warmup_s', '?'):g} s warm-up, "
+        f"seed {result['seed']}; {warmed}each step {timing.get('warmup_s', '?'):g} s warm-up, "
         f"{timing.get('measure_s', '?'):g} s measured. Latency: source commit → Kafka append "
         "(log-append time) of the series' output record, over the sources with sub-second commit "
         f"times (not {', '.join(result.get('latency_all_leaves_out', [])) or '-'}: whole seconds).",
