@@ -52,7 +52,7 @@ from hub.topics import TopicSpec, registry
 from hub.worker.metrics import worker_is_active
 
 SERIES = {
-    "SUT": "the hub as users run it (hub worker: Faust agents, core, output producer)",
+    "SUT": "the hub as users run it (hub worker: its stream loop, the core, transactional producers)",
     "BL4": "the hub's core (decode, normalise, dedupe, route) in a plain confluent-kafka loop",
     "BL3": "a plain confluent-kafka loop forwarding raw records unchanged",
     "BL2b": "Debezium → Kafka alone, configured as the hub configures it",

@@ -415,8 +415,8 @@ class Pipeline:
         empty: per task, one transaction with everything handled since its last commit and the
         next input offsets for consumer group metadata ``group``. Leaves the process when it cannot go
         on safely: records skipped (``OffsetGap``), a flood of dead letters, fenced by a newer
-        holder, or an output or transaction Kafka would not take (nothing of this batch's input
-        is committed then: the next process handles it again)."""
+        holder, or an output or transaction Kafka would not take (nothing handled since the last
+        commit is committed then: the next process handles it again)."""
         now = datetime.now(UTC)
         counts: Counter[tuple[str, str]] = Counter()
         done: dict[int, dict[tuple[str, int], int]] = {}

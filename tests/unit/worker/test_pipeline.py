@@ -223,14 +223,20 @@ def test_a_batch_is_one_transaction_per_partition_number_with_its_next_offsets(p
     assert [value is None for _, _, value, _ in kafka.outputs()] == [False, False, True]
 
 
+def committing_every(seconds: float, settings: Any, kafka: Kafka, **options: Any) -> Pipeline:
+    """A worker given partition 0 of the POS stock topic, committing every ``seconds``."""
+    pipeline = Pipeline(settings(worker_commit_interval=seconds, **options))
+    pipeline.assign([(RAW_STOCK, 0)])
+    kafka.calls.clear()
+    return pipeline
+
+
 def test_batches_go_out_at_once_and_are_committed_together_once_the_interval_is_over(
     kafka, left, settings, monkeypatch
 ):
     clock = [100.0]
     monkeypatch.setattr(pipeline_module.time, "monotonic", lambda: clock[0])
-    pipeline = Pipeline(settings(worker_commit_interval=0.1))
-    pipeline.assign([(RAW_STOCK, 0)])
-    kafka.calls.clear()
+    pipeline = committing_every(0.1, settings, kafka)
     pipeline.process([stock("c", 0)], "group")
     clock[0] += 0.05
     pipeline.process([stock("u", 1)], "group")
@@ -241,9 +247,7 @@ def test_batches_go_out_at_once_and_are_committed_together_once_the_interval_is_
 
 
 def test_a_quiet_moment_commits_what_was_handled(kafka, left, settings):
-    pipeline = Pipeline(settings(worker_commit_interval=5.0))
-    pipeline.assign([(RAW_STOCK, 0)])
-    kafka.calls.clear()
+    pipeline = committing_every(5.0, settings, kafka)
     pipeline.process([stock("c", 0), stock("u", 1)], "group")
     assert kafka.calls == []
     pipeline.process([], "group")
@@ -253,9 +257,7 @@ def test_a_quiet_moment_commits_what_was_handled(kafka, left, settings):
 
 
 def test_partitions_taken_back_are_committed_first_partitions_lost_never_are(kafka, left, settings):
-    pipeline = Pipeline(settings(worker_commit_interval=5.0))
-    pipeline.assign([(RAW_STOCK, 0)])
-    kafka.calls.clear()
+    pipeline = committing_every(5.0, settings, kafka)
     pipeline.process([stock("c", 0)], "group")
     pipeline.revoke()
     assert kafka.calls == [("commit", "unified-commerce-hub-raw-p0", [(RAW_STOCK, 0, 1)])]
@@ -268,9 +270,7 @@ def test_partitions_taken_back_are_committed_first_partitions_lost_never_are(kaf
 
 
 def test_a_stopping_loop_commits_what_was_handled(kafka, left, settings):
-    pipeline = Pipeline(settings(worker_commit_interval=5.0))
-    pipeline.assign([(RAW_STOCK, 0)])
-    kafka.calls.clear()
+    pipeline = committing_every(5.0, settings, kafka)
     pipeline.process([stock("c", 0)], "group")
     pipeline.commit_pending()
     assert kafka.calls == [("commit", "unified-commerce-hub-raw-p0", [(RAW_STOCK, 0, 1)])]
@@ -320,9 +320,7 @@ def test_flood_of_bad_events_stops_the_worker_once_its_letters_are_committed(pip
 
 
 def test_a_flood_commits_the_batches_before_it_with_their_offsets(kafka, left, settings):
-    pipeline = Pipeline(settings(worker_commit_interval=5.0, dlq_max_consecutive=3))
-    pipeline.assign([(RAW_STOCK, 0)])
-    kafka.calls.clear()
+    pipeline = committing_every(5.0, settings, kafka, dlq_max_consecutive=3)
     pipeline.process([stock("c", 0)], "group")
     with pytest.raises(Left):
         pipeline.process([Message(RAW_STOCK, 0, n, b"k", b"garbage") for n in range(1, 6)], "group")
