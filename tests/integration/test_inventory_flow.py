@@ -30,7 +30,7 @@ def test_snapshot_reaches_unified_inventory(stack, worker, inventory):
     # Other tests' loads (the benchmark's) may have changed the row since the snapshot: the
     # snapshot's record is in the key's history, and its latest record is the row as it is now.
     inventory.wait_for(key, lambda v: v is not None and Decimal(v["on_hand"]) == on_hand)
-    assert [v["source_op"] for v in inventory.history[key] if v is not None][0] == "r"
+    assert next(v["source_op"] for v in inventory.history[key] if v is not None) == "r"
 
 
 def test_sale_updates_unified_inventory(stack, worker, inventory):
