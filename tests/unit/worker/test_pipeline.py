@@ -269,7 +269,7 @@ def test_partitions_taken_back_are_committed_first_partitions_lost_never_are(kaf
     assert kafka.calls == []
 
 
-def test_a_stopping_loop_commits_what_was_handled(kafka, left, settings):
+def test_commit_pending_commits_what_was_handled_as_the_stopping_loop_asks(kafka, left, settings):
     pipeline = committing_every(5.0, settings, kafka)
     pipeline.process([stock("c", 0)], "group")
     pipeline.commit_pending()
