@@ -89,7 +89,7 @@ class PosLoad:
             self.next_bulk += self.bulk_every
             return self._stocktake()
         stock: dict[tuple[str, str], int] = {}
-        tickets: list[tuple[str, int]] = []  # store, till
+        tickets: list[tuple[str, int, int]] = []  # store, till, lines
         lines: list[tuple[int, int, str]] = []  # ticket (1-based in this round), line, ean
         members: set[str] = set()
         for _ in range(count):
@@ -98,9 +98,9 @@ class PosLoad:
                 for row in {self.hot.pick() for _ in range(self.rng.randint(1, 3))}:
                     stock[row] = stock.get(row, 0) + self.rng.randint(-2, 3)
             elif roll < 0.95:  # a sale
-                store = self.hot.pick()[0]
-                tickets.append((store, self.rng.randint(1, 6)))
+                store, till = self.hot.pick()[0], self.rng.randint(1, 6)
                 eans = sorted({self.hot.pick()[1] for _ in range(self.rng.randint(1, 3))})
+                tickets.append((store, till, len(eans)))
                 for n, ean in enumerate(eans, 1):
                     lines.append((len(tickets), n, ean))
                     stock[(store, ean)] = stock.get((store, ean), 0) - 1
@@ -123,7 +123,7 @@ class PosLoad:
             " FROM unnest(%s::text[], %s::text[], %s::int[]) AS d(store, ean, delta)"
             " WHERE s.store_code = d.store AND s.ean = d.ean",
             (len(tickets), now, now, [t[0] for t in tickets], [t[1] for t in tickets],
-             [sum(1 for line in lines if line[0] == k) for k in range(1, len(tickets) + 1)],
+             [t[2] for t in tickets],
              [line[0] for line in lines], [line[1] for line in lines], [line[2] for line in lines],
              sorted(members), [r[0] for r in rows], [r[1] for r in rows], [stock[r] for r in rows]),
         )  # fmt: skip

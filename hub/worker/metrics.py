@@ -73,7 +73,7 @@ STALLS = Counter(
 )
 TRANSACTION_SECONDS = Histogram(
     "hub_worker_transaction_commit_seconds",
-    "How long each commit of the worker's output transaction held the agents.",
+    "How long each commit of the worker's output transactions held the stream loop.",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
     registry=REGISTRY,
 )
