@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from hub.core.engine import SystemMappings
 from hub.core.mapping import MappingSpec, compile_mapping
+from hub.core.retention import RetentionSpec
 from hub.errors import RegistryError
 from hub.settings import REPO_ROOT, get_settings
 from hub.topics import TopicRegistry, TopicSpec
@@ -83,6 +84,9 @@ class ConnectorDefinition(BaseModel):
     # Reference tables (articles): rows that rows of every partition look up. Every worker reads
     # all of their topic, whatever partitions of the others it holds.
     reference: tuple[str, ...] = ()
+    # Tables whose closed rows (and the rows that look them up) leave the engine's state a while
+    # after they closed (see ``hub.core.retention``).
+    retention: dict[str, RetentionSpec] = Field(default_factory=dict)
     mappings: tuple[MappingSpec, ...] = ()
 
     @model_validator(mode="after")
@@ -94,10 +98,19 @@ class ConnectorDefinition(BaseModel):
                 raise ValueError(
                     f"mapping of {mapping.table} uses uncaptured {sorted(used - captured)}"
                 )
-        for section in ("toasted", "partitioning", "reference"):
+        for section in ("toasted", "partitioning", "reference", "retention"):
             named = set(getattr(self, section))
             if not named <= captured:
                 raise ValueError(f"{section} names uncaptured tables {sorted(named - captured)}")
+        kept = set(self.toasted)
+        for mapping in self.mappings:
+            looked_up = compile_mapping(mapping).lookup_tables
+            kept |= looked_up | ({mapping.table} if looked_up else set())
+        if not set(self.retention) <= kept:
+            raise ValueError(
+                f"retention names {sorted(set(self.retention) - kept)}, whose rows the hub does "
+                "not keep (only rows that are looked up, or that look others up, are kept)"
+            )
         both = set(self.partitioning) & set(self.reference)
         if both:
             raise ValueError(f"{sorted(both)}: a reference table is read whole, not partitioned")
@@ -106,7 +119,7 @@ class ConnectorDefinition(BaseModel):
     def engine_view(self) -> SystemMappings:
         """What the processing engine needs of this definition."""
         keys = {table: part.key for table, part in self.partitioning.items()}
-        return SystemMappings(self.system, self.mappings, self.toasted, keys)
+        return SystemMappings(self.system, self.mappings, self.toasted, keys, self.retention)
 
     @field_validator("debezium", mode="before")
     @classmethod

@@ -7,7 +7,8 @@ memory are measured apart (``python -m hub.bench.baselines forward|engine``):
   writing canonical records to scratch topics: what the hub costs without Faust. It starts from
   the SUT worker group's state (its changelog, every partition number's, and the marks the
   unified topics hold) at that group's committed offsets, so it processes what the worker would,
-  from where the worker stopped.
+  from where the worker stopped; it keeps that state as the worker does (RocksDB copies on local
+  disk, the most used entries in memory), so that their memory compares.
 
 Both commit their offsets (automatically, every second), so the benchmark reads their lag.
 Neither is a product: no dead-letter topic, no crash safety.
@@ -24,13 +25,13 @@ from typing import Any
 from confluent_kafka import OFFSET_END, Consumer, TopicPartition
 
 from hub.connectors import load_definitions
-from hub.core.engine import Engine, MemoryStore
+from hub.core.engine import Engine
 from hub.errors import InvalidEvent
 from hub.kafka_io import resume_offsets
 from hub.settings import HubSettings
 from hub.topics import TopicSpec, registry
 from hub.worker.output import OutputProducer
-from hub.worker.state import published_entries, read_rows
+from hub.worker.state import published_entries, read_entries, state_store, worker_disk
 
 
 def scratch(spec: TopicSpec, series: str) -> TopicSpec:
@@ -69,7 +70,7 @@ class Loop:
     def _stop(self, *_: Any) -> None:
         self.stopping = True
 
-    def run(self, handle: Any, producer: OutputProducer) -> None:
+    def run(self, handle: Any, producer: OutputProducer, after_batch: Any = lambda: None) -> None:
         try:
             while not self.stopping:
                 # Block for the first record only: a batch timeout would hold records back.
@@ -78,6 +79,7 @@ class Loop:
                     for msg in [first, *self.consumer.consume(999, 0)]:
                         if not msg.error():
                             handle(msg)
+                    after_batch()
                 producer.producer.poll(0)
         finally:
             producer.flush(30)
@@ -99,11 +101,16 @@ def forward(settings: HubSettings, group: str) -> None:
 def engine(settings: HubSettings, group: str) -> None:
     """BL4: the worker's engine on the worker group's state, outputs to scratch topics."""
     reg = registry()
+    disk = worker_disk(settings)
+    rows = state_store(settings, None, "", 0, disk / "rows")
+    rows.replace(read_entries(settings.bootstrap, settings.worker_id))  # every partition number's
+    published = state_store(settings, None, "", 0, disk / "published")
+    published.replace(published_entries(settings.bootstrap))
     core = Engine(
         [definition.engine_view() for definition in load_definitions().values()],
         {spec.model: spec.id for spec in reg.topics.values() if spec.model},
-        read_rows(settings.bootstrap, settings.worker_id),  # every partition number's state
-        MemoryStore(published_entries(settings.bootstrap)),
+        rows,
+        published,
     )
     names = {
         spec.id: scratch(spec, "BL4").name for spec in reg.topics.values() if spec.kind == "unified"
@@ -121,8 +128,16 @@ def engine(settings: HubSettings, group: str) -> None:
         for output in outcome.outputs:
             producer.publish(names[output.topic_id], output)
 
+    def write() -> None:  # what the worker does at each commit, minus the changelog
+        rows.write_changes()
+        published.write_changes()
+
     starts = resume_offsets(settings.bootstrap, settings.worker_id, routed)
-    Loop(settings.bootstrap, group, starts).run(handle, producer)
+    try:
+        Loop(settings.bootstrap, group, starts).run(handle, producer, write)
+    finally:
+        rows.close()
+        published.close()
 
 
 def main(argv: list[str] | None = None) -> None:

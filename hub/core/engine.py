@@ -27,9 +27,11 @@ import orjson
 from pydantic import ValidationError
 
 from hub.core.debezium import ChangeEvent, decode
+from hub.core.lists import ChunkedList
 from hub.core.mapping import CompiledMapping, MappingSpec, Pending, Row, compile_mapping
 from hub.core.positions import Frontiers, visible
 from hub.core.records import Output, Tombstone, Upsert
+from hub.core.retention import Expiry, RetentionSpec
 from hub.errors import InvalidEvent
 from hub.models import MODELS
 
@@ -66,6 +68,8 @@ class SystemMappings:
     # Tables whose Kafka key is not their primary key: table → primary key columns, read from
     # the row itself (``after``, or ``before`` for a delete).
     keys: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    # Tables whose closed rows leave the state after a while (see ``hub.core.retention``).
+    retention: Mapping[str, RetentionSpec] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +90,7 @@ class Outcome:
         0  # outputs dropped: their key already had this source position or a newer one
     )
     noops: int = 0  # outputs dropped: nothing canonical changed since the last one published
+    expired: int = 0  # rows that left the state (declared retention) after this input
 
 
 def row_ref(system: str, table: str, key: Mapping[str, Any]) -> str:
@@ -101,11 +106,6 @@ def deps_ref(ref: str) -> str:
 def pair_ref(target: str, dependent: str) -> str:
     """Marks that ``dependent`` is in the list of ``target``."""
     return f"dep:{target.removeprefix('row:')}>{dependent.removeprefix('row:')}"
-
-
-# Dependents per stored chunk: a row looked up by many (an article in every web order line) gets
-# a long list, and each new dependent must cost the same whatever its length.
-DEPS_CHUNK = 256
 
 
 def out_ref(topic_id: str, key: str) -> str:
@@ -183,6 +183,10 @@ class Engine:
             (s.system, t): tuple(cols) for s in systems for t, cols in s.toasted.items()
         }
         self.keys = {(s.system, t): tuple(cols) for s in systems for t, cols in s.keys.items()}
+        self.retention = {(s.system, t): r for s in systems for t, r in s.retention.items()}
+        self.expiry = Expiry(store)
+        self._clock = 0.0  # epoch seconds: the latest source commit time applied (retention)
+        self._committed = 0.0  # of the change being applied
         for system in systems:
             for spec in system.mappings:
                 compiled = compile_mapping(spec)
@@ -192,6 +196,11 @@ class Engine:
                     self.targets |= {(system.system, t) for t in compiled.lookup_tables}
         self.keep |= self.targets
         self.keep |= set(self.toasted)
+        unkept = set(self.retention) - self.keep
+        if unkept:
+            raise ValueError(
+                f"retention declared for {sorted(unkept)}, whose rows the engine does not keep"
+            )
         missing = {m.spec.model for ms in self.mappings.values() for m in ms} - set(
             self.topic_for_model
         )
@@ -228,6 +237,7 @@ class Engine:
             )  # fmt: skip
         ref = row_ref(system, table, key)
         self._txid = event.source.txid
+        self._committed = event.source.committed_at.timestamp()
         src = {
             "source_system": system, "source_table": table, "source_position": event.source.position,
             "source_op": event.op, "source_committed_at": event.source.committed_at.isoformat(),
@@ -236,14 +246,16 @@ class Engine:
             return self._finish(self._delete(system, table, ref, event, src, now))
         row = self._fill_unavailable(system, table, ref, event)
         if (system, table) in self.keep:
-            self.store.put(ref, {"row": dict(row), "src": src})
+            self._keep_row(system, table, ref, {"row": dict(row), "src": src})
         outputs, pending = self._evaluate(system, table, ref, row, src, now)
         # The rows that looked this one up are evaluated again; a failure there is theirs, not
         # this event's: it is reported for the dead-letter topic and this event goes on.
         failures: list[DependentFailure] = []
+        gone: list[str] = []
         for dependent in self.dependents(ref):
             stored = self.store.get(dependent)
             if stored is None:
+                gone.append(dependent)  # expired or deleted since it was listed
                 continue
             dep_table = dependent.split(":", 3)[2]
             deleted = bool(stored.get("deleted"))
@@ -257,6 +269,8 @@ class Engine:
             if deleted and not still and (system, dep_table) not in self.targets:
                 self.store.put(dependent, None)  # the parked delete is done
             outputs += more
+        if gone:
+            self._forget_dependents(ref, gone)
         if outputs:
             return self._finish(Outcome(outputs, failures=failures))
         skipped = f"pending:{pending}" if pending else "reference_row"
@@ -309,8 +323,9 @@ class Engine:
             for o in outcome.outputs
         ]
         return Outcome(
-            stamped, outcome.skipped, outcome.failures, outcome.duplicates, outcome.noops
-        )
+            stamped, outcome.skipped, outcome.failures, outcome.duplicates, outcome.noops,
+            outcome.expired,
+        )  # fmt: skip
 
     def drop(
         self, topic_id: str, key: str, position: str, expect: str | None,
@@ -326,6 +341,7 @@ class Engine:
         return Outcome([Tombstone(topic_id, key, position, snapshot)])
 
     def _finish(self, outcome: Outcome) -> Outcome:
+        expired = self._expire(self._committed) if self.retention else 0
         duplicates, noops = self._tally["duplicate"], self._tally["noop"]
         skipped = outcome.skipped
         if (
@@ -334,7 +350,7 @@ class Engine:
             and (skipped is None or skipped == "reference_row")
         ):
             skipped = "duplicate" if duplicates else "noop"
-        return Outcome(outcome.outputs, skipped, outcome.failures, duplicates, noops)
+        return Outcome(outcome.outputs, skipped, outcome.failures, duplicates, noops, expired)
 
     def _admit(self, output: Output, position: str) -> bool:
         """Whether to publish ``output``, produced by the change at ``position``.
@@ -457,38 +473,66 @@ class Engine:
         return outputs, pending
 
     def _depend(self, target: str, dependent: str) -> None:
-        """Add ``dependent`` to the rows evaluated again when ``target`` changes.
-
-        The list is kept in chunks of ``DEPS_CHUNK`` behind a head holding the last, partial one,
-        and a marker per pair answers "already listed?": each call reads and writes a bounded
-        amount, however many rows look ``target`` up (each write is a changelog record).
-        """
+        """Add ``dependent`` to the rows evaluated again when ``target`` changes: a
+        ``ChunkedList``, and a marker per pair answering "already listed?", so that each call
+        reads and writes a bounded amount however many rows look ``target`` up."""
         pair = pair_ref(target, dependent)
         if self.store.get(pair) is not None:
             return
-        head_ref = deps_ref(target)
-        head = self.store.get(head_ref) or {"full": 0, "tail": []}
-        if "tail" not in head:  # written by an earlier version: {dependent: 1, ...}
-            if dependent in head:
-                self.store.put(pair, {"listed": True})
-                return
-            head = {"full": 0, "tail": list(head)}
-        full, tail = head["full"], [*head["tail"], dependent]
-        while len(tail) >= DEPS_CHUNK:
-            self.store.put(f"{head_ref}#{full}", {"deps": tail[:DEPS_CHUNK]})
-            full, tail = full + 1, tail[DEPS_CHUNK:]
-        self.store.put(head_ref, {"full": full, "tail": tail})
+        head = self.store.get(deps_ref(target))
+        if head is None or "tail" in head or dependent not in head:  # else: an earlier format
+            ChunkedList(self.store, deps_ref(target)).append(dependent)
         self.store.put(pair, {"listed": True})
 
     def dependents(self, target: str) -> list[str]:
         """The rows that looked ``target`` up."""
-        head = self.store.get(deps_ref(target))
-        if not head:
-            return []
-        if "tail" not in head:  # written by an earlier version
-            return list(head)
-        chunks = (self.store.get(f"{deps_ref(target)}#{n}") or {} for n in range(head["full"]))
-        return [dep for chunk in chunks for dep in chunk.get("deps", [])] + list(head["tail"])
+        return ChunkedList(self.store, deps_ref(target)).items()
+
+    def _forget_dependents(self, target: str, gone: Sequence[str]) -> None:
+        """Take rows no longer in the state (expired, deleted) off ``target``'s list."""
+        left = set(gone)
+        ChunkedList(self.store, deps_ref(target)).rewrite(
+            d for d in self.dependents(target) if d not in left
+        )
+        for dependent in left:
+            self.store.put(pair_ref(target, dependent), None)
+
+    def _expire(self, committed_at: float) -> int:
+        """Remove the closed rows whose time has come (``hub.core.retention``) and the rows that
+        looked them up; returns how many rows left. Their other lists are mended when the rows
+        they are on change (``_forget_dependents``)."""
+        self._clock = max(self._clock, committed_at)
+        due = self.expiry.next_due()
+        if due is None or due > self._clock:
+            return 0
+        expired = 0
+        for ref in self.expiry.take(self._clock):
+            stored = self.store.get(ref)
+            deadline = stored.get("exp") if stored is not None else None
+            if deadline is None or deadline > self._clock:
+                continue  # gone already, reopened, or listed again for later
+            for dependent in self.dependents(ref):
+                if self.store.get(dependent) is not None:
+                    self.store.put(dependent, None)
+                    expired += 1
+                self.store.put(pair_ref(ref, dependent), None)
+                ChunkedList(self.store, deps_ref(dependent)).drop()
+            ChunkedList(self.store, deps_ref(ref)).drop()
+            self.store.put(ref, None)
+            expired += 1
+        return expired
+
+    def _keep_row(self, system: str, table: str, ref: str, entry: dict[str, Any]) -> None:
+        """Store a kept row's entry; a closed row of a table with retention gets its deadline
+        (``exp``: the commit time of the change being applied plus the declared time, epoch
+        seconds) and is listed as due then."""
+        rule = self.retention.get((system, table))
+        if rule is not None and (entry.get("deleted") or rule.closes(entry["row"])):
+            deadline = self._committed + rule.keep.total_seconds()
+            before = self.store.get(ref)
+            self.expiry.schedule(ref, deadline, before.get("exp") if before else None)
+            entry = {**entry, "exp": deadline}
+        self.store.put(ref, entry)
 
     def _delete(
         self,
@@ -511,7 +555,7 @@ class Engine:
         if (system, table) in self.targets and stored is not None:
             # Keep a looked-up row's last image: events of rows that referred to it may still be on
             # their way (other topics), and their keys are derived through it.
-            self.store.put(ref, {**stored, "deleted": True})
+            self._keep_row(system, table, ref, {**stored, "deleted": True})
         elif (system, table) in self.keep:
             self.store.put(ref, None)
         return Outcome(outputs) if outputs else Outcome(skipped="reference_row")

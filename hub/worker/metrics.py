@@ -21,6 +21,12 @@ OUTCOMES = Counter(
     "hub_outcomes", "What became of the events, by system and outcome.", ["system", "outcome"],
     registry=REGISTRY,
 )  # fmt: skip
+# Rows that left the engine's state under the retention the definitions declare (closed tickets and
+# orders with their lines): steady while sales go on; flat with sales going on means nothing closes.
+ROWS_EXPIRED = Counter(
+    "hub_rows_expired", "Rows that left the engine's state (declared retention), by system.",
+    ["system"], registry=REGISTRY,
+)  # fmt: skip
 DEAD_LETTERS = Counter(
     "hub_dead_letters",
     "Dead letters by system and reason.",

@@ -84,6 +84,8 @@ def _counter(system: str, what: str) -> Any:
     """The labelled Prometheus counter of ``what`` for ``system`` (looked up once: per event)."""
     if what == "in":
         return metrics.EVENTS_IN.labels(system)
+    if what == "expired":
+        return metrics.ROWS_EXPIRED.labels(system)
     return metrics.OUTCOMES.labels(system, what)
 
 
@@ -551,6 +553,7 @@ class Pipeline:
         counts[(system, "applied")] += len(outcome.outputs)
         counts[(system, "duplicate")] += outcome.duplicates
         counts[(system, "noop")] += outcome.noops
+        counts[(system, "expired")] += outcome.expired
         if outcome.skipped and outcome.skipped not in ("duplicate", "noop"):
             counts[(system, "skipped")] += 1
         self.breakers.record((topic, partition), True)

@@ -138,9 +138,12 @@ def test_the_definitions_own_transforms_come_first():
     ("section", "value", "says"),
     [("partitioning", {"pos.till": {"key": ["id"], "by": ["id"]}}, "uncaptured"),
      ("reference", ["pos.till"], "uncaptured"),
-     ("reference", ["pos.ticket_line"], "read whole, not partitioned")],
+     ("reference", ["pos.ticket_line"], "read whole, not partitioned"),
+     ("retention", {"pos.till": {"when": {"status": ["C"]}, "keep": "1h"}}, "uncaptured"),
+     ("retention", {"pos.stock": {"when": {"qty": [0]}, "keep": "1h"}}, "does not keep"),
+     ("retention", {"pos.ticket": {"when": {}, "keep": "1h"}}, "at least 1 item")],
 )  # fmt: skip
-def test_partitioning_and_reference_name_captured_tables_once(section, value, says):
+def test_partitioning_reference_and_retention_name_captured_tables_once(section, value, says):
     raw = yaml.safe_load((CONNECTORS_DIR / "pos.yaml").read_text())
     raw[section] = value
     with pytest.raises(ValueError, match=says):

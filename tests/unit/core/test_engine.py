@@ -9,7 +9,8 @@ import orjson
 import pytest
 
 from hub.core.debezium import decode
-from hub.core.engine import DEPS_CHUNK, Engine, MemoryStore, deps_ref
+from hub.core.engine import Engine, MemoryStore, deps_ref
+from hub.core.lists import CHUNK as DEPS_CHUNK
 from hub.core.records import Tombstone, Upsert
 from hub.errors import InvalidEvent
 from tests.conftest import NOW, new_engine, pick
