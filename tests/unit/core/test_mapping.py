@@ -5,14 +5,29 @@ from decimal import Decimal
 import pytest
 from pydantic import ValidationError
 
-from hub.core.mapping import Expr, MappingSpec, Pending, compile_expr, compile_mapping
+from hub.connectors import load_definitions
+from hub.core.mapping import Expr, MappingSpec, Pending, compile_expr, compile_mapping, generate
 from hub.errors import InvalidEvent
+from tests.conftest import FIXTURES, recorded
 
 NO_LOOKUP = lambda table, key: None  # noqa: E731
 
 
 def ev(spec, row, lookup=NO_LOOKUP):
-    return compile_expr(Expr.model_validate(spec)).evaluate(row, lookup)
+    """``spec`` on ``row``, evaluated by its compiled closures and by its generated code: both
+    give the same value of the same type, or the same error."""
+    expr = Expr.model_validate(spec)
+    generated = generate({"field": expr})
+    try:
+        value = compile_expr(expr).evaluate(row, lookup)
+    except (InvalidEvent, Pending) as error:
+        with pytest.raises(type(error)) as same:
+            generated(row, lookup)
+        assert str(same.value) == str(error)
+        raise
+    (got,) = generated(row, lookup).values()
+    assert (got, type(got)) == (value, type(value))
+    return value
 
 
 def test_column_const_and_transforms():
@@ -119,3 +134,49 @@ def test_lookup_tables_are_known_before_running():
         unit={"concat": ["x", {"lookup": "shop.orders", "key": {"id": {"col": "o"}}, "column": "c"}]},
     ))  # fmt: skip
     assert compile_mapping(spec).lookup_tables == {"shop.variant", "shop.orders"}
+
+
+def _outcome(run, *args):
+    try:
+        return ("ok", run(*args))
+    except (InvalidEvent, Pending) as error:
+        return (type(error).__name__, str(error))
+
+
+def _recorded_rows() -> dict[str, list[dict]]:
+    """Every row image of the recorded events, by table."""
+    rows: dict[str, list[dict]] = {}
+    for path in FIXTURES.glob("*.json"):
+        for record in recorded(path.stem):
+            envelope = record.envelope or {}
+            source = envelope.get("source") or {}
+            table = f"{source.get('schema') or source.get('db')}.{source.get('table')}"
+            for image in ("before", "after"):
+                if envelope.get(image):
+                    rows.setdefault(table, []).append(envelope[image])
+    return rows
+
+
+def test_generated_code_evaluates_every_declared_mapping_as_the_closures_do():
+    """Each mapping of ``connectors/`` on every recorded row of its table (and on those rows with
+    a column missing, or their lookups missing): the same values or the same error."""
+    rows = _recorded_rows()
+
+    def found(table, key):
+        candidates = rows.get(table, [])
+        return next((r for r in candidates if all(r.get(k) == v for k, v in key.items())), None)
+
+    def closures(mapping, row, lookup):
+        return {name: field.evaluate(row, lookup) for name, field in mapping.fields.items()}
+
+    checked = 0
+    for definition in load_definitions().values():
+        for spec in definition.mappings:
+            mapping = compile_mapping(spec)
+            for row in rows.get(spec.table, []):
+                trimmed = dict(list(row.items())[1:])  # its first column missing
+                for case, lookup in [(row, found), (row, NO_LOOKUP), (trimmed, found)]:
+                    expected = _outcome(closures, mapping, case, lookup)
+                    assert _outcome(mapping.values, case, lookup) == expected, (spec.table, case)
+                    checked += 1
+    assert checked > 80
