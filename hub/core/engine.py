@@ -17,7 +17,6 @@ Routing never drops silently: a captured table with no mapping, and no lookup ne
 from __future__ import annotations
 
 import hashlib
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -104,7 +103,8 @@ def deps_ref(ref: str) -> str:
 
 
 def pair_ref(target: str, dependent: str) -> str:
-    """Marks that ``dependent`` is in the list of ``target``."""
+    """Marked that ``dependent`` is in the list of ``target``, in state written by versions
+    before the entries said it themselves (``on``): read, never written."""
     return f"dep:{target.removeprefix('row:')}>{dependent.removeprefix('row:')}"
 
 
@@ -225,7 +225,7 @@ class Engine:
 
     def apply(self, system: str, event: ChangeEvent, now: datetime) -> Outcome:
         """Produce the canonical outputs of one decoded change (``process`` without decoding)."""
-        self._tally: Counter[str] = Counter()
+        self._duplicates = self._noops = 0  # outputs dropped while applying this change
         table = event.source.table
         if not self.routes(system, table):
             raise InvalidEvent("no_route", f"no mapping for {system}:{table}")
@@ -244,10 +244,19 @@ class Engine:
         }  # fmt: skip
         if event.op == "d":
             return self._finish(self._delete(system, table, ref, event, src, now))
-        row = self._fill_unavailable(system, table, ref, event)
-        if (system, table) in self.keep:
-            self._keep_row(system, table, ref, {"row": dict(row), "src": src})
-        outputs, pending = self._evaluate(system, table, ref, row, src, now)
+        kept = (system, table) in self.keep
+        before = self.store.get(ref) if kept else None
+        row = self._fill_unavailable(system, table, ref, event, before)
+        # The rows this one is listed on as a dependent (``_depend``); None: an entry written
+        # before the rows said so, whose listings are found by their markers.
+        on = list(before["on"]) if before is not None and "on" in before else []
+        legacy = before is not None and "on" not in before
+        entry = {"row": dict(row), "src": src, "on": on}
+        if kept:
+            entry = self._keep_row(system, table, ref, entry, before)
+        outputs, pending = self._evaluate(system, table, ref, row, src, now, on, legacy)
+        if kept and len(on) > len(entry["on"]):
+            self.store.put(ref, {**entry, "on": on})
         # The rows that looked this one up are evaluated again; a failure there is theirs, not
         # this event's: it is reported for the dead-letter topic and this event goes on.
         failures: list[DependentFailure] = []
@@ -259,13 +268,18 @@ class Engine:
                 continue
             dep_table = dependent.split(":", 3)[2]
             deleted = bool(stored.get("deleted"))
+            listed = stored.get("on")
+            on = list(listed or ())
             try:
                 more, still = self._evaluate(
-                    system, dep_table, dependent, stored["row"], stored["src"], now, deleted
-                )
+                    system, dep_table, dependent, stored["row"], stored["src"], now, on,
+                    listed is None, deleted,
+                )  # fmt: skip
             except InvalidEvent as error:
                 failures.append(DependentFailure(dependent, stored, error))
                 continue
+            if len(on) > len(listed or ()) or listed is None:
+                self.store.put(dependent, {**stored, "on": on})
             if deleted and not still and (system, dep_table) not in self.targets:
                 self.store.put(dependent, None)  # the parked delete is done
             outputs += more
@@ -342,7 +356,7 @@ class Engine:
 
     def _finish(self, outcome: Outcome) -> Outcome:
         expired = self._expire(self._committed) if self.retention else 0
-        duplicates, noops = self._tally["duplicate"], self._tally["noop"]
+        duplicates, noops = self._duplicates, self._noops
         skipped = outcome.skipped
         if (
             not outcome.outputs
@@ -368,12 +382,12 @@ class Engine:
             self._forced.add(which)
             return True
         if last is not None and self._older(last, position):
-            self._tally["duplicate"] += 1
+            self._duplicates += 1
             return False
         fingerprint = digest(output)
         self.published.put(ref, {"pos": position, "hash": fingerprint})
         if last is not None and last["hash"] == fingerprint:
-            self._tally["noop"] += 1
+            self._noops += 1
             return False
         return True
 
@@ -384,12 +398,19 @@ class Engine:
             return visible(self._txid, snapshot)  # a repair's mark (PostgreSQL)
         return bool(last["pos"] >= position)
 
-    def _fill_unavailable(self, system: str, table: str, ref: str, event: ChangeEvent) -> Row:
+    def _fill_unavailable(
+        self,
+        system: str,
+        table: str,
+        ref: str,
+        event: ChangeEvent,
+        stored: Mapping[str, Any] | None,
+    ) -> Row:
+        """``event``'s row, unchanged TOASTed values taken from ``stored`` (the row's entry)."""
         row = event.after or {}
         gaps = [column for column, value in row.items() if value == UNAVAILABLE]
         if not gaps:
             return row
-        stored = self.store.get(ref)
         if stored is None or any(column not in stored["row"] for column in gaps):
             raise InvalidEvent(
                 "unavailable_value",
@@ -404,12 +425,13 @@ class Engine:
 
     def _evaluate(
         self, system: str, table: str, ref: str, row: Row, src: Mapping[str, Any], now: datetime,
-        deleted: bool = False,
+        on: list[str], legacy: bool = False, deleted: bool = False,
     ) -> tuple[list[Output], str | None]:  # fmt: skip
         """Every mapping of ``table`` on ``row``: upserts, or tombstones when ``deleted``.
 
-        Registers the row as a dependent of every row it looked up; returns the table it waits
-        for when a lookup found nothing.
+        Lists the row as a dependent of every row it looked up and is not listed on yet (``on``,
+        extended in place: the caller stores it with the row); returns the table it waits for
+        when a lookup found nothing.
         """
         outputs: list[Output] = []
         pending: str | None = None
@@ -446,7 +468,9 @@ class Engine:
                 pending = wait.table
                 values = None
             for target in looked_up:
-                self._depend(target, ref)
+                if target not in on:
+                    self._depend(target, ref, legacy)
+                    on.append(target)
             if values is None:
                 continue
             topic = self.topic_for_model[mapping.spec.model]
@@ -472,30 +496,27 @@ class Engine:
                 outputs.append(upsert)
         return outputs, pending
 
-    def _depend(self, target: str, dependent: str) -> None:
-        """Add ``dependent`` to the rows evaluated again when ``target`` changes: a
-        ``ChunkedList``, and a marker per pair answering "already listed?", so that each call
-        reads and writes a bounded amount however many rows look ``target`` up."""
-        pair = pair_ref(target, dependent)
-        if self.store.get(pair) is not None:
+    def _depend(self, target: str, dependent: str, legacy: bool = False) -> None:
+        """Add ``dependent`` to the rows evaluated again when ``target`` changes (a
+        ``ChunkedList``: each call reads and writes a bounded amount however many rows look
+        ``target`` up). The dependent's entry keeps the rows it is listed on (``on``), so that it
+        is listed once; an entry written before that (``legacy``) is found listed by the marker
+        an earlier version kept per pair."""
+        if legacy and self.store.get(pair_ref(target, dependent)) is not None:
             return
-        head = self.store.get(deps_ref(target))
-        if head is None or "tail" in head or dependent not in head:  # else: an earlier format
-            ChunkedList(self.store, deps_ref(target)).append(dependent)
-        self.store.put(pair, {"listed": True})
+        ChunkedList(self.store, deps_ref(target)).append(dependent)
 
     def dependents(self, target: str) -> list[str]:
         """The rows that looked ``target`` up."""
         return ChunkedList(self.store, deps_ref(target)).items()
 
     def _forget_dependents(self, target: str, gone: Sequence[str]) -> None:
-        """Take rows no longer in the state (expired, deleted) off ``target``'s list."""
+        """Take rows no longer in the state (expired, deleted) off ``target``'s list: one that
+        comes back is listed again (its entry starts with an empty ``on``)."""
         left = set(gone)
         ChunkedList(self.store, deps_ref(target)).rewrite(
             d for d in self.dependents(target) if d not in left
         )
-        for dependent in left:
-            self.store.put(pair_ref(target, dependent), None)
 
     def _expire(self, committed_at: float) -> int:
         """Remove the closed rows whose time has come (``hub.core.retention``) and the rows that
@@ -515,24 +536,26 @@ class Engine:
                 if self.store.get(dependent) is not None:
                     self.store.put(dependent, None)
                     expired += 1
-                self.store.put(pair_ref(ref, dependent), None)
                 ChunkedList(self.store, deps_ref(dependent)).drop()
             ChunkedList(self.store, deps_ref(ref)).drop()
             self.store.put(ref, None)
             expired += 1
         return expired
 
-    def _keep_row(self, system: str, table: str, ref: str, entry: dict[str, Any]) -> None:
+    def _keep_row(
+        self, system: str, table: str, ref: str, entry: dict[str, Any],
+        before: Mapping[str, Any] | None,
+    ) -> dict[str, Any]:  # fmt: skip
         """Store a kept row's entry; a closed row of a table with retention gets its deadline
         (``exp``: the commit time of the change being applied plus the declared time, epoch
         seconds) and is listed as due then."""
         rule = self.retention.get((system, table))
         if rule is not None and (entry.get("deleted") or rule.closes(entry["row"])):
             deadline = self._committed + rule.keep.total_seconds()
-            before = self.store.get(ref)
             self.expiry.schedule(ref, deadline, before.get("exp") if before else None)
             entry = {**entry, "exp": deadline}
         self.store.put(ref, entry)
+        return entry
 
     def _delete(
         self,
@@ -546,16 +569,20 @@ class Engine:
         stored = self.store.get(ref)
         # With REPLICA IDENTITY DEFAULT only key columns are real in `before`: prefer what we kept.
         row = {**(event.before or {}), **(stored["row"] if stored else {})}
-        outputs, pending = self._evaluate(system, table, ref, row, src, now, deleted=True)
+        on = list(stored["on"]) if stored is not None and "on" in stored else []
+        legacy = stored is not None and "on" not in stored
+        outputs, pending = self._evaluate(
+            system, table, ref, row, src, now, on, legacy, deleted=True
+        )
         if pending:
             # The key needs a row that has not arrived (its topic lags): park the delete; it
             # becomes a tombstone when that row arrives.
-            self.store.put(ref, {"row": row, "src": src, "deleted": True})
+            self.store.put(ref, {"row": row, "src": src, "deleted": True, "on": on})
             return Outcome(outputs, skipped=f"pending:{pending}")
         if (system, table) in self.targets and stored is not None:
             # Keep a looked-up row's last image: events of rows that referred to it may still be on
             # their way (other topics), and their keys are derived through it.
-            self._keep_row(system, table, ref, {**stored, "deleted": True})
+            self._keep_row(system, table, ref, {**stored, "deleted": True, "on": on}, stored)
         elif (system, table) in self.keep:
             self.store.put(ref, None)
         return Outcome(outputs) if outputs else Outcome(skipped="reference_row")

@@ -121,6 +121,9 @@ class DiskStore:
             DiskStore._cache = Cache(self.BLOCK_CACHE)
         table = BlockBasedOptions()
         table.set_block_cache(DiskStore._cache)
+        # Most reads of a new row's entries find nothing (its marks, its list): a bloom filter
+        # answers those without reading a block.
+        table.set_bloom_filter(10, False)
         options.set_block_based_table_factory(table)
         return Rdict(str(self.path), options)
 

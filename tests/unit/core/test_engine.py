@@ -22,14 +22,49 @@ def line(n: int) -> str:
     return f'row:shop:shop.order_line:{{"line_no":1,"order_id":{n}}}'
 
 
-def test_each_dependent_is_listed_once_and_costs_the_same_however_long_the_list():
+def _again(record, lsn: int) -> bytes:
+    """``record`` as an update at a later position (the same row, changed again)."""
+    envelope = orjson.loads(record.value)
+    envelope["op"] = "u"
+    envelope["source"] |= {"lsn": lsn, "sequence": orjson.dumps([str(lsn), str(lsn)]).decode()}
+    return orjson.dumps(envelope)
+
+
+def test_a_row_is_listed_once_on_each_row_it_looks_up_however_often_it_changes():
+    engine = new_engine()
+    order, line_ = (
+        pick("shop_order", "shop.orders", "c"),
+        pick("shop_order", "shop.order_line", "c"),
+    )
+    engine.process("shop", order.key, order.value, NOW)
+    ref = 'row:shop:shop.order_line:{"line_no":1,"order_id":900001}'
+    for n in range(3):  # waits for its variant, which has not arrived: listed on it once
+        engine.process("shop", line_.key, _again(line_, 90_000_000 + n), NOW)
+    assert engine.dependents(VARIANT) == [ref]
+    assert engine.store.get(ref)["on"] == [VARIANT]
+    assert not any(key.startswith("dep:") for key in engine.store)  # no marker per pair
+
+
+def test_lists_and_entries_written_by_earlier_versions_are_read_and_extended():
+    engine = new_engine()
+    engine.store.put(deps_ref(VARIANT), {line(1): 1, line(2): 1})  # a list as a dict
+    assert engine.dependents(VARIANT) == [line(1), line(2)]
+    # An entry without "on": its listings are known by their markers.
+    engine.store.put(
+        f"dep:{VARIANT.removeprefix('row:')}>{line(2).removeprefix('row:')}", {"listed": True}
+    )
+    engine._depend(VARIANT, line(2), legacy=True)
+    engine._depend(VARIANT, line(3), legacy=True)
+    assert engine.dependents(VARIANT) == [line(1), line(2), line(3)]
+
+
+def test_a_long_list_is_written_a_chunk_at_most_at_a_time():
     engine = new_engine()
     store = engine.store
     assert isinstance(store, MemoryStore)
     count = 3 * DEPS_CHUNK + 17
     for n in range(count):
         engine._depend(VARIANT, line(n))
-        engine._depend(VARIANT, line(n))  # an update of the same line: already listed
     assert engine.dependents(VARIANT) == [line(n) for n in range(count)]
     biggest = max(len(orjson.dumps(value)) for value in store.values())
     assert biggest < (DEPS_CHUNK + 1) * (len(orjson.dumps(line(count))) + 1)  # a chunk at most
@@ -37,15 +72,6 @@ def test_each_dependent_is_listed_once_and_costs_the_same_however_long_the_list(
         "full": 3,
         "tail": [line(n) for n in range(3 * DEPS_CHUNK, count)],
     }
-
-
-def test_a_list_written_by_an_earlier_version_is_read_and_extended():
-    engine = new_engine()
-    engine.store.put(deps_ref(VARIANT), {line(1): 1, line(2): 1})
-    assert engine.dependents(VARIANT) == [line(1), line(2)]
-    engine._depend(VARIANT, line(2))
-    engine._depend(VARIANT, line(3))
-    assert engine.dependents(VARIANT) == [line(1), line(2), line(3)]
 
 
 # -- forged positions and repairs ------------------------------------------------------------
