@@ -35,6 +35,7 @@ from hub.errors import InvalidEvent
 from hub.models import MODELS
 
 STEP = "normalise"
+CHECK_EVERY = 6.0  # seconds of source time between two looks for rows due (retention)
 UNAVAILABLE = "__debezium_unavailable_value"
 
 
@@ -186,6 +187,7 @@ class Engine:
         self.retention = {(s.system, t): r for s in systems for t, r in s.retention.items()}
         self.expiry = Expiry(store)
         self._clock = 0.0  # epoch seconds: the latest source commit time applied (retention)
+        self._next_check = 0.0  # when to look for rows due again (source time)
         self._committed = 0.0  # of the change being applied
         for system in systems:
             for spec in system.mappings:
@@ -261,7 +263,8 @@ class Engine:
         # this event's: it is reported for the dead-letter topic and this event goes on.
         failures: list[DependentFailure] = []
         gone: list[str] = []
-        for dependent in self.dependents(ref):
+        listed = self.dependents(ref) if (system, table) in self.targets else ()
+        for dependent in listed:
             stored = self.store.get(dependent)
             if stored is None:
                 gone.append(dependent)  # expired or deleted since it was listed
@@ -523,6 +526,9 @@ class Engine:
         looked them up; returns how many rows left. Their other lists are mended when the rows
         they are on change (``_forget_dependents``)."""
         self._clock = max(self._clock, committed_at)
+        if self._clock < self._next_check:
+            return 0
+        self._next_check = self._clock + CHECK_EVERY
         due = self.expiry.next_due()
         if due is None or due > self._clock:
             return 0

@@ -26,8 +26,8 @@ class ChunkedList:
     def __init__(self, store: Store, head: str) -> None:
         self.store, self.head = store, head
 
-    def _head(self) -> dict[str, Any]:
-        head = self.store.get(self.head)
+    def _head(self, head: dict[str, Any] | None = None) -> dict[str, Any]:
+        head = head if head is not None else self.store.get(self.head)
         if head is None:
             return {"full": 0, "tail": []}
         if "tail" not in head:  # written by an earlier version: {item: 1, ...}
@@ -48,7 +48,7 @@ class ChunkedList:
         stored = self.store.get(self.head)
         if not stored:
             return []
-        head = self._head()
+        head = self._head(stored)
         chunks = (self.store.get(f"{self.head}#{n}") or {} for n in range(head["full"]))
         return [item for chunk in chunks for item in chunk.get("deps", [])] + list(head["tail"])
 

@@ -16,7 +16,7 @@ Declared per system (``connectors/<system>.yaml``)::
 A row is closed when every column named under ``when`` holds one of its values; a deleted row is
 closed too. The rows due in each ``BUCKET`` seconds are listed in the state (``expiry:<bucket>``,
 a ``ChunkedList``) and the buckets in use in ``expiry:buckets``, so that finding what is due reads
-one entry, whatever the state holds.
+one entry, whatever the state holds; the engine looks every few seconds of source time.
 """
 
 from __future__ import annotations
