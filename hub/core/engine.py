@@ -263,8 +263,8 @@ class Engine:
         # this event's: it is reported for the dead-letter topic and this event goes on.
         failures: list[DependentFailure] = []
         gone: list[str] = []
-        listed = self.dependents(ref) if (system, table) in self.targets else ()
-        for dependent in listed:
+        looked_up_by = self.dependents(ref) if (system, table) in self.targets else []
+        for dependent in looked_up_by:
             stored = self.store.get(dependent)
             if stored is None:
                 gone.append(dependent)  # expired or deleted since it was listed

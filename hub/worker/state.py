@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -84,8 +83,8 @@ class ChangelogStore(MemoryStore):
 
 class DiskStore:
     """The engine's ``Store`` for one raw partition number when its state grows with history: every
-    entry in a RocksDB database of its own (``path``, deleted on ``close``), the most recently used
-    ``cache`` entries also in memory, and the changes of the open transaction written to the
+    entry in a RocksDB database of its own (``path``, deleted on ``close``), about the ``cache``
+    most recently used entries also in memory, and the changes of the open transaction written to the
     changelog and the database together (``write_changes``). Memory is then bounded by the cache
     and RocksDB's buffers, whatever the state holds. The database is only ever a copy of the
     changelog partition: a takeover (``replace``) builds it again from there."""
@@ -101,10 +100,14 @@ class DiskStore:
         """``producer`` None: a store no changelog keeps (the published marks, read back from
         the unified topics themselves)."""
         self.producer, self.changelog, self.partition = producer, changelog, partition
-        self.path, self.cache_size = path, cache
-        # In use order, least recently used first (an OrderedDict: a plain dict's first key is
-        # found by skipping every slot deleted before it, slower the longer it runs).
-        self.cache: OrderedDict[str, dict[str, Any] | None] = OrderedDict()
+        self.path = path
+        # Two generations, each of half the size: entries used since the young one was started,
+        # and those used in the generation before. A read found in the old one moves to the
+        # young one; a full young generation becomes the old one (the old one is dropped). The
+        # entries used in the last two generations stay: an LRU's bound, at a dict lookup a read.
+        self.generation = max(1, cache // 2)
+        self.young: dict[str, dict[str, Any] | None] = {}
+        self.old: dict[str, dict[str, Any] | None] = {}
         self.pending: dict[str, dict[str, Any] | None] = {}  # changed since write_changes
         self.db = self._open()
 
@@ -130,16 +133,26 @@ class DiskStore:
     def get(self, ref: str) -> dict[str, Any] | None:
         if ref in self.pending:
             return self.pending[ref]
-        cache = self.cache
-        if ref in cache:
-            cache.move_to_end(ref)
-            return cache[ref]
-        raw = self.db.get(ref.encode())
-        value = orjson.loads(raw) if raw is not None else None
-        cache[ref] = value
-        if len(cache) > self.cache_size:
-            cache.popitem(last=False)
+        young = self.young
+        if ref in young:
+            return young[ref]
+        if ref in self.old:
+            value = self.old[ref]
+        else:
+            raw = self.db.get(ref.encode())
+            value = orjson.loads(raw) if raw is not None else None
+        self._remember(ref, value)
         return value
+
+    def _remember(self, ref: str, value: dict[str, Any] | None) -> None:
+        if len(self.young) >= self.generation:
+            self.old, self.young = self.young, {}
+        self.young[ref] = value
+
+    @property
+    def cached(self) -> int:
+        """Entries held in memory (besides those changed and not written yet)."""
+        return len(self.young) + len(set(self.old) - set(self.young))
 
     def put(self, ref: str, value: dict[str, Any] | None) -> None:
         self.pending[ref] = value
@@ -159,12 +172,10 @@ class DiskStore:
                 batch.delete(ref.encode())
             else:
                 batch.put(ref.encode(), raw)
-            self.cache[ref] = value
-            self.cache.move_to_end(ref)
+            self.old.pop(ref, None)
+            self._remember(ref, value)
         self.db.write(batch)
         self.pending.clear()
-        while len(self.cache) > self.cache_size:
-            self.cache.popitem(last=False)
 
     def replace(self, entries: Iterable[tuple[str, dict[str, Any] | None]]) -> int:
         """Start over from ``entries`` (see ``ChangelogStore.replace``)."""
@@ -172,7 +183,7 @@ class DiskStore:
 
         self.db.close()
         self.db = self._open()
-        self.cache.clear()
+        self.young, self.old = {}, {}
         self.pending.clear()
         batch, n = WriteBatch(raw_mode=True), 0
         for n, (ref, value) in enumerate(entries, 1):

@@ -64,11 +64,30 @@ def test_the_disk_store_keeps_a_few_entries_in_memory_and_every_one_on_disk(tmp_
     for n in range(10):
         store.put(f"row:{n}", {"n": n})
     store.write_changes()
-    assert len(store.cache) == 2
+    assert store.cached <= 2
     assert [store.get(f"row:{n}") for n in range(10)] == [{"n": n} for n in range(10)]
-    assert len(store.cache) == 2 and store.get("row:missing") is None
+    assert store.cached <= 2 and store.get("row:missing") is None
     store.close()
     assert not (tmp_path / "p0").exists()  # only ever a copy of the changelog
+
+
+def test_the_disk_store_reads_what_was_last_written_whatever_its_cache_holds(tmp_path):
+    import random
+
+    chance = random.Random(7)
+    store, truth = DiskStore(None, CHANGELOG, 0, tmp_path / "p0", cache=6), {}
+    for step in range(5_000):
+        ref = f"row:{chance.randrange(20)}"
+        if chance.random() < 0.4:
+            value = None if chance.random() < 0.2 else {"n": step}
+            store.put(ref, value)
+            truth[ref] = value
+        else:
+            assert store.get(ref) == truth.get(ref)
+        if chance.random() < 0.1:
+            store.write_changes()
+        assert store.cached <= 6
+    store.close()
 
 
 def test_state_databases_of_processes_gone_are_deleted(tmp_path):
