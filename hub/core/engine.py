@@ -249,11 +249,11 @@ class Engine:
         kept = (system, table) in self.keep
         before = self.store.get(ref) if kept else None
         row = self._fill_unavailable(system, table, ref, event, before)
-        # The rows this one is listed on as a dependent (``_depend``); None: an entry written
-        # before the rows said so, whose listings are found by their markers.
+        # The rows this one is listed on as a dependent (``_depend``); ``legacy``: an entry
+        # written before entries said so, whose listings are found by their markers.
         on = list(before["on"]) if before is not None and "on" in before else []
         legacy = before is not None and "on" not in before
-        entry = {"row": dict(row), "src": src, "on": on}
+        entry = {"row": dict(row), "src": src, "on": list(on)}
         if kept:
             entry = self._keep_row(system, table, ref, entry, before)
         outputs, pending = self._evaluate(system, table, ref, row, src, now, on, legacy)
