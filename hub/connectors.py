@@ -167,6 +167,10 @@ class Endpoint:
     kafka_bootstrap: str  # for the MariaDB connector's schema history topic
 
 
+# Files beside the definitions that declare rules, not systems.
+RULE_FILES = frozenset({"network.yaml"})
+
+
 def load_definitions(directory: Path | None = None) -> dict[str, ConnectorDefinition]:
     """All definitions, by system name: those in ``directory``, by default the settings'
     ``HUB_CONNECTORS_DIR``. Raises ``RegistryError`` naming the file at fault."""
@@ -175,6 +179,8 @@ def load_definitions(directory: Path | None = None) -> dict[str, ConnectorDefini
         raise RegistryError(f"no connector definitions: {directory} is not a directory")
     definitions: dict[str, ConnectorDefinition] = {}
     for path in sorted(directory.glob("*.yaml")):
+        if path.name in RULE_FILES:
+            continue
         try:
             definition = ConnectorDefinition(**yaml.safe_load(path.read_text()))
         except (ValidationError, TypeError, yaml.YAMLError) as exc:

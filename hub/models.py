@@ -151,9 +151,154 @@ class OrderLine(SourceFields):
     updated_at: datetime | None = None
 
 
+class StockSource(BaseModel):
+    """One location behind an availability figure, with every number that made it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    location_id: str = Field(pattern=r"^(store|warehouse|web):[A-Za-z0-9_-]+$")
+    location_type: LocationType
+    on_hand: Decimal = Field(description="As its source last reported it (a till may go below 0).")
+    reserved: Decimal = Field(description="Promised to orders; 0 when the source does not say.")
+    safety_stock: Decimal = Field(description="The source's own safety stock; 0 if it has none.")
+    kept_back: Decimal = Field(
+        description="Units the network's safety rules keep back here: the location's own rules "
+        "and, in a group's figure, those of the group's channel."
+    )
+    unsellable: Decimal = Field(
+        description="Damaged, on hold, expired; 0 if the source does not say."
+    )
+    available: Decimal = Field(
+        ge=0, description="This location's own figure (its rules without channel), never below 0."
+    )
+    shortfall: Decimal = Field(ge=0, description="How far below 0 its own figure would be.")
+    contributes: Decimal = Field(
+        ge=0, description="What it gives this record's figure (after the channel's rules)."
+    )
+    source_system: str
+    source_position: str = Field(description="Of the level's latest change, in its source's log.")
+    source_committed_at: datetime
+
+
+class AvailabilityRule(BaseModel):
+    """The rules that produced an availability figure."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    network_version: int = Field(description="``version`` of the network file.")
+    network_digest: str = Field(description="A hash of the whole network file as loaded.")
+    group: str | None = Field(default=None, description="The location group, for a group figure.")
+    channel: str | None = Field(default=None, description="The group's channel.")
+    safety_rules: list[str] = Field(description="The safety rules that kept units back, by name.")
+
+
+class Availability(BaseModel):
+    """What can be sold of one article: at one location, or from one location group (a channel's
+    stock). Every number behind the figure is in ``explanation``.
+
+    Key on ``unified.availability``: ``<gtin>@<location id>`` or ``<gtin>@group:<group>``.
+    """
+
+    model_config = _config("Availability", "availability/v1.json")
+    KEY_FORMAT: ClassVar[str] = "{gtin}@{scope_id}"
+
+    @property
+    def key(self) -> str:
+        return f"{self.gtin}@{self.scope_id}"
+
+    schema_version: Literal[1] = 1
+    gtin: str = GTIN
+    scope: Literal["location", "group"]
+    scope_id: str = Field(description="The location id, or group:<name>.")
+    channel: str | None = Field(
+        default=None, description="The group's channel; None for a location."
+    )
+    unit: str
+    available: Decimal = Field(
+        ge=0,
+        description="on_hand - reserved - safety_stock - kept_back - unsellable, never below 0; "
+        "for a group, the sum of what its locations contribute.",
+    )
+    shortfall: Decimal = Field(
+        ge=0,
+        description="How far below 0 the figure would be (a group: the sum of its locations' own "
+        "shortfalls; what the channel's rules keep back is no shortfall).",
+    )
+    on_hand: Decimal
+    reserved: Decimal
+    safety_stock: Decimal
+    kept_back: Decimal
+    unsellable: Decimal
+    locations: int = Field(ge=0, description="Locations with a level behind the figure.")
+    contributing: int = Field(ge=0, description="Of those, the ones contributing more than 0.")
+    explanation: list[StockSource]
+    rule: AvailabilityRule
+    source_system: str = Field(description="Of the level change that produced this figure.")
+    source_position: str = Field(description="Of that change, in its source's log.")
+    source_committed_at: datetime = Field(description="When that change committed in its source.")
+    emitted_at: datetime
+
+
+class StockAlert(BaseModel):
+    """A stock alert's state, published at every transition (fired, resolved).
+
+    Key on ``unified.alerts``: ``<alert rule>:<the availability key it watches>``.
+    """
+
+    model_config = _config("StockAlert", "stock_alert/v1.json")
+
+    @property
+    def key(self) -> str:
+        return f"{self.rule}:{self.subject}"
+
+    schema_version: Literal[1] = 1
+    rule: str = Field(description="The alert rule's name in the network file.")
+    kind: Literal["low_stock", "out_of_stock", "oversell"]
+    status: Literal["firing", "resolved"]
+    event: Literal[
+        "low_stock",
+        "stock_recovered",
+        "out_of_stock",
+        "back_in_stock",
+        "oversell",
+        "oversell_resolved",
+        "withdrawn",
+    ] = Field(description="What happened; withdrawn: the figure itself is gone (no level left).")
+    subject: str = Field(
+        description="The availability key watched, e.g. 3760000000017@store:PAR01."
+    )
+    gtin: str = GTIN
+    scope: Literal["location", "group"]
+    scope_id: str
+    channel: str | None = None
+    threshold: Decimal
+    band: Decimal
+    value: Decimal = Field(
+        description="The figure compared: available, or for oversell reserved - on_hand."
+    )
+    since: datetime = Field(description="Source commit time of the change that fired it.")
+    resolved_at: datetime | None = Field(
+        default=None, description="Source commit time of the change that resolved it."
+    )
+    transition_id: str = Field(
+        description="Stable per transition, also across replays: the webhooks' idempotency key."
+    )
+    availability: Availability | None = Field(
+        description="The record that caused the transition; None when withdrawn."
+    )
+    emitted_at: datetime
+
+
 Canonical = InventoryLevel | CustomerRecord | OrderLine
+# What a connector mapping can make of a source row.
 MODELS: dict[str, type[InventoryLevel] | type[CustomerRecord] | type[OrderLine]] = {
     "InventoryLevel": InventoryLevel,
     "CustomerRecord": CustomerRecord,
     "OrderLine": OrderLine,
+}
+# Every model a unified topic carries: the mapped ones and those the hub's stages derive.
+UNIFIED_MODELS: dict[str, type[BaseModel]] = {
+    **MODELS,
+    "Availability": Availability,
+    "StockAlert": StockAlert,
 }

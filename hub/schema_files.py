@@ -6,12 +6,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-from hub.models import MODELS
+from hub.models import UNIFIED_MODELS
 from hub.topics import SCHEMAS_DIR, registry
 
 
 def schema_of(model_name: str) -> dict[str, Any]:
-    return MODELS[model_name].model_json_schema(mode="serialization")
+    return UNIFIED_MODELS[model_name].model_json_schema(mode="serialization")
 
 
 def render(model_name: str) -> str:

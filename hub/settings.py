@@ -43,6 +43,10 @@ class HubSettings(BaseSettings):
         description="The source definitions (one YAML file per system). Point it elsewhere to keep "
         "a deployment's own systems outside the checkout.",
     )
+    network_file: Path = Field(
+        default=REPO_ROOT / "connectors" / "network.yaml",
+        description="The stock network: locations, groups per channel, safety rules, alerts.",
+    )
     topics_file: Path = Field(
         default=REPO_ROOT / "schemas" / "topics.yaml",
         description="The topic registry: every topic the hub reads or writes, declared once.",

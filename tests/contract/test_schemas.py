@@ -7,7 +7,7 @@ import json
 import jsonschema
 import pytest
 
-from hub.models import MODELS
+from hub.models import UNIFIED_MODELS
 from hub.schema_files import expected_files
 from hub.topics import SCHEMAS_DIR, registry
 
@@ -27,7 +27,7 @@ def test_examples_validate_against_schema_and_model(spec):
     example = json.loads((SCHEMAS_DIR / spec.example).read_text())
     schema = json.loads((SCHEMAS_DIR / spec.schema_file).read_text())
     jsonschema.Draft202012Validator(schema).validate(example["value"])
-    record = MODELS[spec.model].model_validate(example["value"])
+    record = UNIFIED_MODELS[spec.model].model_validate(example["value"])
     assert record.key == example["key"]
 
 
@@ -42,7 +42,7 @@ def test_schema_rejects_what_the_model_rejects():
 
 @pytest.mark.parametrize("spec", [t for t in TOPICS if t.kind == "unified"], ids=lambda t: t.id)
 def test_unified_topics_declare_model_schema_example_and_dlq(spec):
-    assert spec.model in MODELS
+    assert spec.model in UNIFIED_MODELS
     assert spec.schema_file and spec.example
     assert spec.dlq and registry()[spec.dlq].kind == "dlq"
 
