@@ -67,6 +67,11 @@ REASONS: dict[str, str] = {
     "source really wrote that much, raise HUB_WORKER_MAX_POSITION_LEAP and replay.",
     "bad_repair": "A record on hub.repairs that is not a repair request from hub repair. Find "
     "who wrote it; run hub repair again.",
+    "unknown_location": "A stock level of a location the stock network (connectors/network.yaml) "
+    "does not declare: counted nowhere rather than somewhere wrong. Declare the location (and its "
+    "groups), restart the worker, replay.",
+    "unit_mismatch": "An article whose locations report stock in different units: no total can "
+    "add them. Fix the unit at the source (its change comes again) or in the mapping, then replay.",
     "internal_error": "A bug met by this input: report it with the dead letter; replay after the "
     "fix.",
 }
