@@ -121,8 +121,8 @@ class AvailabilityStage:
         # The newest change seen of this location, kept or deleted: an older one is a replay.
         # Positions sort within one source; a location is reported by one source.
         kept = levels.get(location) or gone.get(location)
-        if value is None:
-            if kept and kept["pos"] >= position:
+        if value is None:  # a tombstone without a position cannot be a replay: it applies
+            if kept and position and kept["pos"] >= position:
                 return StageOutcome(skipped="duplicate")
             was = levels.pop(location, None)
             gone[location] = {"sys": kept["sys"] if kept else "", "pos": position}
