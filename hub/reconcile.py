@@ -5,6 +5,10 @@ uses for that database, and mapped by the same definitions and engine as the wor
 topics are read to their current end (latest value per key; a tombstone removes the key). Every
 difference is reported: keys missing from a topic, extra keys, and keys whose canonical content
 differs (provenance fields — positions, times — are not compared).
+
+Availability is recomputed from that truth with the same stage and network file as the worker: the
+figures of the source rows as they are now. Alerts are not compared: whether one fires depends on
+the path the figures took (hysteresis), not only on where they are.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from rich.console import Console
 from rich.table import Table
 
 from hub.connectors import ConnectorDefinition, load_definitions
+from hub.core import availability
 from hub.core.debezium import ChangeEvent, SourceInfo
 from hub.core.engine import PROVENANCE, Engine, MemoryStore, row_ref
 from hub.core.records import Upsert
@@ -29,10 +34,15 @@ from hub.errors import InvalidEvent, StackError
 from hub.kafka_io import header, read_to_end
 from hub.settings import HubSettings
 from hub.sources import connect, login_for
+from hub.stock import load_network
 from hub.topics import registry
 from hub.worker.output import POSITION_HEADER
 
 EPOCH_DAY = date(1970, 1, 1)
+ALERTS = "unified.alerts"
+# Where each location's level came from, inside an availability figure's explanation; and the
+# change that made the figure: provenance too.
+SOURCE_OF = frozenset({"source_position", "source_committed_at"})
 TRUTH = "truth"
 
 
@@ -157,7 +167,8 @@ def truth(
     """Map every row of every captured table of the ``connections``' systems."""
     reg = registry()
     topic_names = {spec.id: spec.name for spec in reg.topics.values()}
-    result = Truth({spec.name: {} for spec in reg.topics.values() if spec.kind == "unified"})
+    result = Truth({spec.name: {} for spec in reg.topics.values()
+                    if spec.kind == "unified" and spec.id != ALERTS})  # fmt: skip
     for system, definition in definitions.items():
         if system not in connections:
             continue
@@ -195,7 +206,28 @@ def truth(
         for where, origin in made_of.items():
             ref = row_ref(system, origin.table, origin.key)
             result.origins[where] = [*looked_up.get(ref, []), origin]
+    _availability(result, topic_names, now)
     return result
+
+
+def _availability(result: Truth, topic_names: Mapping[str, str], now: datetime) -> None:
+    """The availability figures of the truth's inventory levels, as the worker's stage makes them."""
+    stage = availability.AvailabilityStage(load_network(), MemoryStore())
+    figures = result.expected[topic_names[availability.TOPIC]]
+    for key, level in sorted(result.expected[topic_names[availability.INVENTORY]].items()):
+        try:
+            outcome = stage.apply(key, level, level["source_position"], now)
+        except InvalidEvent as error:
+            result.invalid.append({"system": level["source_system"], "table": availability.INVENTORY,
+                                   "key": key, "reason": error.reason, "detail": error.detail})  # fmt: skip
+            continue
+        for output in outcome.outputs:
+            if output.topic_id != availability.TOPIC:
+                continue
+            if isinstance(output, Upsert):
+                figures[output.key] = output.record.model_dump(mode="json")
+            else:
+                figures.pop(output.key, None)
 
 
 def _looked_up_by(engine: Engine, store: MemoryStore) -> dict[str, list[Origin]]:
@@ -267,15 +299,26 @@ def compare(
         report.missing = sorted(set(want) - set(have))
         report.extra = sorted(set(have) - set(want))
         for key in sorted(set(want) & set(have)):
-            diff = {
-                name: [want[key].get(name), have[key].get(name)]
-                for name in sorted(set(want[key]) | set(have[key]))
-                if name not in PROVENANCE and want[key].get(name) != have[key].get(name)
-            }
+            a, b = _content(want[key]), _content(have[key])
+            diff = {name: [a.get(name), b.get(name)] for name in sorted(set(a) | set(b))
+                    if a.get(name) != b.get(name)}  # fmt: skip
             if diff:
                 report.wrong[key] = diff
         reports[topic] = report
     return reports
+
+
+def _content(record: Mapping[str, Any]) -> dict[str, Any]:
+    """What is compared of a record: its provenance left out (an availability figure's: the change
+    that made it, and where each location's level came from)."""
+    content = {name: value for name, value in record.items() if name not in PROVENANCE}
+    if isinstance(content.get("explanation"), list):
+        content.pop("source_system", None)
+        content["explanation"] = [
+            {name: value for name, value in entry.items() if name not in SOURCE_OF}
+            for entry in content["explanation"]
+        ]
+    return content
 
 
 def open_sources(

@@ -11,7 +11,12 @@ from hub.topics import SCHEMAS_DIR, registry
 
 
 def schema_of(model_name: str) -> dict[str, Any]:
-    return UNIFIED_MODELS[model_name].model_json_schema(mode="serialization")
+    schema = UNIFIED_MODELS[model_name].model_json_schema(mode="serialization")
+    # A model embedded in another (an alert's availability record) is a definition of that
+    # schema: its own $id would move the base its references resolve against.
+    for definition in schema.get("$defs", {}).values():
+        definition.pop("$id", None)
+    return schema
 
 
 def render(model_name: str) -> str:

@@ -23,15 +23,16 @@ Pure apart from the ``Store`` it is given; ``apply`` raises only ``InvalidEvent`
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+import orjson
 from pydantic import ValidationError
 
 from hub.core.alerts import Alerting
-from hub.core.engine import Store, digest
+from hub.core.engine import Outcome, Store, digest
 from hub.core.network import Group, Network
 from hub.core.records import Output, Tombstone, Upsert
 from hub.errors import InvalidEvent
@@ -39,6 +40,8 @@ from hub.models import Availability, AvailabilityRule, InventoryLevel, StockSour
 
 STEP = "availability"
 TOPIC = "unified.availability"
+FEED = "hub.stock.levels"  # the id of the topic the stage reads
+INVENTORY = "unified.inventory"
 ZERO = Decimal(0)
 
 
@@ -80,13 +83,6 @@ class Level:
         )  # fmt: skip
 
 
-@dataclass(slots=True)
-class StageOutcome:
-    outputs: list[Output] = field(default_factory=list)
-    skipped: str | None = None  # why a level changed nothing: duplicate (an older position)
-    noops: int = 0  # figures recomputed equal to what was published
-
-
 class AvailabilityStage:
     """Turns inventory levels into availability figures and alerts (``hub.core.alerts``).
 
@@ -105,7 +101,7 @@ class AvailabilityStage:
 
     def apply(
         self, key: str, value: Mapping[str, Any] | None, position: str, now: datetime
-    ) -> StageOutcome:
+    ) -> Outcome:
         gtin, _, location = key.partition("@")
         if not location or not gtin:
             raise InvalidEvent("invalid_record", f"not an inventory key <gtin>@<location>: {key!r}")
@@ -123,16 +119,16 @@ class AvailabilityStage:
         kept = levels.get(location) or gone.get(location)
         if value is None:  # a tombstone without a position cannot be a replay: it applies
             if kept and position and kept["pos"] >= position:
-                return StageOutcome(skipped="duplicate")
+                return Outcome(skipped="duplicate")
             was = levels.pop(location, None)
             gone[location] = {"sys": kept["sys"] if kept else "", "pos": position}
             if was is None:  # nothing was counted: remember the delete, publish nothing
                 self.store.put(_ref(gtin), {"levels": levels, "gone": gone})
-                return StageOutcome(skipped="duplicate")
+                return Outcome(skipped="duplicate")
         else:
             level = self._level(key, value)
             if kept and kept["sys"] in (level.system, "") and kept["pos"] >= level.position:
-                return StageOutcome(skipped="duplicate")
+                return Outcome(skipped="duplicate")
             units = {entry["unit"] for where, entry in levels.items() if where != location}
             if units and level.unit not in units:
                 raise InvalidEvent(
@@ -221,33 +217,62 @@ class AvailabilityStage:
 
     def _publish(
         self, gtin: str, location: str, levels: Mapping[str, Level], cause: Cause
-    ) -> StageOutcome:
+    ) -> Outcome:
         """The figures a change of ``location`` touches: its own, its groups'."""
         level = levels.get(location)
-        outcome = StageOutcome()
+        outputs: list[Output] = []
+        noops = 0
         own = self.location_figure(gtin, location, level, cause) if level else None
-        self._emit(f"{gtin}@{location}", own, cause, outcome)
-        for group in self.network.groups_of[location]:
-            figure = self.group_figure(gtin, group, levels, cause)
-            self._emit(f"{gtin}@group:{group.name}", figure, cause, outcome)
-        return outcome
+        figures = [(f"{gtin}@{location}", own)] + [
+            (f"{gtin}@group:{group.name}", self.group_figure(gtin, group, levels, cause))
+            for group in self.network.groups_of[location]
+        ]
+        for key, figure in figures:
+            made = self._emit(key, figure, cause)
+            noops += made is None
+            outputs += made or ()
+        return Outcome(outputs, noops=noops)
 
-    def _emit(
-        self, key: str, figure: Availability | None, why: Cause, outcome: StageOutcome
-    ) -> None:
+    def _emit(self, key: str, figure: Availability | None, why: Cause) -> list[Output] | None:
+        """The figure's record and the alerts it raises; None when it is what was published."""
         output: Output = (
             Upsert.of(TOPIC, figure, key, why.position) if figure is not None
             else Tombstone(TOPIC, key, why.position)
         )  # fmt: skip
         mark = _digest(output)
         ref = f"avail:{key}"
-        published = self.store.get(ref)
-        if (published or {}).get("hash", "tombstone") == mark:
-            outcome.noops += 1
-            return
+        if (self.store.get(ref) or {}).get("hash", "tombstone") == mark:
+            return None
         self.store.put(ref, {"hash": mark} if figure is not None else None)
-        outcome.outputs.append(output)
-        outcome.outputs += self.alerting.observe(key, figure, why)
+        return [output, *self.alerting.observe(key, figure, why)]
+
+    # -- the feed
+
+    def apply_feed(self, value: bytes | None, now: datetime) -> Outcome:
+        """Apply one record of the stock feed (``feed_record``); raises ``InvalidEvent``."""
+        try:
+            envelope = orjson.loads(value or b"")
+            key, position, level = envelope["key"], envelope["position"], envelope["level"]
+        except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+            raise InvalidEvent("invalid_record", f"not a stock feed record: {exc!r}") from exc
+        if (
+            not isinstance(key, str)
+            or not isinstance(position, str)
+            or not (level is None or isinstance(level, dict))
+        ):
+            raise InvalidEvent("invalid_record", "not a stock feed record: key, position, level")
+        return self.apply(key, level, position, now)
+
+
+def feed_record(output: Output) -> tuple[bytes, bytes]:
+    """The stock feed's record (key: the GTIN; value) of a ``unified.inventory`` output: every
+    location of an article meets in one partition of the feed, whichever worker made it."""
+    gtin = output.key.partition("@")[0]
+    level = output.content if isinstance(output, Upsert) else None
+    if isinstance(output, Upsert) and level is None:
+        level = output.record.model_dump(mode="json")
+    envelope = {"key": output.key, "position": output.position, "level": level}
+    return gtin.encode(), orjson.dumps(envelope)
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,6 +31,7 @@ from prometheus_client import generate_latest
 
 from hub.connect_client import ConnectClient, ConnectError
 from hub.connectors import load_definitions
+from hub.core.availability import FEED
 from hub.core.repair import REPAIRS_TOPIC
 from hub.errors import StackError
 from hub.kafka_io import partition_mismatches
@@ -193,8 +194,9 @@ def run_worker(settings: HubSettings, loglevel: str) -> None:
     check_inputs(settings, [spec for spec in registry().topics.values() if spec.kind == "raw"])
     ensure_topics(
         settings.bootstrap,
-        [rows_changelog(settings.worker_id, pipeline.partitions), registry()[REPAIRS_TOPIC]],
-    )
+        [rows_changelog(settings.worker_id, pipeline.partitions), registry()[REPAIRS_TOPIC],
+         registry()[FEED], *(spec for spec in registry().topics.values() if spec.kind == "unified")],
+    )  # fmt: skip
     stream: StreamLoop = app.stream_loop  # type: ignore[attr-defined]
     worker = HubWorker(app, pipeline, stream, settings.worker_stop_timeout, loglevel=loglevel)
     # No terminal spinner: at a level above INFO it sets the root logger to DEBUG so that every

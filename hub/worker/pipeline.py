@@ -28,13 +28,16 @@ import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
 
 from hub.connectors import load_definitions, reference_tables
+from hub.core.availability import FEED, INVENTORY, AvailabilityStage, feed_record
 from hub.core.dlq import Provenance, StreamBreakers, dead_letter_headers
 from hub.core.engine import STEP, Engine, MemoryStore, Store, SystemMappings
+from hub.core.network import Network
 from hub.core.positions import Frontiers
 from hub.core.repair import REPAIRS_TOPIC, Repairer
 from hub.errors import DeadLetterFlood, InvalidEvent, RegistryError
 from hub.kafka_io import resume_offsets
 from hub.settings import HubSettings
+from hub.stock import load_network
 from hub.topics import TopicSpec, registry
 from hub.worker import metrics
 from hub.worker.continuity import EXIT_RESTART, ContinuityGuard, OffsetGap
@@ -52,6 +55,7 @@ from hub.worker.watchdog import Watchdog
 
 log = logging.getLogger("hub.worker")
 REPAIRS = "hub-repair"  # the stream of repair requests, beside the systems' raw topics
+STOCK = "hub-stock"  # the stock feed: the availability stage's input (hub.core.availability)
 REFERENCE = "refpos:"  # state entry: how far a task read a reference topic partition
 BATCH = 2000  # most records handled at once
 
@@ -124,7 +128,7 @@ class Task:
     def __init__(
         self, number: int, settings: HubSettings, systems: Sequence[SystemMappings],
         topic_for_model: Mapping[str, str], references: Sequence[TopicSpec], disk: Path,
-        published: Store, frontiers: Frontiers,
+        published: Store, frontiers: Frontiers, network: Network,
     ) -> None:  # fmt: skip
         self.number, self.settings, self.references = number, settings, references
         self.producer = OutputProducer(settings.bootstrap, f"{settings.worker_id}-p{number}")
@@ -140,6 +144,9 @@ class Task:
             frontiers=frontiers,
         )
         self.repairer = Repairer(self.engine)
+        # The articles whose feed partition is this number: their levels and figures live in the
+        # same state, committed in the same transactions.
+        self.stock = AvailabilityStage(network, self.rows)
         self._reader: Consumer | None = None
         self.read_to: dict[tuple[str, int], int] = {}  # per reference partition: the next offset
 
@@ -232,6 +239,8 @@ class Pipeline:
         )
         self.inputs = raw_topics_by_system(routing)
         self.inputs[REPAIRS] = [reg[REPAIRS_TOPIC]]  # read like a raw topic, held with them
+        self.network = load_network()
+        self.inputs[STOCK] = [reg[FEED]]  # likewise: partition N of the feed goes to task N
         # Raw topic name → (system, dead-letter topic name).
         self.routes = {
             spec.name: (system, reg[specs[0].dlq or ""].name)
@@ -366,6 +375,7 @@ class Pipeline:
                 self.disk,
                 self.published,
                 self.frontiers,
+                self.network,
             )
             for number in sorted(numbers)
         ]
@@ -537,6 +547,8 @@ class Pipeline:
                     system, outcome = task.repairer.apply(value, now)
                     log.info("repaired %s from %s: %d outputs", key, REPAIRS_TOPIC,
                              len(outcome.outputs))  # fmt: skip
+                elif system == STOCK:
+                    outcome = task.stock.apply_feed(value, now)
                 else:
                     outcome = task.engine.process(system, key, value, now)
             except InvalidEvent:
@@ -550,6 +562,9 @@ class Pipeline:
         producer, names = task.producer, self.topic_names
         for output in outcome.outputs:
             producer.publish(names[output.topic_id], output)
+            if output.topic_id == INVENTORY:  # and to the availability stage, in this transaction
+                feed_key, feed_value = feed_record(output)
+                producer.send(names[FEED], feed_key, feed_value, [])
         counts[(system, "applied")] += len(outcome.outputs)
         counts[(system, "duplicate")] += outcome.duplicates
         counts[(system, "noop")] += outcome.noops

@@ -21,6 +21,7 @@ import orjson
 
 from hub.core.engine import MemoryStore, out_ref, seed_entry
 from hub.kafka_io import header, read_to_end
+from hub.models import MODELS
 from hub.settings import HubSettings
 from hub.topics import TopicSpec, registry
 from hub.worker.output import POSITION_HEADER, SNAPSHOT_HEADER, OutputProducer
@@ -239,7 +240,9 @@ def published_entries(bootstrap: str) -> Iterator[tuple[str, dict[str, Any]]]:
     """What the unified topics hold, as the engine's ``published`` entries (ref, entry), in order
     (the last of a ref wins): after a crash or a takeover, what was produced is exactly what is
     there, whatever any worker's state saved, whichever worker group produced it."""
-    specs = [spec for spec in registry().topics.values() if spec.kind == "unified"]
+    # The engine's outputs only: the stages after it keep their own marks in their state.
+    specs = [spec for spec in registry().topics.values()
+             if spec.kind == "unified" and spec.model in MODELS]  # fmt: skip
     topic_ids = {spec.name: spec.id for spec in specs}
     for msg in read_to_end(bootstrap, specs):
         raw = msg.value()

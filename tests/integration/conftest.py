@@ -205,3 +205,13 @@ def customers(stack: StackHandle) -> Iterator[TopicReader]:
 @pytest.fixture
 def order_lines(stack: StackHandle) -> Iterator[TopicReader]:
     yield from _reader(stack, "unified.order_lines")
+
+
+@pytest.fixture
+def availability(stack: StackHandle) -> Iterator[TopicReader]:
+    yield from _reader(stack, "unified.availability")
+
+
+@pytest.fixture
+def alerts(stack: StackHandle) -> Iterator[TopicReader]:
+    yield from _reader(stack, "unified.alerts")

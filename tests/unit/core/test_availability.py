@@ -289,3 +289,26 @@ def test_outputs_are_keyed_as_declared():
         if isinstance(output, Upsert) and isinstance(output.record, Availability):
             assert output.key == output.record.key
         assert not isinstance(output, Tombstone)
+
+
+def test_the_feed_carries_levels_and_deletes_to_the_stage():
+    from hub.core.availability import feed_record
+
+    record = InventoryLevel.model_validate(level("store:PAR01", "6", at=7))
+    key, value = feed_record(Upsert.of("unified.inventory", record, record.key, position(7)))
+    assert key == GTIN.encode()
+    book = Book()
+    found = figures(book.stage.apply_feed(value, NOW).outputs)
+    assert found[f"{GTIN}@store:PAR01"].available == 6  # type: ignore[union-attr]
+    key, value = feed_record(Tombstone("unified.inventory", f"{GTIN}@store:PAR01", position(8)))
+    assert key == GTIN.encode()
+    assert figures(book.stage.apply_feed(value, NOW).outputs)[f"{GTIN}@store:PAR01"] is None
+
+
+@pytest.mark.parametrize(
+    "value", [b"not json", b"{}", b'{"key": 1, "position": "", "level": null}', None]
+)
+def test_what_is_not_a_feed_record_is_refused(value):
+    with pytest.raises(InvalidEvent) as caught:
+        Book().stage.apply_feed(value, NOW)
+    assert caught.value.reason == "invalid_record"

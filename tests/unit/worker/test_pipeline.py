@@ -21,6 +21,7 @@ from tests.conftest import pick
 
 RAW_STOCK = "raw.pos.pos.stock"
 CHANGELOG = "unified-commerce-hub-engine-rows-changelog"
+FEED = "hub.stock.levels"
 
 
 @dataclass
@@ -82,8 +83,12 @@ class Kafka:
     readers: list[Reader] = field(default_factory=list)
 
     def outputs(self) -> list[tuple[str, bytes | None, bytes | None, dict[str, bytes]]]:
-        """What went anywhere but the engine's changelog."""
-        return [(t, k, v, h) for t, k, v, h, _ in self.sent if t != CHANGELOG]
+        """What went anywhere but the engine's changelog and the stock feed (the worker's own)."""
+        return [(t, k, v, h) for t, k, v, h, _ in self.sent if t not in (CHANGELOG, FEED)]
+
+    def feed(self) -> list[tuple[bytes | None, bytes | None, int]]:
+        """What went to the stock feed: key, value, partition."""
+        return [(k, v, p) for t, k, v, _, p in self.sent if t == FEED]
 
 
 class Reader:
@@ -192,9 +197,14 @@ def stock(op: str | None, offset: int = 0, partition: int = 0) -> Message:
     return Message(RAW_STOCK, partition, offset, record.key, record.value)
 
 
-def test_every_routed_raw_topic_and_the_repairs_topic_are_read(settings):
+def test_every_routed_raw_topic_the_repairs_topic_and_the_stock_feed_are_read(settings):
     pipeline = Pipeline(settings())
-    assert {system for system, _ in pipeline.routes.values()} == {*load_definitions(), "hub-repair"}
+    assert {system for system, _ in pipeline.routes.values()} == {
+        *load_definitions(),
+        "hub-repair",
+        "hub-stock",
+    }
+    assert pipeline.routes["hub.stock.levels"] == ("hub-stock", "hub.dlq")
     shop = {topic for topic, (system, _) in pipeline.routes.items() if system == "shop"}
     assert shop == {f"raw.shop.shop.{t}" for t in ("variant", "inventory_level", "customer",
                                                   "orders", "order_line")}  # fmt: skip
@@ -215,6 +225,34 @@ def test_change_is_produced_to_unified_inventory(pipeline, kafka):
     assert (topic, key) == ("unified.inventory", b"3769999999996@store:LYO01")
     assert orjson.loads(value)["on_hand"] == "9"
     assert pipeline_module.COUNTS == {"in": 1, "applied": 1}
+
+
+def test_an_inventory_output_feeds_the_availability_stage_in_the_same_transaction(pipeline, kafka):
+    pipeline.process([stock("u")], "group")
+    ((key, value, _),) = kafka.feed()
+    assert key == b"3769999999996"  # by article: every location of it meets in one partition
+    assert orjson.loads(value)["key"] == "3769999999996@store:LYO01"
+    assert kafka.calls == [("commit", "unified-commerce-hub-raw-p0", [(RAW_STOCK, 0, 1)])]
+    pipeline.assign([(RAW_STOCK, 0), (FEED, 0)])
+    kafka.sent.clear()
+    pipeline.process([Message(FEED, 0, 0, key, value)], "group")
+    made = {(topic, k.decode()) for topic, k, _, _ in kafka.outputs()}
+    assert ("unified.availability", "3769999999996@store:LYO01") in made
+    assert ("unified.availability", "3769999999996@group:stores") in made
+    assert ("unified.alerts", "oversell:3769999999996@store:LYO01") not in made
+    figure = next(orjson.loads(v) for t, k, v, _ in kafka.outputs()
+                  if k == b"3769999999996@store:LYO01")  # fmt: skip
+    assert figure["available"] == "9" and figure["explanation"][0]["source_system"] == "pos"
+    assert pipeline_module.COUNTS["in"] == 2
+
+
+def test_a_feed_record_of_an_unknown_location_is_dead_lettered(pipeline, kafka):
+    pipeline.assign([(RAW_STOCK, 0), (FEED, 0)])
+    value = orjson.dumps({"key": "3769999999996@store:NICE1", "position": "pg:1:1", "level": None})
+    pipeline.process([Message(FEED, 0, 0, b"3769999999996", value)], "group")
+    ((topic, key, _, headers),) = kafka.outputs()
+    assert (topic, key) == ("hub.dlq", b"3769999999996")
+    assert headers["hub.dlq.reason"] == b"unknown_location"
 
 
 def test_a_batch_is_one_transaction_per_partition_number_with_its_next_offsets(pipeline, kafka):
