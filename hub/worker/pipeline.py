@@ -279,7 +279,7 @@ class Pipeline:
         self.committed_at = time.monotonic()
         self.held: frozenset[tuple[str, int]] = frozenset()  # replaced whole: read by the watchdog
         self.taking_over = False
-        self.guard = ContinuityGuard()
+        self.guard = ContinuityGuard(frozenset({reg[FEED].name}))  # the feed: transactions
         self.frozen = False  # the liveness drill (SIGUSR2): consume nothing more
         self.watchdog = Watchdog(
             Liveness(settings.worker_stall_timeout),

@@ -95,12 +95,22 @@ class StreamLoop:
                 first = consumer.poll(0.1)
                 batch = [first, *consumer.consume(BATCH - 1, 0)] if first is not None else []
                 pipeline.process(batch, consumer.consumer_group_metadata())
+                self._past_markers(consumer)
             pipeline.commit_pending()  # stopping: what was handled is committed before leaving
         finally:
             try:
                 consumer.close()  # leaves the group: the others rebalance at once
             except KafkaException as exc:
                 log.warning("closing the raw-topic consumer: %s", exc)
+
+    def _past_markers(self, consumer: Consumer) -> None:
+        """Where the consumer stands on the held partitions of topics written in transactions
+        (their commit markers are never delivered), for the continuity and liveness guards."""
+        guard, held = self.pipeline.guard, self.pipeline.held
+        gapped = [TopicPartition(t, p) for t, p in held if t in guard.gapped]
+        if gapped:
+            guard.advance({(tp.topic, tp.partition): tp.offset
+                           for tp in consumer.position(gapped) if tp.offset >= 0})  # fmt: skip
 
 
 def _pairs(partitions: list[TopicPartition]) -> list[tuple[str, int]]:

@@ -57,3 +57,17 @@ def test_partitions_without_a_known_start_are_checked_from_their_first_record():
     guard.check("raw.c", 0, 8)
     with pytest.raises(OffsetGap):
         guard.check("raw.c", 0, 10)
+
+
+def test_a_topic_written_in_transactions_has_holes_and_the_consumers_position_steps_markers():
+    guard = ContinuityGuard(frozenset({"hub.stock.levels"}))
+    guard.reset({("hub.stock.levels", 0): 10, ("raw", 0): 0})
+    guard.check("hub.stock.levels", 0, 10)
+    guard.check("hub.stock.levels", 0, 12)  # 11 was a commit marker
+    assert guard.expected[("hub.stock.levels", 0)] == 13
+    guard.advance({("hub.stock.levels", 0): 14, ("raw", 0): 5})  # past the next marker
+    assert guard.expected == {("hub.stock.levels", 0): 14, ("raw", 0): 0}
+    guard.advance({("hub.stock.levels", 0): 12})  # never back
+    assert guard.expected[("hub.stock.levels", 0)] == 14
+    with pytest.raises(OffsetGap):
+        guard.check("raw", 0, 7)
