@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -140,6 +140,27 @@ class HubSettings(BaseSettings):
         description="... or when more than this share of the last dlq_window events was invalid.",
     )
     dlq_window: int = 1000
+    webhooks: dict[str, str] = Field(
+        default={},
+        description="Where stock alerts are delivered: name → URL, as JSON, e.g. "
+        '{"ops": "https://ops.example.com/hub-alerts"}. Every transition is POSTed to each, at least '
+        "once, signed with webhook_secret (README, 'Stock alerts').",
+    )
+    webhook_secret: SecretStr | None = Field(
+        default=None, description="The HMAC-SHA256 key that signs every webhook body (required "
+        "when webhooks are declared; never logged)."
+    )  # fmt: skip
+    webhook_timeout: float = Field(default=5.0, gt=0, description="Seconds per delivery attempt.")
+    webhook_max_backoff: float = Field(
+        default=30.0, gt=0, description="Longest wait between two attempts of one delivery."
+    )
+
+    @model_validator(mode="after")
+    def _webhooks_are_signed(self) -> HubSettings:
+        if self.webhooks and self.webhook_secret is None:
+            raise ValueError("HUB_WEBHOOKS is set but HUB_WEBHOOK_SECRET is not: webhook bodies "
+                             "are always signed; set a secret and give it to each receiver")  # fmt: skip
+        return self
 
     @property
     def bootstrap(self) -> str:

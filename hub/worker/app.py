@@ -39,6 +39,7 @@ from hub.settings import HubSettings
 from hub.topics import TopicSpec, registry
 from hub.worker import metrics
 from hub.worker.logs import quiet_repeats
+from hub.worker.notify import notifiers
 from hub.worker.pipeline import Pipeline, leave
 from hub.worker.state import rows_changelog
 from hub.worker.stream import StreamLoop
@@ -104,9 +105,14 @@ def create_app(settings: HubSettings) -> faust.App:
 
         app.timer(settings.connector_watch_interval)(restart_failed_connectors)
 
+    hooks = notifiers(settings)
+    app.notifiers = hooks  # type: ignore[attr-defined]  # stopped by the worker
+
     async def start_stream() -> None:
         pipeline.watchdog.start()
         stream.start()
+        for hook in hooks:
+            hook.start()
 
     app.task(start_stream)
 
@@ -158,6 +164,8 @@ class HubWorker(Worker):
 
     def on_worker_shutdown(self) -> None:
         self.stream.stop(self.stop_timeout)
+        for hook in getattr(self.app, "notifiers", []):
+            hook.stop(5.0)
         super().on_worker_shutdown()
 
     def _stop_within(self) -> None:

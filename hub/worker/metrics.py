@@ -83,3 +83,17 @@ TRANSACTION_SECONDS = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
     registry=REGISTRY,
 )
+
+# Stock alert transitions handed to each webhook (hub/worker/notify.py): delivered (2xx), retried
+# (an attempt that failed and will be tried again: a receiver down or slow), refused (4xx but
+# 408/425/429: given up, look at the receiver), invalid (a record on unified.alerts that is no alert).
+WEBHOOK_DELIVERIES = Counter(
+    "hub_webhook_deliveries", "Alert deliveries to webhooks, by webhook and outcome.",
+    ["webhook", "outcome"], registry=REGISTRY,
+)  # fmt: skip
+# Seconds the transition in hand has waited for its webhook (0 when none waits): above a few
+# minutes, the receiver is down and the alerts after it wait too.
+WEBHOOK_WAITING = Gauge(
+    "hub_webhook_waiting_seconds", "How long the alert in hand has waited for its webhook.",
+    ["webhook"], registry=REGISTRY,
+)  # fmt: skip
