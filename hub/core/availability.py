@@ -33,6 +33,7 @@ from pydantic import ValidationError
 
 from hub.core.alerts import Alerting
 from hub.core.engine import Outcome, Store, digest
+from hub.core.lists import ChunkedList
 from hub.core.network import Group, Network
 from hub.core.records import Output, Tombstone, Upsert
 from hub.errors import InvalidEvent
@@ -42,6 +43,8 @@ STEP = "availability"
 TOPIC = "unified.availability"
 FEED = "hub.stock.levels"  # the id of the topic the stage reads
 INVENTORY = "unified.inventory"
+ARTICLES = "stock:articles"  # the list of the articles this state holds
+NETWORK = "stock:network"  # the network file the state's figures were made with
 ZERO = Decimal(0)
 
 
@@ -112,8 +115,11 @@ class AvailabilityStage:
                 "declare it, restart the worker and replay",
             )
         stock = self.store.get(_ref(gtin))
-        levels: dict[str, Any] = dict(stock["levels"]) if stock else {}
-        gone: dict[str, Any] = dict(stock["gone"]) if stock else {}
+        new = stock is None  # listed once it is kept: bad input leaves nothing behind
+        if stock is None:
+            stock = {"levels": {}, "gone": {}, "keys": []}
+        levels: dict[str, Any] = dict(stock["levels"])
+        gone: dict[str, Any] = dict(stock["gone"])
         # The newest change seen of this location, kept or deleted: an older one is a replay.
         # Positions sort within one source; a location is reported by one source.
         kept = levels.get(location) or gone.get(location)
@@ -123,7 +129,7 @@ class AvailabilityStage:
             was = levels.pop(location, None)
             gone[location] = {"sys": kept["sys"] if kept else "", "pos": position}
             if was is None:  # nothing was counted: remember the delete, publish nothing
-                self.store.put(_ref(gtin), {"levels": levels, "gone": gone})
+                self._keep(gtin, stock | {"levels": levels, "gone": gone}, new)
                 return Outcome(skipped="duplicate")
         else:
             level = self._level(key, value)
@@ -138,14 +144,26 @@ class AvailabilityStage:
                 )
             levels[location] = level.entry()
             gone.pop(location, None)
-        self.store.put(_ref(gtin), {"levels": levels, "gone": gone})
         current = {where: Level.of_entry(entry) for where, entry in levels.items()}
         mine = current.get(location)
         cause = (
             Cause(mine.system, mine.position, mine.committed_at, now) if mine is not None
             else Cause(gone[location]["sys"], position, now, now)  # a tombstone says no more
         )  # fmt: skip
-        return self._publish(gtin, location, current, cause)
+        touched = [(f"{gtin}@{location}", self.location_figure(gtin, location, mine, cause)
+                    if mine else None)]  # fmt: skip
+        touched += [
+            (f"{gtin}@group:{group.name}", self.group_figure(gtin, group, current, cause))
+            for group in self.network.groups_of[location]
+        ]
+        outcome, keys = self._publish(touched, cause, set(stock["keys"]))
+        self._keep(gtin, {"levels": levels, "gone": gone, "keys": sorted(keys)}, new)
+        return outcome
+
+    def _keep(self, gtin: str, stock: dict[str, Any], new: bool) -> None:
+        if new:
+            ChunkedList(self.store, ARTICLES).append(gtin)
+        self.store.put(_ref(gtin), stock)
 
     def _level(self, key: str, value: Mapping[str, Any]) -> Level:
         try:
@@ -216,21 +234,50 @@ class AvailabilityStage:
     # -- output
 
     def _publish(
-        self, gtin: str, location: str, levels: Mapping[str, Level], cause: Cause
-    ) -> Outcome:
-        """The figures a change of ``location`` touches: its own, its groups'."""
-        level = levels.get(location)
+        self, figures: list[tuple[str, Availability | None]], cause: Cause, keys: set[str]
+    ) -> tuple[Outcome, set[str]]:
+        """The records of ``figures`` (None: gone) that differ from what was published, with the
+        alerts they raise; ``keys``, the figures published of the article, kept up to date."""
         outputs: list[Output] = []
         noops = 0
-        own = self.location_figure(gtin, location, level, cause) if level else None
-        figures = [(f"{gtin}@{location}", own)] + [
-            (f"{gtin}@group:{group.name}", self.group_figure(gtin, group, levels, cause))
-            for group in self.network.groups_of[location]
-        ]
         for key, figure in figures:
             made = self._emit(key, figure, cause)
             noops += made is None
             outputs += made or ()
+            if figure is None:
+                keys.discard(key)
+            else:
+                keys.add(key)
+        return Outcome(outputs, noops=noops), keys
+
+    # -- a new network file
+
+    def rules_changed(self) -> bool:
+        """Whether the figures in this state were made with another network file."""
+        return (self.store.get(NETWORK) or {}).get("digest") != self.network.digest
+
+    def recompute(self, now: datetime) -> Outcome:
+        """Every article's figures again, with the network as it is now: a location that left a
+        group leaves its figure, a group or location no longer declared becomes tombstones. Only
+        what changed is published; then the state says it was made with this network."""
+        cause = Cause("hub", f"network:{self.network.version}:{self.network.digest}", now, now)
+        outputs: list[Output] = []
+        noops = 0
+        for gtin in ChunkedList(self.store, ARTICLES).items():
+            stock = self.store.get(_ref(gtin)) or {"levels": {}, "gone": {}, "keys": []}
+            levels = {where: Level.of_entry(entry) for where, entry in stock["levels"].items()
+                      if self.network.knows(where)}  # fmt: skip
+            figures: dict[str, Availability | None] = {key: None for key in stock["keys"]}
+            for location, level in levels.items():
+                figures[f"{gtin}@{location}"] = self.location_figure(gtin, location, level, cause)
+            for group in self.network.groups.values():
+                key = f"{gtin}@group:{group.name}"
+                figures[key] = self.group_figure(gtin, group, levels, cause)
+            made, keys = self._publish(sorted(figures.items()), cause, set(stock["keys"]))
+            outputs += made.outputs
+            noops += made.noops
+            self.store.put(_ref(gtin), stock | {"keys": sorted(keys)})
+        self.store.put(NETWORK, {"digest": self.network.digest, "version": self.network.version})
         return Outcome(outputs, noops=noops)
 
     def _emit(self, key: str, figure: Availability | None, why: Cause) -> list[Output] | None:

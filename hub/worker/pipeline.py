@@ -355,6 +355,7 @@ class Pipeline:
             for task, entries in zip(new, rows, strict=True):
                 self.tasks[task.number] = task
                 applied = self._catch_up(task)
+                self._recompute_stock(task)
                 metrics.RESEEDS.inc()
                 log.info("given raw partition %d: fenced its previous holder, read %d state "
                          "entries and %d published records back, %d reference changes since",
@@ -386,6 +387,20 @@ class Pipeline:
                 leave(EXIT_RESTART, f"cannot take raw partition {task.number} over: {exc}; "
                                     "starting afresh")  # fmt: skip
         return tasks
+
+    def _recompute_stock(self, task: Task) -> None:
+        """A task whose availability figures were made with another network file publishes them
+        again with this one (what changed only), in its next transaction."""
+        if not task.stock.rules_changed():
+            return
+        outcome = task.stock.recompute(datetime.now(UTC))
+        for output in outcome.outputs:
+            task.producer.publish(self.topic_names[output.topic_id], output)
+        if outcome.outputs:  # else the state's note of the file goes with the next commit
+            self.pending.setdefault(task.number, {})
+        log.info("raw partition %d: availability made again with network version %d (%s): %d "
+                 "records changed", task.number, self.network.version, self.network.digest,
+                 len(outcome.outputs))  # fmt: skip
 
     def _catch_up(self, task: Task) -> int:
         """Apply the reference changes ``task`` has not seen yet, up to the current end, before

@@ -312,3 +312,30 @@ def test_what_is_not_a_feed_record_is_refused(value):
     with pytest.raises(InvalidEvent) as caught:
         Book().stage.apply_feed(value, NOW)
     assert caught.value.reason == "invalid_record"
+
+
+def test_a_new_network_file_recomputes_every_figure_and_drops_what_it_no_longer_declares():
+    book = Book()
+    book.put(level("warehouse:W001", "4"))
+    book.put(level("store:PAR01", "5", at=2))
+    book.put(level("store:LYO01", "3", at=3, gtin="3760000000024"))
+    assert book.stage.rules_changed()  # the state never said which file made it
+    assert book.stage.recompute(NOW).outputs == []  # same file: nothing new
+    assert not book.stage.rules_changed()
+    document = NETWORK.spec.model_dump(mode="json", exclude_defaults=True)
+    document["locations"]["store:PAR01"]["tags"] = []  # PAR01 no longer ships web orders
+    document["groups"]["web"]["tags"] = []
+    del document["groups"]["collect:{code}"]
+    document["groups"]["stores"] = {"channel": "store", "types": ["store"]}
+    document["version"] = 5
+    changed = AvailabilityStage(parse_network(document), book.store)
+    assert changed.rules_changed()
+    found = figures(changed.recompute(NOW).outputs)
+    web = found[f"{GTIN}@group:web"]
+    assert web is not None and (web.available, web.locations, web.rule.network_version) == (4, 1, 5)
+    assert found[f"{GTIN}@group:collect:PAR01"] is None
+    assert found["3760000000024@group:collect:LYO01"] is None
+    assert found[f"{GTIN}@group:stores"].available == 5  # type: ignore[union-attr]
+    assert found[f"{GTIN}@store:PAR01"].rule.network_version == 5  # type: ignore[union-attr]
+    assert not changed.rules_changed()
+    assert changed.recompute(NOW).outputs == []
