@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
+import orjson
 from rich.console import Console
 from rich.markup import escape
 
@@ -310,6 +311,55 @@ def dlq_replay(reason: str | None, topic: str | None, dry_run: bool, again: bool
                                  param_hint="--topic")  # fmt: skip
 
     replay(get_settings(), reason, topic, dry_run, err, again)
+
+
+@main.group()
+def stock() -> None:
+    """Available-to-sell: the stock network and the figures it makes."""
+
+
+@stock.command("check")
+def stock_check() -> None:
+    """Validate the stock network file and show what it declares."""
+    from hub.stock import load_network
+
+    network = load_network()
+    console = Console()
+    console.print(f"[green]✓[/] {get_settings().network_file}: version {network.version} "
+                  f"({network.digest}), {len(network.spec.locations)} locations")  # fmt: skip
+    for name, group in sorted(network.groups.items()):
+        console.print(f"  group [bold]{name}[/] (channel {group.channel}): "
+                      f"{', '.join(sorted(group.members))}", highlight=False)  # fmt: skip
+    for rule in network.spec.safety:
+        console.print(f"  safety [bold]{rule.name}[/]: {rule.units} units at "
+                      f"{', '.join(network.select(rule))}"
+                      f"{' for ' + ', '.join(rule.channels) if rule.channels else ''}",
+                      highlight=False)  # fmt: skip
+    for alert in network.spec.alerts:
+        console.print(f"  alert [bold]{alert.name}[/]: {alert.kind} on {alert.scope} figures, "
+                      f"threshold {alert.threshold}, band {alert.band}", highlight=False)  # fmt: skip
+
+
+@stock.command("explain")
+@click.argument("gtin")
+@click.option("--location", help="One location's figure, e.g. store:PAR01.")
+@click.option("--group", help="One group's figure, e.g. web-fulfilment.")
+@click.option("--json", "as_json", is_flag=True, help="The records as JSON, for scripts.")
+def stock_explain(gtin: str, location: str | None, group: str | None, as_json: bool) -> None:
+    """An article's availability now, and every number behind it (from unified.availability)."""
+    from hub.stock import chosen, print_explanation, read_figures
+
+    if location and group:
+        raise click.UsageError("--location or --group, not both")
+    figures = chosen(read_figures(get_settings(), gtin), gtin, location, group)
+    if as_json:
+        click.echo(orjson.dumps(figures, option=orjson.OPT_INDENT_2).decode())
+    else:
+        print_explanation(Console(), figures)
+    if not figures:
+        asked = location or (f"group {group}" if group else "any location or group")
+        click.echo(f"no availability of {gtin} at {asked} on unified.availability", err=True)
+        sys.exit(1)
 
 
 @main.group()

@@ -3,10 +3,13 @@ figures, with their explanation, and stock alerts fire and resolve."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+import orjson
 from stdnum import ean as ean_check
 
 from hub.stock import load_network
@@ -35,6 +38,13 @@ def till_sale(stack: Any, store: str, gtin: str, qty: int) -> None:
         " UPDATE pos.stock SET qty = qty - %s WHERE store_code = %s AND ean = %s",
         (store, now, now, gtin, qty, qty, store, gtin),
     )
+
+
+def hub(stack: Any, *args: str) -> Any:
+    """Run a hub command against the test stack; its JSON output."""
+    done = subprocess.run([sys.executable, "-m", "hub", *args], env=stack.env, capture_output=True,
+                          timeout=60, check=True)  # fmt: skip
+    return orjson.loads(done.stdout)
 
 
 def explained(record: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -67,6 +77,13 @@ def test_a_till_sale_lowers_the_stores_and_the_web_groups_availability(stack, wo
     collect = availability.wait_for(f"{gtin}@group:click-and-collect:PAR01",
                                     lambda v: v and dec(v["available"]) == 5)  # fmt: skip
     assert collect["channel"] == "click-and-collect"
+    # The same figure, asked as an operator would: every number behind it.
+    asked = hub(stack, "stock", "explain", gtin, "--group", "web-fulfilment", "--json")
+    assert asked[f"{gtin}@{WEB}"]["explanation"] == web["explanation"]
+    shown = subprocess.run([sys.executable, "-m", "hub", "stock", "explain", gtin], env=stack.env,
+                           capture_output=True, text=True, timeout=60, check=True).stdout  # fmt: skip
+    assert "4 PCE available at group web-fulfilment" in " ".join(shown.split())
+    assert "store:PAR01" in shown and "walk-in-reserve" in shown
 
 
 def test_an_erp_allocation_lowers_the_warehouses_availability(stack, worker, availability):
