@@ -64,6 +64,23 @@ class SalesSimulator:
         for _ in range(self.rng.randint(1, 4)):
             ean = self._article()
             chosen[ean] = chosen.get(ean, 0) + self.rng.randint(1, 3)
+        return self._ring_up(store, chosen)
+
+    def sell_out(self) -> Sale:
+        """A customer takes every unit a store has of a popular article (its out-of-stock alert
+        fires; a later delivery of what the store has least of brings it back)."""
+        store = self.rng.choice(self.stores)
+        with self.conn.transaction():  # committed before the sale's own transaction
+            rows = self.conn.execute(
+                "SELECT ean, qty FROM pos.stock WHERE store_code = %s AND ean = ANY(%s) AND qty > 0",
+                (store, self._ranked[:20]),
+            ).fetchall()
+        if not rows:
+            return self.sell()
+        ean, qty = min((str(e), int(str(q))) for e, q in rows)
+        return self._ring_up(store, {ean: qty})
+
+    def _ring_up(self, store: str, chosen: dict[str, int]) -> Sale:
         lines = [(ean, qty, price_of(ean)) for ean, qty in chosen.items()]
         total = sum((qty * price for _, qty, price in lines), Decimal("0"))
         now = datetime.now(UTC)
@@ -228,7 +245,11 @@ def run_sales(settings: HubSettings, rate: float, count: int, seed: int) -> None
         done, next_at = 0, time.monotonic()
         while not stopping and (count == 0 or done < count):
             roll = tills.rng.random()
-            if roll < 0.5:
+            if done % 25 == 3:  # now and then an article runs out in a store: alerts to see
+                sale = tills.sell_out()
+                items = ", ".join(f"{ean} x{qty}" for ean, qty, _ in sale.lines)
+                console.print(f"sale #{sale.ticket_id:<6} {sale.store_code}  {items} (sold out)")
+            elif roll < 0.5:
                 sale = tills.sell()
                 items = ", ".join(f"{ean} x{qty}" for ean, qty, _ in sale.lines)
                 console.print(f"sale #{sale.ticket_id:<6} {sale.store_code}  {items}")

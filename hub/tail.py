@@ -25,6 +25,14 @@ def _describe(spec: TopicSpec, value: dict[str, Any]) -> str:
         return f"{name or '?'} <{value.get('email') or '-'}> {value.get('phone_e164') or ''}"
     if spec.model == "OrderLine":
         return f"{value['status']:<9} {value['quantity']} x {value['gtin']} @ {value['unit_price']}"
+    if spec.model == "Availability":
+        gives = ", ".join(f"{s['contributes']} at {s['location_id']}"
+                          for s in value["explanation"] if s["contributes"] != "0")  # fmt: skip
+        return (f"available [bold]{value['available']:>7}[/] {value['unit']}"
+                f" ({gives or 'none anywhere'})")  # fmt: skip
+    if spec.model == "StockAlert":
+        colour = "red" if value["status"] == "firing" else "green"
+        return f"[{colour}]{value['event'].replace('_', ' ')}[/] (value {value['value']})"
     return str(value)
 
 
@@ -32,11 +40,14 @@ def _line(spec: TopicSpec, key: str, value: dict[str, Any] | None, appended: dat
     short = spec.name.removeprefix("unified.")
     if value is None:
         return f"[magenta]{short:<16}[/] [red]{key:<34}[/] deleted"
-    committed = datetime.fromisoformat(value["source_committed_at"])
+    # An alert's cause: the figure it carries (none when withdrawn).
+    cause = value.get("availability") or value if spec.model == "StockAlert" else value
+    committed = datetime.fromisoformat(cause.get("source_committed_at") or value["emitted_at"])
     lag_ms = (appended - committed).total_seconds() * 1000
+    made_by = ":".join(str(cause[k]) for k in ("source_system", "source_op") if k in cause)
     return (
         f"[magenta]{short:<16}[/] [cyan]{key:<34}[/] {_describe(spec, value)}  "
-        f"[dim]{value['source_system']}:{value['source_op']} {lag_ms:6.1f} ms after commit[/]"
+        f"[dim]{made_by} {lag_ms:6.1f} ms after commit[/]"
     )
 
 
