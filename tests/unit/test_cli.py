@@ -33,6 +33,11 @@ BAD = {
     "dlq list": (["dlq", "list", "--limit", "-1"], "not in the range"),
     "dlq replay": (["dlq", "replay", "--reason", "typo"], "'typo' is not one of"),
     "schemas write": (["schemas", "write", "v3"], "unexpected extra argument"),
+    "stock check": (["stock", "check", "network.yaml"], "unexpected extra argument"),
+    "stock explain": (
+        ["stock", "explain", "3760000000017", "--location", "store:PAR01", "--group", "stores"],
+        "--location or --group, not both",
+    ),
     "secrets set": (["secrets", "set", "nope.password"], "defined: erp.password,"),
     "secrets list": (["secrets", "list", "--all"], "no such option"),
     "topics apply": (["topics", "apply", "raw.pos.stock"], "unexpected extra argument"),
