@@ -140,16 +140,17 @@ def drain(
 
 
 def scratch_registry(settings: HubSettings, group: str, directory: Path) -> Path:
-    """A copy of the topic registry whose unified topics are scratch topics of ``group``
-    (created now): each run publishes every record into empty unified topics, as the first
-    publication of these changes, and the real unified topics never see the benchmark."""
+    """A copy of the topic registry whose unified and control topics (repairs, the stock feed)
+    are scratch topics of ``group`` (created now): each run publishes every record into empty
+    unified topics, as the first publication of these changes, its availability stage reads only
+    the feed its own workers wrote, and the real topics never see the benchmark."""
     document = yaml.safe_load(settings.topics_file.read_text())
     for spec in document["topics"].values():
-        if spec.get("kind") == "unified":
+        if spec.get("kind") in ("unified", "control"):
             spec["name"] = f"bench.{group}.{spec['name']}"
     path = directory / f"{group}-topics.yaml"
     path.write_text(yaml.safe_dump(document, sort_keys=False))
-    specs = [s for s in load_registry(path).topics.values() if s.kind == "unified"]
+    specs = [s for s in load_registry(path).topics.values() if s.kind in ("unified", "control")]
     ensure_topics(settings.bootstrap, specs)
     return path
 

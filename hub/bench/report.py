@@ -216,6 +216,7 @@ def markdown(result: dict[str, Any]) -> str:
     if ramp:
         lines += ["", "**Highest sustainable rate of the hub** (ramp, lag stops growing): "
                   f"{ramp['sustainable_rate']} changes/s; {ramp['unsustainable_rate']} was not."]  # fmt: skip
+    lines += _stock_table(result)
     summary = result.get("summary") or {}
     if summary.get("ratios"):
         lines += ["", "| offered/s | SUT ÷ BL2b throughput | SUT - BL2b p99 ms | BL2a - BL2b p50 ms "
@@ -240,6 +241,28 @@ def markdown(result: dict[str, Any]) -> str:
             lines.append(f"| {t['target']} | {_cell(t['value'])} | {'yes' if t['met'] else 'no'} |")
     lines += _process_table(result)
     return "\n".join(lines) + "\n"
+
+
+def _stock_table(result: dict[str, Any]) -> list[str]:
+    """The availability stage in the SUT's steps: its latency beside unified.inventory's."""
+    steps = [s for s in result["series"].get("SUT", []) if "stock" in s]
+    if not steps:
+        return []
+    lines = ["", "**Availability** (SUT): source commit → append of the unified.inventory record and "
+             "of the unified.availability record it made (one more transaction and fetch):", "",
+             "| offered/s | inventory p50 ms | inventory p99 ms | availability p50 ms "
+             "| availability p99 ms | added at p99 ms | availability records/s |",
+             "|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+    for step in steps:
+        levels, figures = (
+            step["stock"]["inventory_latency_ms"],
+            step["stock"]["availability_latency_ms"],
+        )
+        added = _diff(figures.get("p99"), levels.get("p99"))
+        lines.append(f"| {step['rate']} | {_cell(levels.get('p50'))} | {_cell(levels.get('p99'))} "
+                     f"| {_cell(figures.get('p50'))} | {_cell(figures.get('p99'))} | {_cell(added)} "
+                     f"| {step['stock']['availability_out_per_s']} |")  # fmt: skip
+    return lines
 
 
 def _process_table(result: dict[str, Any]) -> list[str]:

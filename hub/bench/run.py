@@ -43,7 +43,10 @@ from hub.bench.replay import replay as replay_run
 from hub.bench.report import growth, latency_by_system, machine, summarize, trough
 from hub.connect_client import ConnectClient
 from hub.connectors import load_definitions, render_config, shared_topics
+from hub.core.availability import INVENTORY
+from hub.core.availability import TOPIC as AVAILABILITY
 from hub.kafka_io import group_lag
+from hub.models import MODELS
 from hub.settings import HubSettings
 from hub.stack.kafka import ensure_topics
 from hub.stack.manager import Stack, wait_running
@@ -97,7 +100,11 @@ class Bench:
         self.stack = Stack(settings, console)
         self.raw = raw_specs()
         self.shared = shared_topics(load_definitions(), registry())  # whose lag the group shows
-        self.unified = [s for s in registry().topics.values() if s.kind == "unified"]
+        # The engine's outputs (what BL4 makes too); availability is measured apart (it is one
+        # more hop: its records are made from the inventory ones).
+        self.unified = [s for s in registry().topics.values()
+                        if s.kind == "unified" and s.model in MODELS]  # fmt: skip
+        self.inventory, self.availability = registry()[INVENTORY], registry()[AVAILABILITY]
         self.logs = settings.state_dir / "logs"
         # Sources whose commit times are whole seconds (binary log): left out of the "all" latency.
         self.coarse = frozenset(
@@ -164,11 +171,17 @@ class Bench:
     # ---- one step ----------------------------------------------------------------------------
 
     def step(self, outputs: Sequence[TopicSpec], rate: int, timing: Timing,
-             consumer: Consumer | None) -> dict[str, Any]:  # fmt: skip
-        """One measured step at ``rate``; latency is measured on ``outputs``."""
+             consumer: Consumer | None, stock: bool = False) -> dict[str, Any]:  # fmt: skip
+        """One measured step at ``rate``; latency is measured on ``outputs`` (and, with
+        ``stock``, on unified.inventory and unified.availability apart)."""
         probe = LatencyProbe(self.settings.bootstrap, outputs)
         raw = LatencyProbe(self.settings.bootstrap, self.raw) if consumer else probe
-        for p in {id(probe): probe, id(raw): raw}.values():
+        probes = {id(probe): probe, id(raw): raw}
+        if stock:
+            levels = LatencyProbe(self.settings.bootstrap, [self.inventory])
+            figures = LatencyProbe(self.settings.bootstrap, [self.availability])
+            probes |= {id(levels): levels, id(figures): figures}
+        for p in probes.values():
             p.start()
         load = FixedClockLoad(load_sources(self.stack), rate, self.seed)
         load.start()
@@ -187,7 +200,7 @@ class Bench:
         writers_after = _sum_use(load.pids())
         load.stop()
         drained = self.drain(consumer, raw)
-        for p in {id(probe): probe, id(raw): raw}.values():
+        for p in probes.values():
             p.stop()
         seconds = (end_ms - start_ms) / 1000
         in_s = changes / seconds
@@ -207,6 +220,14 @@ class Bench:
             "processes": {name: _use(before[name], after[name], changes) for name in pids}
             | {LOAD_WRITERS: _use(writers_before, writers_after, changes)},
         }
+        if stock:
+            result["stock"] = {
+                "inventory_latency_ms": latency_by_system(levels.samples, start_ms, end_ms,
+                                                          self.coarse)["all"],
+                "availability_latency_ms": latency_by_system(figures.samples, start_ms, end_ms,
+                                                             self.coarse)["all"],
+                "availability_out_per_s": round(figures.count(start_ms, end_ms) / seconds, 1),
+            }  # fmt: skip
         if consumer is None:
             # Every change committed in the window reached Kafka. Counted by commit time, not by
             # arrival: at a few changes a second, a burst (a stocktake) that Debezium delivers
@@ -272,7 +293,7 @@ class Bench:
         return False
 
     def steps(self, name: str, outputs: Sequence[TopicSpec], rates: Sequence[int],
-              consumer: Consumer | None) -> list[dict[str, Any]]:  # fmt: skip
+              consumer: Consumer | None, stock: bool = False) -> list[dict[str, Any]]:  # fmt: skip
         results: list[dict[str, Any]] = []
         skip = None
         for rate in rates:
@@ -283,7 +304,7 @@ class Bench:
                 continue
             with self.console.status(f"{name} at {rate} changes/s: {self.timing.warmup_s:g} s "
                                      f"warm-up, {self.timing.measure_s:g} s measured…"):  # fmt: skip
-                result = self.step(outputs, rate, self.timing, consumer)
+                result = self.step(outputs, rate, self.timing, consumer, stock)
             results.append(result)
             self.report(name, result)
             if consumer is not None and not result["sustainable"]:
@@ -295,6 +316,11 @@ class Bench:
         mark = "[green]✓[/]" if result["sustainable"] else "[yellow]✗[/]"
         consumed = f", {result['consumed_per_s']:>7} consumed" if "consumed_per_s" in result else ""
         short = " [red](the load generator fell short)[/]" if result.get("generator_short") else ""
+        if "stock" in result:
+            added = result["stock"]["availability_latency_ms"]
+            short += (
+                f"; availability p50 {added.get('p50', '-')} ms, p99 {added.get('p99', '-')} ms"
+            )
         self.console.print(f"{mark} {name:<4} {result['rate']:>5}/s offered: {result['changes_in_per_s']:>7} in"
                            f"{consumed}, {result['records_out_per_s']:>7} out/s, p50 {lat.get('p50', '-')} ms, "
                            f"p99 {lat.get('p99', '-')} ms"
@@ -314,7 +340,7 @@ class Bench:
         )
         with self.running(worker):
             self.catch_up(worker, self.worker_active)
-            results = self.steps("SUT", self.unified, rates, worker)
+            results = self.steps("SUT", self.unified, rates, worker, stock=True)
             found = self.ramp(worker, results) if ramp else None
         return results, found
 

@@ -165,3 +165,16 @@ def test_delivery_is_counted_by_source_commit_time_not_by_arrival():
     probe.appended = [2500.0, 2500.0, 2110.0]
     assert probe.count(1000, 2000) == 0
     assert probe.count_committed(1000, 2000) == 2
+
+
+def test_the_availability_stage_is_reported_beside_the_inventory_it_is_made_from():
+    result = _result()
+    result["series"]["SUT"][0]["stock"] = {
+        "inventory_latency_ms": {"p50": 30.0, "p99": 90.0},
+        "availability_latency_ms": {"p50": 41.5, "p99": 118.0},
+        "availability_out_per_s": 850.0,
+    }
+    table = markdown(result)
+    assert "| 2000 | 30.0 | 90.0 | 41.5 | 118.0 | 28.0 | 850.0 |" in table
+    del result["series"]["SUT"][0]["stock"]
+    assert "**Availability**" not in markdown(result)
