@@ -24,7 +24,7 @@ install: $(STAMP) ## Create the virtualenv and install the hub with its dev tool
 jars: install ## Fetch Kafka, Connect and Debezium jars into the cache (mvn; once)
 	@$(BIN)/hub stack fetch
 
-run: install ## Stack up, demo data, worker, sales simulator, live unified inventory (Ctrl-C stops)
+run: install ## Stack up, demo data, worker, sales simulator; inventory, availability and alerts live (Ctrl-C stops)
 	@$(BIN)/hub demo
 
 test: install lint typecheck ## Lint, type-check, then unit, contract, real-stack integration and fault tests

@@ -191,7 +191,7 @@ def simulate(rate: float, count: int, seed: int) -> None:
               show_default=True, help="Sales per second.")  # fmt: skip
 @click.option("--keep-stack", is_flag=True, help="Leave the stack running after Ctrl-C.")
 def demo(rate: float, keep_stack: bool) -> None:
-    """Stack up, worker, sales simulator, and the unified inventory live, until Ctrl-C."""
+    """Stack up, worker, sales simulator, and the unified topics live, until Ctrl-C."""
     from hub.demo import run_demo
 
     sys.exit(run_demo(get_settings(), rate, keep_stack))

@@ -1,4 +1,5 @@
-"""``hub demo`` (what ``make run`` runs): stack up, worker, sales simulator, live unified inventory."""
+"""``hub demo`` (what ``make run`` runs): stack up, worker, sales simulator, the unified topics live
+(inventory, availability, alerts, customers, order lines)."""
 
 from __future__ import annotations
 
