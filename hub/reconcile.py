@@ -253,9 +253,17 @@ class TopicState:
     marks: dict[tuple[str, str], str]
 
     def of_systems(self, systems: set[str]) -> dict[str, dict[str, dict[str, Any]]]:
-        """The records of ``systems`` only."""
-        return {topic: {k: v for k, v in records.items() if v.get("source_system") in systems}
+        """The records of ``systems`` only (an availability figure: made of their levels only)."""
+        return {topic: {k: v for k, v in records.items() if _made_of(v) <= systems}
                 for topic, records in self.records.items()}  # fmt: skip
+
+
+def _made_of(record: Mapping[str, Any]) -> set[str]:
+    """The systems a record comes from: its own, or those of the levels an availability figure
+    adds up (the change that last made it may be the hub's own, a new network file)."""
+    if isinstance(record.get("explanation"), list):
+        return {str(entry["source_system"]) for entry in record["explanation"]}
+    return {str(record.get("source_system"))}
 
 
 def read_topic_state(settings: HubSettings) -> TopicState:
