@@ -325,7 +325,7 @@ def stock_check() -> None:
 
     network = load_network()
     console = Console()
-    console.print(f"[green]✓[/] {get_settings().network_file}: version {network.version} "
+    console.print(f"[green]✓[/] {get_settings().stock_network}: version {network.version} "
                   f"({network.digest}), {len(network.spec.locations)} locations")  # fmt: skip
     for name, group in sorted(network.groups.items()):
         console.print(f"  group [bold]{name}[/] (channel {group.channel}): "

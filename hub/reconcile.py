@@ -29,7 +29,7 @@ from hub.connectors import ConnectorDefinition, load_definitions
 from hub.core import availability
 from hub.core.debezium import ChangeEvent, SourceInfo
 from hub.core.engine import PROVENANCE, Engine, MemoryStore, row_ref
-from hub.core.records import Upsert
+from hub.core.records import Document, Tombstone, Upsert
 from hub.errors import InvalidEvent, StackError
 from hub.kafka_io import header, read_to_end
 from hub.settings import HubSettings
@@ -222,11 +222,9 @@ def _availability(result: Truth, topic_names: Mapping[str, str], now: datetime) 
                                    "key": key, "reason": error.reason, "detail": error.detail})  # fmt: skip
             continue
         for output in outcome.outputs:
-            if output.topic_id != availability.TOPIC:
-                continue
-            if isinstance(output, Upsert):
-                figures[output.key] = output.record.model_dump(mode="json")
-            else:
+            if isinstance(output, Document):
+                figures[output.key] = output.content
+            elif isinstance(output, Tombstone) and output.topic_id == availability.TOPIC:
                 figures.pop(output.key, None)
 
 

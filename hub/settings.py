@@ -43,9 +43,10 @@ class HubSettings(BaseSettings):
         description="The source definitions (one YAML file per system). Point it elsewhere to keep "
         "a deployment's own systems outside the checkout.",
     )
-    network_file: Path = Field(
-        default=REPO_ROOT / "connectors" / "network.yaml",
-        description="The stock network: locations, groups per channel, safety rules, alerts.",
+    network_file: Path | None = Field(
+        default=None,
+        description="The stock network: locations, groups per channel, safety rules, alerts "
+        "(by default network.yaml beside the definitions, in connectors_dir).",
     )
     topics_file: Path = Field(
         default=REPO_ROOT / "schemas" / "topics.yaml",
@@ -161,6 +162,10 @@ class HubSettings(BaseSettings):
             raise ValueError("HUB_WEBHOOKS is set but HUB_WEBHOOK_SECRET is not: webhook bodies "
                              "are always signed; set a secret and give it to each receiver")  # fmt: skip
         return self
+
+    @property
+    def stock_network(self) -> Path:
+        return self.network_file or self.connectors_dir / "network.yaml"
 
     @property
     def bootstrap(self) -> str:

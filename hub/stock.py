@@ -21,7 +21,7 @@ from hub.topics import registry
 def load_network(path: Path | None = None) -> Network:
     """The network the settings name (``HUB_NETWORK_FILE``), validated; raises ``NetworkError``
     naming the file and what is wrong in it."""
-    path = path or get_settings().network_file
+    path = path or get_settings().stock_network
     try:
         document = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as exc:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from hub.core.network import AlertRule, Group, Network
 from hub.core.records import Output, Upsert
@@ -44,17 +44,24 @@ class Alerting:
 
     def __init__(self, network: Network, store: Store) -> None:
         self.network, self.store = network, store
+        self._rules: dict[str, list[AlertRule]] = {}  # per scope id: the network does not change
 
     def rules_for(self, subject: str) -> list[AlertRule]:
         """The rules watching the figure keyed ``subject`` (``<gtin>@<scope id>``)."""
         scope_id = subject.partition("@")[2]
-        if scope_id.startswith("group:"):
-            group: Group | None = self.network.groups.get(scope_id.removeprefix("group:"))
-            return self.network.alert_rules(None, group) if group else []
-        return self.network.alert_rules(scope_id, None)
+        rules = self._rules.get(scope_id)
+        if rules is None:
+            if scope_id.startswith("group:"):
+                group: Group | None = self.network.groups.get(scope_id.removeprefix("group:"))
+                rules = self.network.alert_rules(None, group) if group else []
+            else:
+                rules = self.network.alert_rules(scope_id, None)
+            self._rules[scope_id] = rules
+        return rules
 
-    def observe(self, subject: str, figure: Availability | None, cause: Cause) -> list[Output]:
-        """The alert transitions ``figure`` (None: the figure is gone) causes, as outputs."""
+    def observe(self, subject: str, figure: dict[str, Any] | None, cause: Cause) -> list[Output]:
+        """The alert transitions ``figure`` (an Availability record's JSON form; None: the figure
+        is gone) causes, as outputs."""
         outputs: list[Output] = []
         for rule in self.rules_for(subject):
             key = f"{rule.name}:{subject}"
@@ -79,7 +86,7 @@ class Alerting:
         return outputs
 
     def _record(
-        self, rule: AlertRule, subject: str, figure: Availability | None,
+        self, rule: AlertRule, subject: str, figure: dict[str, Any] | None,
         state: dict[str, str], status: Literal["firing", "resolved"], event: str, cause: Cause,
     ) -> Output:  # fmt: skip
         key = f"{rule.name}:{subject}"
@@ -96,15 +103,16 @@ class Alerting:
             since=datetime.fromisoformat(state["since"]),
             resolved_at=cause.committed_at if status == "resolved" else None,
             transition_id=hashlib.blake2b(marker.encode(), digest_size=16).hexdigest(),
-            availability=figure, emitted_at=cause.now,
+            availability=Availability.model_validate(figure) if figure is not None else None,
+            emitted_at=cause.now,
         )  # fmt: skip
         return Upsert.of(TOPIC, record, key, cause.position)
 
 
-def _value(rule: AlertRule, figure: Availability) -> Decimal:
+def _value(rule: AlertRule, figure: dict[str, Any]) -> Decimal:
     if rule.kind == "oversell":
-        return figure.reserved - figure.on_hand
-    return figure.available
+        return Decimal(figure["reserved"]) - Decimal(figure["on_hand"])
+    return Decimal(figure["available"])
 
 
 def _fires(rule: AlertRule, value: Decimal) -> bool:

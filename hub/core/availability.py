@@ -22,22 +22,22 @@ Pure apart from the ``Store`` it is given; ``apply`` raises only ``InvalidEvent`
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
+from functools import cached_property
 from typing import Any
 
 import orjson
-from pydantic import ValidationError
 
 from hub.core.alerts import Alerting
-from hub.core.engine import Outcome, Store, digest
+from hub.core.engine import Outcome, Store
 from hub.core.lists import ChunkedList
 from hub.core.network import Group, Network
-from hub.core.records import Output, Tombstone, Upsert
+from hub.core.records import Document, Output, Tombstone, Upsert
 from hub.errors import InvalidEvent
-from hub.models import Availability, AvailabilityRule, InventoryLevel, StockSource
 
 STEP = "availability"
 TOPIC = "unified.availability"
@@ -46,11 +46,13 @@ INVENTORY = "unified.inventory"
 ARTICLES = "stock:articles"  # the list of the articles this state holds
 NETWORK = "stock:network"  # the network file the state's figures were made with
 ZERO = Decimal(0)
+CAUSE = frozenset({"source_system", "source_position", "source_committed_at", "emitted_at"})
 
 
 @dataclass(frozen=True, slots=True)
 class Level:
-    """A location's latest level of one article, as the stage keeps it."""
+    """A location's latest level of one article, as the stage keeps it: the numbers, and their
+    text as they are written into figures (``entry``, also the stored form)."""
 
     on_hand: Decimal
     reserved: Decimal
@@ -59,30 +61,13 @@ class Level:
     unit: str
     system: str
     position: str
-    committed_at: datetime
-
-    def entry(self) -> dict[str, Any]:
-        return {
-            "on_hand": str(self.on_hand), "reserved": str(self.reserved),
-            "safety": str(self.safety_stock), "unsellable": str(self.unsellable),
-            "unit": self.unit, "sys": self.system, "pos": self.position,
-            "at": self.committed_at.isoformat(),
-        }  # fmt: skip
+    entry: dict[str, str]
 
     @classmethod
     def of_entry(cls, entry: Mapping[str, Any]) -> Level:
         return cls(
             Decimal(entry["on_hand"]), Decimal(entry["reserved"]), Decimal(entry["safety"]),
-            Decimal(entry["unsellable"]), entry["unit"], entry["sys"], entry["pos"],
-            datetime.fromisoformat(entry["at"]),
-        )  # fmt: skip
-
-    @classmethod
-    def of_record(cls, record: InventoryLevel) -> Level:
-        return cls(
-            record.on_hand, record.reserved or ZERO, record.safety_stock or ZERO,
-            record.unsellable or ZERO, record.unit, record.source_system, record.source_position,
-            record.source_committed_at,
+            Decimal(entry["unsellable"]), entry["unit"], entry["sys"], entry["pos"], dict(entry),
         )  # fmt: skip
 
 
@@ -117,7 +102,7 @@ class AvailabilityStage:
         stock = self.store.get(_ref(gtin))
         new = stock is None  # listed once it is kept: bad input leaves nothing behind
         if stock is None:
-            stock = {"levels": {}, "gone": {}, "keys": []}
+            stock = {"levels": {}, "gone": {}, "marks": {}}
         levels: dict[str, Any] = dict(stock["levels"])
         gone: dict[str, Any] = dict(stock["gone"])
         # The newest change seen of this location, kept or deleted: an older one is a replay.
@@ -142,22 +127,25 @@ class AvailabilityStage:
                     f"{key} is counted in {level.unit}, its other locations in "
                     f"{', '.join(sorted(units))}: one article, one unit (fix the source's unit)",
                 )
-            levels[location] = level.entry()
+            levels[location] = level.entry
             gone.pop(location, None)
         current = {where: Level.of_entry(entry) for where, entry in levels.items()}
         mine = current.get(location)
         cause = (
-            Cause(mine.system, mine.position, mine.committed_at, now) if mine is not None
+            Cause(mine.system, mine.position, datetime.fromisoformat(mine.entry["at"]), now)
+            if mine is not None
             else Cause(gone[location]["sys"], position, now, now)  # a tombstone says no more
         )  # fmt: skip
-        touched = [(f"{gtin}@{location}", self.location_figure(gtin, location, mine, cause)
-                    if mine else None)]  # fmt: skip
-        touched += [
-            (f"{gtin}@group:{group.name}", self.group_figure(gtin, group, current, cause))
+        own: Made = None
+        if mine is not None:
+            own = self._figure(gtin, location, None, [(location, mine)], cause)
+        touched = [(f"{gtin}@{location}", own)] + [
+            (f"{gtin}@group:{group.name}", self._group(gtin, group, current, cause))
             for group in self.network.groups_of[location]
         ]
-        outcome, keys = self._publish(touched, cause, set(stock["keys"]))
-        self._keep(gtin, {"levels": levels, "gone": gone, "keys": sorted(keys)}, new)
+        marks = dict(stock["marks"])
+        outcome = self._publish(touched, cause, marks)
+        self._keep(gtin, {"levels": levels, "gone": gone, "marks": marks}, new)
         return outcome
 
     def _keep(self, gtin: str, stock: dict[str, Any], new: bool) -> None:
@@ -166,89 +154,110 @@ class AvailabilityStage:
         self.store.put(_ref(gtin), stock)
 
     def _level(self, key: str, value: Mapping[str, Any]) -> Level:
+        # The engine validated the record against the model when it made it: read what the
+        # figures need, and refuse what does not parse.
         try:
-            record = InventoryLevel.model_validate(value)
-        except ValidationError as exc:
-            raise InvalidEvent("invalid_record", f"not an inventory level: {exc}") from exc
-        if record.key != key:
-            raise InvalidEvent("invalid_record", f"record of {record.key} under key {key}")
-        return Level.of_record(record)
+            numbers = [Decimal(value["on_hand"])] + [
+                Decimal(value.get(name) or 0) for name in ("reserved", "safety_stock", "unsellable")
+            ]
+            unit, system = str(value["unit"]), str(value["source_system"])
+            position = str(value["source_position"])
+            committed = _jsonable(datetime.fromisoformat(value["source_committed_at"]))
+            where = f"{value['gtin']}@{value['location_id']}"
+        except (KeyError, TypeError, ValueError, InvalidOperation) as exc:
+            raise InvalidEvent("invalid_record", f"not an inventory level: {exc!r}") from exc
+        if not all(number.is_finite() for number in numbers):
+            raise InvalidEvent("invalid_record", f"not an inventory level: {numbers} in {key}")
+        if where != key:
+            raise InvalidEvent("invalid_record", f"record of {where} under key {key}")
+        on_hand, reserved, safety, unsellable = numbers
+        entry = {"on_hand": str(on_hand), "reserved": str(reserved), "safety": str(safety),
+                 "unsellable": str(unsellable), "unit": unit, "sys": system, "pos": position,
+                 "at": committed}  # fmt: skip
+        return Level(on_hand, reserved, safety, unsellable, unit, system, position, entry)
 
     # -- figures
 
-    def location_figure(self, gtin: str, location: str, level: Level, cause: Cause) -> Availability:
-        """The figure of one location (its own safety rules, every channel's)."""
-        kept, rules = self.network.safety(location)
-        source = self._source(location, level, kept, ZERO)
-        return self._record(gtin, location, None, [source], level.unit, rules, cause)
-
-    def group_figure(
-        self, gtin: str, group: Group, levels: Mapping[str, Level], cause: Cause
-    ) -> Availability | None:
-        """The figure of one group: None when none of its locations has a level."""
-        sources, rules = [], set[str]()
-        for location in sorted(group.members & levels.keys()):
-            kept, own = self.network.safety(location)
-            extra, channel = self.network.safety(location, group.channel)
-            sources.append(self._source(location, levels[location], kept, extra))
-            rules |= {*own, *channel}
-        if not sources:
+    def _group(self, gtin: str, group: Group, levels: Mapping[str, Level], cause: Cause) -> Made:
+        """A group's figure: None when none of its locations has a level."""
+        members = sorted(group.members & levels.keys())
+        if not members:
             return None
-        unit = levels[sources[0].location_id].unit
-        return self._record(gtin, f"group:{group.name}", group, sources, unit, sorted(rules), cause)
+        located = [(member, levels[member]) for member in members]
+        return self._figure(gtin, f"group:{group.name}", group, located, cause)
 
-    def _source(self, location: str, level: Level, kept: Decimal, extra: Decimal) -> StockSource:
-        raw = level.on_hand - level.reserved - level.safety_stock - kept - level.unsellable
-        available, shortfall = max(ZERO, raw), max(ZERO, -raw)
-        return StockSource(
-            location_id=location, location_type=self.network.location_type(location),
-            on_hand=level.on_hand, reserved=level.reserved, safety_stock=level.safety_stock,
-            kept_back=kept + extra, unsellable=level.unsellable, available=available,
-            shortfall=shortfall, contributes=max(ZERO, available - extra), source_system=level.system,
-            source_position=level.position, source_committed_at=level.committed_at,
-        )  # fmt: skip
-
-    def _record(
-        self, gtin: str, scope_id: str, group: Group | None, sources: list[StockSource],
-        unit: str, rules: Any, cause: Cause,
-    ) -> Availability:  # fmt: skip
-        def total(name: str) -> Decimal:
-            return sum((getattr(s, name) for s in sources), ZERO)
-
-        return Availability(
-            gtin=gtin, scope="group" if group else "location", scope_id=scope_id,
-            channel=group.channel if group else None, unit=unit, available=total("contributes"),
-            shortfall=total("shortfall"), on_hand=total("on_hand"), reserved=total("reserved"),
-            safety_stock=total("safety_stock"), kept_back=total("kept_back"),
-            unsellable=total("unsellable"), locations=len(sources),
-            contributing=sum(1 for s in sources if s.contributes > 0), explanation=sources,
-            rule=AvailabilityRule(
-                network_version=self.network.version, network_digest=self.network.digest,
-                group=group.name if group else None, channel=group.channel if group else None,
-                safety_rules=list(rules),
-            ),
-            source_system=cause.system, source_position=cause.position,
-            source_committed_at=cause.committed_at, emitted_at=cause.now,
-        )  # fmt: skip
+    def _figure(
+        self, gtin: str, scope_id: str, group: Group | None, located: list[tuple[str, Level]],
+        cause: Cause,
+    ) -> dict[str, Any]:  # fmt: skip
+        """An ``Availability`` record in its JSON form, made directly in one pass (no model object:
+        several are made per change; a unit test holds them valid and equal to the model's own
+        serialisation)."""
+        network, channel = self.network, group.channel if group else None
+        contents, rules = [], set[str]()
+        on_hand = reserved = safety = kept_back = unsellable = available = shortfall = ZERO
+        contributing = 0
+        for location, level in located:
+            kept, own = network.safety(location)
+            extra, by_channel = network.safety(location, channel) if channel else (ZERO, ())
+            rules.update(own, by_channel)
+            raw = level.on_hand - level.reserved - level.safety_stock - kept - level.unsellable
+            mine, short = (raw, ZERO) if raw > 0 else (ZERO, -raw)
+            gives = mine - extra if mine > extra else ZERO
+            text = level.entry
+            contents.append({
+                "location_id": location, "location_type": network.location_type(location),
+                "on_hand": text["on_hand"], "reserved": text["reserved"],
+                "safety_stock": text["safety"], "kept_back": str(kept + extra),
+                "unsellable": text["unsellable"], "available": str(mine), "shortfall": str(short),
+                "contributes": str(gives), "source_system": level.system,
+                "source_position": level.position, "source_committed_at": text["at"],
+            })  # fmt: skip
+            on_hand += level.on_hand
+            reserved += level.reserved
+            safety += level.safety_stock
+            kept_back += kept + extra
+            unsellable += level.unsellable
+            available += gives
+            shortfall += short
+            contributing += gives > 0
+        rule: dict[str, Any] = {"network_version": network.version, "network_digest": network.digest,
+                "group": group.name if group else None, "channel": channel,
+                "safety_rules": sorted(rules)}  # fmt: skip
+        return {
+            "schema_version": 1, "gtin": gtin, "scope": "group" if group else "location",
+            "scope_id": scope_id, "channel": channel, "unit": located[0][1].unit,
+            "available": str(available), "shortfall": str(shortfall), "on_hand": str(on_hand),
+            "reserved": str(reserved), "safety_stock": str(safety), "kept_back": str(kept_back),
+            "unsellable": str(unsellable), "locations": len(located),
+            "contributing": contributing, "explanation": contents, "rule": rule,
+        } | cause.fields  # fmt: skip
 
     # -- output
 
     def _publish(
-        self, figures: list[tuple[str, Availability | None]], cause: Cause, keys: set[str]
-    ) -> tuple[Outcome, set[str]]:
+        self, figures: list[tuple[str, Made]], cause: Cause, marks: dict[str, str]
+    ) -> Outcome:
         """The records of ``figures`` (None: gone) that differ from what was published, with the
-        alerts they raise; ``keys``, the figures published of the article, kept up to date."""
+        alerts they raise; ``marks`` (figure key → digest of what was published) kept up to date."""
         outputs: list[Output] = []
         noops = 0
-        for key, figure in figures:
-            made = self._emit(key, figure, cause)
-            noops += made is None
-            outputs += made or ()
-            if figure is None:
-                keys.discard(key)
+        for key, content in figures:
+            if content is None:
+                if key not in marks:
+                    noops += 1
+                    continue
+                del marks[key]
+                outputs.append(Tombstone(TOPIC, key, cause.position))
             else:
-                keys.add(key)
-        return Outcome(outputs, noops=noops), keys
+                mark = _digest(content)
+                if marks.get(key) == mark:
+                    noops += 1
+                    continue
+                marks[key] = mark
+                outputs.append(Document(TOPIC, key, content, cause.position))
+            outputs += self.alerting.observe(key, content, cause)
+        return Outcome(outputs, noops=noops)
 
     # -- a new network file
 
@@ -264,34 +273,22 @@ class AvailabilityStage:
         outputs: list[Output] = []
         noops = 0
         for gtin in ChunkedList(self.store, ARTICLES).items():
-            stock = self.store.get(_ref(gtin)) or {"levels": {}, "gone": {}, "keys": []}
+            stock = self.store.get(_ref(gtin)) or {"levels": {}, "gone": {}, "marks": {}}
             levels = {where: Level.of_entry(entry) for where, entry in stock["levels"].items()
                       if self.network.knows(where)}  # fmt: skip
-            figures: dict[str, Availability | None] = {key: None for key in stock["keys"]}
+            figures: dict[str, Made] = dict.fromkeys(stock["marks"])
             for location, level in levels.items():
-                figures[f"{gtin}@{location}"] = self.location_figure(gtin, location, level, cause)
+                key = f"{gtin}@{location}"
+                figures[key] = self._figure(gtin, location, None, [(location, level)], cause)
             for group in self.network.groups.values():
-                key = f"{gtin}@group:{group.name}"
-                figures[key] = self.group_figure(gtin, group, levels, cause)
-            made, keys = self._publish(sorted(figures.items()), cause, set(stock["keys"]))
+                figures[f"{gtin}@group:{group.name}"] = self._group(gtin, group, levels, cause)
+            marks = dict(stock["marks"])
+            made = self._publish(sorted(figures.items()), cause, marks)
             outputs += made.outputs
             noops += made.noops
-            self.store.put(_ref(gtin), stock | {"keys": sorted(keys)})
+            self.store.put(_ref(gtin), stock | {"marks": marks})
         self.store.put(NETWORK, {"digest": self.network.digest, "version": self.network.version})
         return Outcome(outputs, noops=noops)
-
-    def _emit(self, key: str, figure: Availability | None, why: Cause) -> list[Output] | None:
-        """The figure's record and the alerts it raises; None when it is what was published."""
-        output: Output = (
-            Upsert.of(TOPIC, figure, key, why.position) if figure is not None
-            else Tombstone(TOPIC, key, why.position)
-        )  # fmt: skip
-        mark = _digest(output)
-        ref = f"avail:{key}"
-        if (self.store.get(ref) or {}).get("hash", "tombstone") == mark:
-            return None
-        self.store.put(ref, {"hash": mark} if figure is not None else None)
-        return [output, *self.alerting.observe(key, figure, why)]
 
     # -- the feed
 
@@ -322,7 +319,10 @@ def feed_record(output: Output) -> tuple[bytes, bytes]:
     return gtin.encode(), orjson.dumps(envelope)
 
 
-@dataclass(frozen=True, slots=True)
+Made = dict[str, Any] | None  # an Availability record's JSON form; None: no figure
+
+
+@dataclass(frozen=True)
 class Cause:
     """The level change that made a figure: its provenance travels on the figure."""
 
@@ -331,16 +331,27 @@ class Cause:
     committed_at: datetime
     now: datetime
 
+    @cached_property
+    def fields(self) -> dict[str, str]:
+        """The figure's provenance fields, in their JSON form."""
+        return {"source_system": self.system, "source_position": self.position,
+                "source_committed_at": _jsonable(self.committed_at),
+                "emitted_at": _jsonable(self.now)}  # fmt: skip
+
 
 def _ref(gtin: str) -> str:
     return f"stock:{gtin}"
 
 
-def _digest(output: Output) -> str:
-    """What a consumer would see, minus provenance: the cause and the emission time."""
-    if isinstance(output, Tombstone):
-        return "tombstone"
-    content = dict(output.content or {})
-    for name in ("source_system", "source_position", "source_committed_at", "emitted_at"):
-        content.pop(name, None)
-    return digest(Upsert("", "", output.record, content=content))
+def _digest(content: Mapping[str, Any]) -> str:
+    """What a consumer would see, minus provenance (the change that made it, when)."""
+    kept = {name: value for name, value in content.items() if name not in CAUSE}
+    return hashlib.blake2b(
+        orjson.dumps(kept, option=orjson.OPT_SORT_KEYS), digest_size=16
+    ).hexdigest()
+
+
+def _jsonable(moment: datetime) -> str:
+    """A time as pydantic writes it in JSON (UTC with Z)."""
+    text = moment.isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text

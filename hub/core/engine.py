@@ -135,7 +135,9 @@ def digest(output: Output) -> str:
     if isinstance(output, Tombstone):
         return "tombstone"
     content = output.content
-    return _fingerprint(content if content is not None else output.record.model_dump(mode="json"))
+    if content is None and isinstance(output, Upsert):
+        content = output.record.model_dump(mode="json")
+    return _fingerprint(content or {})
 
 
 def _fingerprint(record: Mapping[str, Any]) -> str:

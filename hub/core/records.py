@@ -45,4 +45,20 @@ class Tombstone:
     snapshot: str | None = field(default=None, compare=False)
 
 
-Output = Upsert | Tombstone
+@dataclass(frozen=True, slots=True)
+class Document:
+    """Produce ``content`` as JSON under ``key``: a record made in its JSON form directly, without
+    a model object (the availability stage makes several per change; a test holds each equal to
+    its model's serialisation)."""
+
+    topic_id: str
+    key: str
+    content: dict[str, Any] = field(repr=False)
+    position: str = field(default="", compare=False)
+    snapshot: str | None = field(default=None, compare=False)
+
+    def value_bytes(self) -> bytes:
+        return orjson.dumps(self.content)
+
+
+Output = Upsert | Document | Tombstone

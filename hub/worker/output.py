@@ -24,7 +24,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from hub.core.records import Output, Upsert
+from hub.core.records import Output, Tombstone
 
 # The source position of the change a unified record was made from (also in the record itself;
 # a tombstone has only this).
@@ -115,7 +115,7 @@ class OutputProducer:
 
     def publish(self, topic: str, output: Output) -> None:
         """Hand one canonical record over: an upsert's JSON, or a tombstone."""
-        value = output.value_bytes() if isinstance(output, Upsert) else None
+        value = None if isinstance(output, Tombstone) else output.value_bytes()
         headers: list[tuple[str, str | bytes | None]] = [
             (POSITION_HEADER, output.position.encode())
         ]

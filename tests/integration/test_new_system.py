@@ -76,6 +76,10 @@ def wms(stack, tmp_path):
     config = tmp_path / "deployment"
     shutil.copytree(REPO_ROOT / "connectors", config / "connectors")
     (config / "connectors" / "wms.yaml").write_text(readme_block("connectors/wms.yaml"))
+    network = yaml.safe_load((config / "connectors" / "network.yaml").read_text())
+    network["locations"].update(yaml.safe_load(readme_block("network.yaml"))["locations"])
+    network["version"] += 1
+    (config / "connectors" / "network.yaml").write_text(yaml.safe_dump(network, sort_keys=False))
     registry_doc = yaml.safe_load((REPO_ROOT / "schemas" / "topics.yaml").read_text())
     registry_doc["topics"].update(yaml.safe_load(readme_block("topics.yaml"))["topics"])
     (config / "topics.yaml").write_text(yaml.safe_dump(registry_doc, sort_keys=False))
