@@ -14,7 +14,7 @@ from stdnum import ean as ean_check
 
 from hub.core.webhooks import SIGNATURE, verify
 from tests.integration.harness import Worker, wait_until
-from tests.integration.test_availability import till_sale
+from tests.integration.test_stock_flow import till_sale
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 SECRET = "webhook-test-secret"
