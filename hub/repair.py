@@ -26,6 +26,7 @@ from hub.core.positions import leap
 from hub.core.repair import REPAIRS_TOPIC, DropRepair, Expected, RowRepair, encode
 from hub.errors import StackError
 from hub.reconcile import (
+    comparable,
     compare,
     differing_keys,
     open_sources,
@@ -94,7 +95,7 @@ def _plan(
     state = read_topic_state(settings)
     actual, seen = state.records, state.marks
     if only_differing:
-        wrong = differing_keys(compare(found.expected, state.of_systems(set(connections))))
+        wrong = differing_keys(compare(*comparable(found.expected, state, set(connections))))
         keys = sorted(set(wrong) & set(keys)) if keys else wrong
     run = f"repair-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
     now = datetime.now(UTC)

@@ -265,24 +265,29 @@ class AvailabilityStage:
         """Whether the figures in this state were made with another network file."""
         return (self.store.get(NETWORK) or {}).get("digest") != self.network.digest
 
-    def recompute(self, now: datetime) -> Outcome:
+    def recompute(
+        self, now: datetime, published: Mapping[str, Mapping[str, str]] | None = None
+    ) -> Outcome:
         """Every article's figures again, with the network as it is now: a location that left a
         group leaves its figure, a group or location no longer declared becomes tombstones. Only
-        what changed is published; then the state says it was made with this network."""
+        what differs from what was published is published: by default what this state says it
+        published; with ``published`` (GTIN → figure key → ``figure_digest`` of its record, as
+        the topic holds them), what is really there, whoever wrote it. Then the state says it
+        was made with this network."""
         cause = Cause("hub", f"network:{self.network.version}:{self.network.digest}", now, now)
         outputs: list[Output] = []
         noops = 0
         for gtin in ChunkedList(self.store, ARTICLES).items():
             stock = self.store.get(_ref(gtin)) or {"levels": {}, "gone": {}, "marks": {}}
+            marks = dict(stock["marks"] if published is None else published.get(gtin, {}))
             levels = {where: Level.of_entry(entry) for where, entry in stock["levels"].items()
                       if self.network.knows(where)}  # fmt: skip
-            figures: dict[str, Made] = dict.fromkeys(stock["marks"])
+            figures: dict[str, Made] = dict.fromkeys(marks)
             for location, level in levels.items():
                 key = f"{gtin}@{location}"
                 figures[key] = self._figure(gtin, location, None, [(location, level)], cause)
             for group in self.network.groups.values():
                 figures[f"{gtin}@group:{group.name}"] = self._group(gtin, group, levels, cause)
-            marks = dict(stock["marks"])
             made = self._publish(sorted(figures.items()), cause, marks)
             outputs += made.outputs
             noops += made.noops
@@ -341,6 +346,12 @@ class Cause:
 
 def _ref(gtin: str) -> str:
     return f"stock:{gtin}"
+
+
+def figure_digest(content: Mapping[str, Any] | None) -> str | None:
+    """What tells two figures apart (their provenance left out), for a record read back from
+    ``unified.availability`` (None for a tombstone)."""
+    return _digest(content) if content is not None else None
 
 
 def _digest(content: Mapping[str, Any]) -> str:

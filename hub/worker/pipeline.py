@@ -46,6 +46,7 @@ from hub.worker.logs import KAFKA_LOG
 from hub.worker.output import Fenced, OutputProducer, TransactionFailed, transactional_id
 from hub.worker.state import (
     published_entries,
+    published_figures,
     read_entries,
     rows_changelog,
     state_store,
@@ -352,10 +353,11 @@ class Pipeline:
             self.frontiers.reload()  # the newest any held task's state saved
             # What every holder published, whichever group: the unified topics say it.
             marks = self.published.replace(published_entries(settings.bootstrap))
+            figures = published_figures(settings.bootstrap)
             for task, entries in zip(new, rows, strict=True):
                 self.tasks[task.number] = task
                 applied = self._catch_up(task)
-                self._recompute_stock(task)
+                self._heal_stock(task, figures)
                 metrics.RESEEDS.inc()
                 log.info("given raw partition %d: fenced its previous holder, read %d state "
                          "entries and %d published records back, %d reference changes since",
@@ -388,19 +390,18 @@ class Pipeline:
                                     "starting afresh")  # fmt: skip
         return tasks
 
-    def _recompute_stock(self, task: Task) -> None:
-        """A task whose availability figures were made with another network file publishes them
-        again with this one (what changed only), in its next transaction."""
-        if not task.stock.rules_changed():
-            return
-        outcome = task.stock.recompute(datetime.now(UTC))
+    def _heal_stock(self, task: Task, figures: Mapping[str, Mapping[str, str]]) -> None:
+        """A task taken over makes its articles' figures again and publishes, in its next
+        transaction, those that differ from what ``unified.availability`` holds: figures
+        another holder left half made, another worker group's, a new network file's."""
+        outcome = task.stock.recompute(datetime.now(UTC), figures)
         for output in outcome.outputs:
             task.producer.publish(self.topic_names[output.topic_id], output)
         if outcome.outputs:  # else the state's note of the file goes with the next commit
             self.pending.setdefault(task.number, {})
-        log.info("raw partition %d: availability made again with network version %d (%s): %d "
-                 "records changed", task.number, self.network.version, self.network.digest,
-                 len(outcome.outputs))  # fmt: skip
+            log.info("raw partition %d: %d availability records differed from the topic (network "
+                     "version %d, %s): published again", task.number, len(outcome.outputs),
+                     self.network.version, self.network.digest)  # fmt: skip
 
     def _catch_up(self, task: Task) -> int:
         """Apply the reference changes ``task`` has not seen yet, up to the current end, before

@@ -60,3 +60,26 @@ def test_a_figure_counts_as_checked_only_when_every_system_behind_it_was_read():
     assert len(state.of_systems({"pos", "erp"})["unified.availability"]) == len(
         figures.expected["unified.availability"]
     )
+
+
+def test_figures_that_add_a_level_of_a_system_not_read_are_neither_expected_nor_found():
+    from hub.reconcile import comparable
+
+    read = truth_of(level("store:PAR01", "5")).expected  # what pos alone says
+    on_topic = truth_of(level("store:PAR01", "5"), level("warehouse:W001", "3")).expected
+    state = TopicState({"unified.availability": on_topic["unified.availability"]}, {})
+    wanted, actual = comparable(
+        {"unified.availability": read["unified.availability"]}, state, {"pos"}
+    )
+    report = compare(wanted, actual)["unified.availability"]
+    assert report.differences == 0  # the web group's figure holds the ERP's level: left out
+    assert f"{GTIN}@group:web-fulfilment" not in wanted["unified.availability"]
+    assert f"{GTIN}@store:PAR01" in wanted["unified.availability"]
+
+
+def test_repair_is_asked_only_for_keys_the_engine_writes():
+    from hub.reconcile import differing_keys
+
+    want = truth_of(level("store:PAR01", "5")).expected
+    reports = compare(want, {"unified.inventory": {}, "unified.availability": {}})
+    assert differing_keys(reports) == [f"{GTIN}@store:PAR01"]  # the level, not its figures

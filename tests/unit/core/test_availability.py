@@ -352,3 +352,27 @@ def test_figures_made_as_json_are_valid_records_serialised_as_the_model_would(ch
             if isinstance(output, Document):
                 record = Availability.model_validate(output.content)  # valid, as made
                 assert record.model_dump(mode="json") == output.content  # as pydantic writes it
+
+
+def test_a_taken_over_state_publishes_where_the_topic_holds_something_else():
+    from hub.core.availability import figure_digest
+
+    book = Book()
+    book.put(level("warehouse:W001", "4"))
+    book.put(level("store:PAR01", "5", at=2))
+    on_topic = {GTIN: {key: figure_digest(figure.model_dump(mode="json")) or ""
+                       for key, figure in book.latest.items() if figure is not None}}  # fmt: skip
+    assert book.stage.recompute(NOW, on_topic).outputs == []  # the topic holds what it makes
+    stale = book.latest[f"{GTIN}@group:web"]
+    assert stale is not None
+    on_topic[GTIN][f"{GTIN}@group:web"] = (
+        figure_digest(stale.model_dump(mode="json") | {"available": "1"}) or ""
+    )
+    on_topic[GTIN][f"{GTIN}@group:collect:LYO01"] = (
+        "written by another group"  # no LYO01 level here
+    )
+    found = figures(book.stage.recompute(NOW, on_topic).outputs)
+    assert found == {f"{GTIN}@group:web": stale.model_copy(update={"source_system": "hub",
+                     "source_position": found[f"{GTIN}@group:web"].source_position,  # type: ignore[union-attr]
+                     "source_committed_at": NOW}),
+                     f"{GTIN}@group:collect:LYO01": None}  # fmt: skip

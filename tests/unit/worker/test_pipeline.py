@@ -153,6 +153,7 @@ def kafka(monkeypatch) -> Kafka:
         pipeline_module, "published_entries",
         lambda *a: kafka.calls.append(("pub",)) or iter(kafka.published.items()),
     )  # fmt: skip
+    monkeypatch.setattr(pipeline_module, "published_figures", lambda *a: {})  # topic empty
     monkeypatch.setattr(pipeline_module, "resume_offsets", lambda *a: {})
     monkeypatch.setattr(pipeline_module, "Consumer", lambda config: Reader(kafka))
     pipeline_module.COUNTS.clear()
