@@ -83,6 +83,9 @@ class AvailabilityStage:
 
     def __init__(self, network: Network, store: Store) -> None:
         self.network, self.store = network, store
+        # What unified.availability holds, GTIN → figure key → figure_mark (``recompute`` sets it at
+        # a takeover): the marks an article starts with when this state first meets it.
+        self.published: Mapping[str, Mapping[str, Any]] = {}
         self.alerting = Alerting(network, store)
 
     # -- input
@@ -102,7 +105,8 @@ class AvailabilityStage:
         stock = self.store.get(_ref(gtin))
         new = stock is None  # listed once it is kept: bad input leaves nothing behind
         if stock is None:
-            stock = {"levels": {}, "gone": {}, "marks": {}}
+            # What the topic holds of it already, whoever wrote it (set at takeover).
+            stock = {"levels": {}, "gone": {}, "marks": dict(self.published.get(gtin, {}))}
         levels: dict[str, Any] = dict(stock["levels"])
         gone: dict[str, Any] = dict(stock["gone"])
         # The newest change seen of this location, kept or deleted: an older one is a replay.
@@ -144,7 +148,7 @@ class AvailabilityStage:
             for group in self.network.groups_of[location]
         ]
         marks = dict(stock["marks"])
-        outcome = self._publish(touched, cause, marks)
+        outcome = self._publish(touched, cause, marks, _known(levels, gone))
         self._keep(gtin, {"levels": levels, "gone": gone, "marks": marks}, new)
         return outcome
 
@@ -236,22 +240,31 @@ class AvailabilityStage:
     # -- output
 
     def _publish(
-        self, figures: list[tuple[str, Made]], cause: Cause, marks: dict[str, str]
-    ) -> Outcome:
+        self, figures: list[tuple[str, Made]], cause: Cause, marks: dict[str, Any],
+        known: Mapping[str, str],
+    ) -> Outcome:  # fmt: skip
         """The records of ``figures`` (None: gone) that differ from what was published, with the
-        alerts they raise; ``marks`` (figure key → digest of what was published) kept up to date."""
+        alerts they raise; ``marks`` (figure key → ``figure_mark`` of what was published) kept up
+        to date. ``known``: the newest position this state has seen of each location of the
+        article, level or delete. A figure is never published over one made from a level this
+        state has not seen yet (a worker group replaying the feed from its start, or behind
+        another): it would take the figure back in time."""
         outputs: list[Output] = []
         noops = 0
         for key, content in figures:
-            if content is None:
-                if key not in marks:
+            published = marks.get(key)
+            if published is not None and _behind(published["v"], known):
+                noops += 1
+                continue
+            if content is None:  # gone: its levels deleted (seen: not behind), or undeclared
+                if published is None:
                     noops += 1
                     continue
                 del marks[key]
                 outputs.append(Tombstone(TOPIC, key, cause.position))
             else:
-                mark = _digest(content)
-                if marks.get(key) == mark:
+                mark = figure_mark(content)
+                if published is not None and published["d"] == mark["d"]:
                     noops += 1
                     continue
                 marks[key] = mark
@@ -266,14 +279,16 @@ class AvailabilityStage:
         return (self.store.get(NETWORK) or {}).get("digest") != self.network.digest
 
     def recompute(
-        self, now: datetime, published: Mapping[str, Mapping[str, str]] | None = None
+        self, now: datetime, published: Mapping[str, Mapping[str, Any]] | None = None
     ) -> Outcome:
         """Every article's figures again, with the network as it is now: a location that left a
         group leaves its figure, a group or location no longer declared becomes tombstones. Only
         what differs from what was published is published: by default what this state says it
-        published; with ``published`` (GTIN → figure key → ``figure_digest`` of its record, as
-        the topic holds them), what is really there, whoever wrote it. Then the state says it
-        was made with this network."""
+        published; with ``published`` (GTIN → figure key → ``figure_mark`` of its record, as
+        the topic holds them), what is really there, whoever wrote it (kept for the articles this
+        state meets later). Then the state says it was made with this network."""
+        if published is not None:
+            self.published = published
         cause = Cause("hub", f"network:{self.network.version}:{self.network.digest}", now, now)
         outputs: list[Output] = []
         noops = 0
@@ -288,7 +303,8 @@ class AvailabilityStage:
                 figures[key] = self._figure(gtin, location, None, [(location, level)], cause)
             for group in self.network.groups.values():
                 figures[f"{gtin}@group:{group.name}"] = self._group(gtin, group, levels, cause)
-            made = self._publish(sorted(figures.items()), cause, marks)
+            known = _known(stock["levels"], stock["gone"])
+            made = self._publish(sorted(figures.items()), cause, marks, known)
             outputs += made.outputs
             noops += made.noops
             self.store.put(_ref(gtin), stock | {"marks": marks})
@@ -348,10 +364,22 @@ def _ref(gtin: str) -> str:
     return f"stock:{gtin}"
 
 
-def figure_digest(content: Mapping[str, Any] | None) -> str | None:
-    """What tells two figures apart (their provenance left out), for a record read back from
-    ``unified.availability`` (None for a tombstone)."""
-    return _digest(content) if content is not None else None
+def figure_mark(content: Mapping[str, Any]) -> dict[str, Any]:
+    """What is kept of a published figure: what tells two apart (``d``, provenance left out) and
+    the position of each level behind it (``v``), to tell whether a figure is older."""
+    return {"d": _digest(content),
+            "v": {entry["location_id"]: entry["source_position"] for entry in content["explanation"]}}  # fmt: skip
+
+
+def _known(levels: Mapping[str, Any], gone: Mapping[str, Any]) -> dict[str, str]:
+    """The newest position seen of each location: its level's, or its delete's."""
+    return {location: entry["pos"] for location, entry in (*gone.items(), *levels.items())}
+
+
+def _behind(made_from: Mapping[str, str], known: Mapping[str, str]) -> bool:
+    """Whether a figure made from the levels at ``made_from`` (location → position) holds a
+    level newer than this state knows of (or one it never saw)."""
+    return any(known.get(location, "") < position for location, position in made_from.items())
 
 
 def _digest(content: Mapping[str, Any]) -> str:

@@ -390,7 +390,7 @@ class Pipeline:
                                     "starting afresh")  # fmt: skip
         return tasks
 
-    def _heal_stock(self, task: Task, figures: Mapping[str, Mapping[str, str]]) -> None:
+    def _heal_stock(self, task: Task, figures: Mapping[str, Mapping[str, Any]]) -> None:
         """A task taken over makes its articles' figures again and publishes, in its next
         transaction, those that differ from what ``unified.availability`` holds: figures
         another holder left half made, another worker group's, a new network file's."""

@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 
 from hub.core.availability import TOPIC as AVAILABILITY
-from hub.core.availability import figure_digest
+from hub.core.availability import figure_mark
 from hub.core.engine import MemoryStore, out_ref, seed_entry
 from hub.kafka_io import header, read_to_end
 from hub.models import MODELS
@@ -254,14 +254,14 @@ def published_entries(bootstrap: str) -> Iterator[tuple[str, dict[str, Any]]]:
         yield ref, seed_entry(value, position, header(msg, SNAPSHOT_HEADER))
 
 
-def published_figures(bootstrap: str) -> dict[str, dict[str, str]]:
-    """What ``unified.availability`` holds now, whoever wrote it: GTIN → figure key → digest
-    (``figure_digest``). A task taken over publishes where its own figures differ from these."""
-    figures: dict[str, dict[str, str]] = {}
+def published_figures(bootstrap: str) -> dict[str, dict[str, Any]]:
+    """What ``unified.availability`` holds now, whoever wrote it: GTIN → figure key →
+    ``figure_mark``. A task taken over publishes where its own figures differ from these."""
+    figures: dict[str, dict[str, Any]] = {}
     for msg in read_to_end(bootstrap, [registry()[AVAILABILITY]]):
         key = (msg.key() or b"").decode()
         raw = msg.value()
-        mark = figure_digest(orjson.loads(raw)) if raw is not None else None
+        mark = figure_mark(orjson.loads(raw)) if raw is not None else None
         held = figures.setdefault(key.partition("@")[0], {})
         if mark is None:
             held.pop(key, None)

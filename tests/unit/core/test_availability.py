@@ -355,24 +355,39 @@ def test_figures_made_as_json_are_valid_records_serialised_as_the_model_would(ch
 
 
 def test_a_taken_over_state_publishes_where_the_topic_holds_something_else():
-    from hub.core.availability import figure_digest
+    from hub.core.availability import figure_mark
 
     book = Book()
     book.put(level("warehouse:W001", "4"))
     book.put(level("store:PAR01", "5", at=2))
-    on_topic = {GTIN: {key: figure_digest(figure.model_dump(mode="json")) or ""
+    on_topic = {GTIN: {key: figure_mark(figure.model_dump(mode="json"))
                        for key, figure in book.latest.items() if figure is not None}}  # fmt: skip
     assert book.stage.recompute(NOW, on_topic).outputs == []  # the topic holds what it makes
     stale = book.latest[f"{GTIN}@group:web"]
     assert stale is not None
-    on_topic[GTIN][f"{GTIN}@group:web"] = (
-        figure_digest(stale.model_dump(mode="json") | {"available": "1"}) or ""
-    )
-    on_topic[GTIN][f"{GTIN}@group:collect:LYO01"] = (
-        "written by another group"  # no LYO01 level here
+    on_topic[GTIN][f"{GTIN}@group:web"] = figure_mark(
+        stale.model_dump(mode="json") | {"available": "1"}
     )
     found = figures(book.stage.recompute(NOW, on_topic).outputs)
-    assert found == {f"{GTIN}@group:web": stale.model_copy(update={"source_system": "hub",
-                     "source_position": found[f"{GTIN}@group:web"].source_position,  # type: ignore[union-attr]
-                     "source_committed_at": NOW}),
-                     f"{GTIN}@group:collect:LYO01": None}  # fmt: skip
+    assert list(found) == [f"{GTIN}@group:web"]
+    assert found[f"{GTIN}@group:web"].available == stale.available  # type: ignore[union-attr]
+
+
+def test_a_state_behind_the_topic_never_publishes_an_older_figure():
+    from hub.core.availability import figure_mark
+
+    ahead = Book()  # the group that has seen everything, and published it
+    changes = [level("warehouse:W001", "4"), level("store:PAR01", "5", at=2),
+               level("store:PAR01", "3", at=3)]  # fmt: skip
+    for change in changes:
+        ahead.put(change)
+    on_topic = {GTIN: {key: figure_mark(figure.model_dump(mode="json"))
+                       for key, figure in ahead.latest.items() if figure is not None}}  # fmt: skip
+    behind = AvailabilityStage(NETWORK, MemoryStore())  # another group, reading the feed from 0
+    assert behind.recompute(NOW, on_topic).outputs == []  # it knows no article yet
+    published = []
+    for change in changes:
+        key = f"{GTIN}@{change['location_id']}"
+        published += behind.apply(key, change, change["source_position"], NOW).outputs
+    # Half way it knew W001 and PAR01 at 5: older than the topic's figures; never published.
+    assert published == []
