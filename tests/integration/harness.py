@@ -16,12 +16,14 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import orjson
 import psycopg
 import pymysql
 import requests
 
 from hub.connectors import load_definitions, shared_topics
 from hub.kafka_io import group_lag, header, read_to_end
+from hub.models import MODELS
 from hub.simulator import ErpSimulator, SalesSimulator, WebShopSimulator
 from hub.stack.mariadb import connect as mariadb_connect
 from hub.stack.procs import free_port
@@ -219,9 +221,16 @@ def assert_reconciled(stack) -> dict:
     return report
 
 
+def engine_topics() -> list:
+    """The unified topics the engine writes: one source position per record."""
+    return [spec for spec in registry().topics.values()
+            if spec.kind == "unified" and spec.model in MODELS]  # fmt: skip
+
+
 def duplicate_effects(stack) -> tuple[int, dict[tuple[str, str, str], int]]:
-    """The records on the unified topics, and every (topic, key, source position) seen twice."""
-    specs = [spec for spec in registry().topics.values() if spec.kind == "unified"]
+    """The records on the engine's unified topics, and every (topic, key, source position) seen
+    twice."""
+    specs = engine_topics()
     seen: Counter[tuple[str, str, str]] = Counter()
     for msg in read_to_end(stack.endpoints["kafka_bootstrap"], specs):
         position = header(msg, "hub.source_position")
@@ -231,9 +240,9 @@ def duplicate_effects(stack) -> tuple[int, dict[tuple[str, str, str], int]]:
 
 
 def out_of_order_effects(stack) -> dict[tuple[str, str], list[str]]:
-    """Keys of the unified topics whose source positions, in log order, do not strictly increase
-    (a worker that wrote after it was replaced would show here): key → its positions."""
-    specs = [spec for spec in registry().topics.values() if spec.kind == "unified"]
+    """Keys of the engine's unified topics whose source positions, in log order, do not strictly
+    increase (a worker that wrote after it was replaced would show here): key → its positions."""
+    specs = engine_topics()
     positions: dict[tuple[str, str], list[str]] = {}
     for msg in read_to_end(stack.endpoints["kafka_bootstrap"], specs):
         key = (msg.topic() or "", (msg.key() or b"").decode())
@@ -243,6 +252,34 @@ def out_of_order_effects(stack) -> dict[tuple[str, str], list[str]]:
         for key, seen in positions.items()
         if any(later <= earlier for earlier, later in itertools.pairwise(seen))
     }
+
+
+def figure_effects(stack) -> tuple[dict[str, list], dict[str, int]]:
+    """Availability figures that went back in time (a level behind the figure older than in the
+    key's previous record), and figures published twice in a row the same (a duplicate effect):
+    each figure is made from several sources' levels, so positions are compared per level."""
+    spec = registry()["unified.availability"]
+    last: dict[str, dict | None] = {}
+    back: dict[str, list] = {}
+    twice: dict[str, int] = {}
+    for msg in read_to_end(stack.endpoints["kafka_bootstrap"], [spec]):
+        key = (msg.key() or b"").decode()
+        value = orjson.loads(msg.value()) if msg.value() is not None else None
+        before = last.get(key)
+        if before is not None and value is not None:
+            was = {e["location_id"]: e["source_position"] for e in before["explanation"]}
+            now = {e["location_id"]: e["source_position"] for e in value["explanation"]}
+            older = [
+                (loc, was[loc], pos) for loc, pos in now.items() if loc in was and pos < was[loc]
+            ]
+            if older:
+                back[key] = older
+            same = {k: v for k, v in value.items() if k not in ("emitted_at", "source_system",
+                    "source_position", "source_committed_at")}  # fmt: skip
+            if same == {k: before[k] for k in same}:
+                twice[key] = twice.get(key, 1) + 1
+        last[key] = value
+    return back, twice
 
 
 def assert_no_duplicate_effect(stack) -> int:
@@ -268,6 +305,11 @@ def under_load(stack, seed: int, inject) -> None:
     disorder = out_of_order_effects(stack)
     assert not disorder, (
         f"{len(disorder)} keys went back in source order: {list(disorder.items())[:3]}"
+    )
+    back, twice = figure_effects(stack)
+    assert not back, f"{len(back)} availability figures went back in time: {list(back.items())[:3]}"
+    assert not twice, (
+        f"{len(twice)} availability figures published twice: {list(twice.items())[:3]}"
     )
 
 
