@@ -25,6 +25,7 @@ from hub.connectors import ConnectorDefinition, load_definitions
 from hub.core.positions import leap
 from hub.core.repair import REPAIRS_TOPIC, DropRepair, Expected, RowRepair, encode
 from hub.errors import StackError
+from hub.models import MODELS
 from hub.reconcile import (
     comparable,
     compare,
@@ -139,7 +140,11 @@ def _plan(
 def _topic_of(
     key: str, expected: dict[str, dict[str, Any]], actual: dict[str, dict[str, Any]]
 ) -> str:
-    places = sorted({t for t, records in (*expected.items(), *actual.items()) if key in records})
+    # The engine's topics only: a derived figure (unified.availability shares the inventory's
+    # keys) is made again from its levels once they are repaired.
+    mapped = {spec.name for spec in registry().topics.values() if spec.model in MODELS}
+    places = sorted({t for t, records in (*expected.items(), *actual.items())
+                     if key in records and t in mapped})  # fmt: skip
     if not places:
         raise StackError(
             f"{key}: on no unified topic and made by no source row of a system that can be read "
