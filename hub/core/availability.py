@@ -17,14 +17,16 @@ becomes a tombstone.
 source's own ``safety_stock``. What would be below 0 is kept in ``shortfall``. Arithmetic is
 ``Decimal`` throughout.
 
-Pure apart from the ``Store`` it is given; ``apply`` raises only ``InvalidEvent``.
+Changes are applied in batches (``apply_batch``), coalesced per article: a burst of changes of
+one article makes each of its figures once. Pure apart from the ``Store`` it is given; what it
+refuses is an ``InvalidEvent``.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from functools import cached_property
@@ -44,7 +46,6 @@ TOPIC = "unified.availability"
 FEED = "hub.stock.levels"  # the id of the topic the stage reads
 INVENTORY = "unified.inventory"
 ARTICLES = "stock:articles"  # the list of the articles this state holds
-NETWORK = "stock:network"  # the network file the state's figures were made with
 ZERO = Decimal(0)
 CAUSE = frozenset({"source_system", "source_position", "source_committed_at", "emitted_at"})
 
@@ -93,64 +94,131 @@ class AvailabilityStage:
     def apply(
         self, key: str, value: Mapping[str, Any] | None, position: str, now: datetime
     ) -> Outcome:
-        gtin, _, location = key.partition("@")
-        if not location or not gtin:
-            raise InvalidEvent("invalid_record", f"not an inventory key <gtin>@<location>: {key!r}")
-        if not self.network.knows(location):
-            raise InvalidEvent(
-                "unknown_location",
-                f"{location} is not declared in the network file (connectors/network.yaml); "
-                "declare it, restart the worker and replay",
-            )
+        """One change: ``apply_batch`` of one. Raises the ``InvalidEvent`` it is refused with;
+        ``skipped`` is "duplicate" when it was a replay or changed no figure."""
+        applied = self.apply_batch([Change(key, value, position)], now)
+        if applied.refused:
+            raise applied.refused[0][1]
+        return Outcome(applied.outputs, skipped="duplicate" if applied.duplicates else None,
+                       noops=applied.noops)  # fmt: skip
+
+    def apply_batch(self, changes: Sequence[Change], now: datetime) -> Applied:
+        """Changes of ``unified.inventory`` (in log order; a record's value None: a tombstone),
+        coalesced per article: each article's levels take every change first, then each figure
+        they touch is made once, from the latest levels, with the latest change behind it as its
+        cause. What a change is refused for (``InvalidEvent``: ``unknown_location``,
+        ``unit_mismatch``, ``invalid_record``) is in ``refused`` with the change's index; nothing
+        of it is kept."""
+        applied = Applied()
+        articles: dict[str, list[tuple[int, Change]]] = {}
+        for index, change in enumerate(changes):
+            gtin, _, location = change.key.partition("@")
+            if not location or not gtin:
+                applied.refuse(
+                    index,
+                    InvalidEvent(
+                        "invalid_record", f"not an inventory key <gtin>@<location>: {change.key!r}"
+                    ),
+                )
+            elif not self.network.knows(location):
+                applied.refuse(index, InvalidEvent(
+                    "unknown_location",
+                    f"{location} is not declared in the network file (connectors/network.yaml); "
+                    "declare it, restart the worker and replay",
+                ))  # fmt: skip
+            else:
+                articles.setdefault(gtin, []).append((index, change))
+        for gtin, mine in articles.items():
+            try:
+                self._article(gtin, mine, now, applied)
+            except Exception as exc:  # a bug met by these changes: refused, the others go on
+                for index, _ in mine:
+                    applied.refuse(index, InvalidEvent("internal_error", repr(exc)))
+        applied.refused.sort(key=lambda refusal: refusal[0])
+        return applied
+
+    def _article(
+        self, gtin: str, changes: list[tuple[int, Change]], now: datetime, applied: Applied
+    ) -> None:
         stock = self.store.get(_ref(gtin))
         new = stock is None  # listed once it is kept: bad input leaves nothing behind
         if stock is None:
             # What the topic holds of it already, whoever wrote it (set at takeover).
             stock = {"levels": {}, "gone": {}, "marks": dict(self.published.get(gtin, {}))}
-        levels: dict[str, Any] = dict(stock["levels"])
-        gone: dict[str, Any] = dict(stock["gone"])
-        # The newest change seen of this location, kept or deleted: an older one is a replay.
-        # Positions sort within one source; a location is reported by one source.
-        kept = levels.get(location) or gone.get(location)
-        if value is None:  # a tombstone without a position cannot be a replay: it applies
-            if kept and position and kept["pos"] >= position:
-                return Outcome(skipped="duplicate")
-            was = levels.pop(location, None)
-            gone[location] = {"sys": kept["sys"] if kept else "", "pos": position}
-            if was is None:  # nothing was counted: remember the delete, publish nothing
-                self._keep(gtin, stock | {"levels": levels, "gone": gone}, new)
-                return Outcome(skipped="duplicate")
-        else:
-            level = self._level(key, value)
-            if kept and kept["sys"] in (level.system, "") and kept["pos"] >= level.position:
-                return Outcome(skipped="duplicate")
-            units = {entry["unit"] for where, entry in levels.items() if where != location}
-            if units and level.unit not in units:
-                raise InvalidEvent(
-                    "unit_mismatch",
-                    f"{key} is counted in {level.unit}, its other locations in "
-                    f"{', '.join(sorted(units))}: one article, one unit (fix the source's unit)",
-                )
-            levels[location] = level.entry
-            gone.pop(location, None)
-        current = {where: Level.of_entry(entry) for where, entry in levels.items()}
-        mine = current.get(location)
-        cause = (
-            Cause(mine.system, mine.position, datetime.fromisoformat(mine.entry["at"]), now)
-            if mine is not None
-            else Cause(gone[location]["sys"], position, now, now)  # a tombstone says no more
-        )  # fmt: skip
-        own: Made = None
-        if mine is not None:
-            own = self._figure(gtin, location, None, [(location, mine)], cause)
-        touched = [(f"{gtin}@{location}", own)] + [
-            (f"{gtin}@group:{group.name}", self._group(gtin, group, current, cause))
-            for group in self.network.groups_of[location]
-        ]
-        marks = dict(stock["marks"])
-        outcome = self._publish(touched, cause, marks, _known(levels, gone))
+        levels: dict[str, Any] = dict(stock.get("levels") or {})
+        gone: dict[str, Any] = dict(stock.get("gone") or {})
+        causes: dict[str, tuple[int, Cause]] = {}  # location → the last change that moved it
+        kept_any = False
+        for index, change in changes:
+            location = change.key.partition("@")[2]
+            # The newest change seen of this location, kept or deleted: an older one is a
+            # replay. Positions sort within one source; a location is reported by one source.
+            kept = levels.get(location) or gone.get(location)
+            if change.value is None:  # a tombstone without a position cannot be a replay
+                if kept and change.position and kept["pos"] >= change.position:
+                    applied.duplicates += 1
+                    continue
+                was = levels.pop(location, None)
+                gone[location] = {"sys": kept["sys"] if kept else "", "pos": change.position}
+                kept_any = True
+                if was is None:  # nothing was counted: remember the delete, publish nothing
+                    applied.duplicates += 1
+                    continue
+                cause = Cause(gone[location]["sys"], change.position, now, now)
+            else:
+                try:
+                    level = self._level(change.key, change.value)
+                except InvalidEvent as error:
+                    applied.refuse(index, error)
+                    continue
+                if kept and kept["sys"] in (level.system, "") and kept["pos"] >= level.position:
+                    applied.duplicates += 1
+                    continue
+                units = {entry["unit"] for where, entry in levels.items() if where != location}
+                if units and level.unit not in units:
+                    applied.refuse(index, InvalidEvent(
+                        "unit_mismatch",
+                        f"{change.key} is counted in {level.unit}, its other locations in "
+                        f"{', '.join(sorted(units))}: one article, one unit (fix the source's unit)",
+                    ))  # fmt: skip
+                    continue
+                levels[location] = level.entry
+                gone.pop(location, None)
+                kept_any = True
+                committed = datetime.fromisoformat(level.entry["at"])
+                cause = Cause(level.system, level.position, committed, now)
+            causes[location] = (index, cause)
+        if not kept_any:
+            return
+        marks = dict(stock.get("marks") or {})
+        if causes:
+            figures = self._touched(gtin, levels, causes)
+            made = self._publish(figures, marks, _known(levels, gone))
+            applied.outputs += made.outputs
+            applied.noops += made.noops
         self._keep(gtin, {"levels": levels, "gone": gone, "marks": marks}, new)
-        return outcome
+
+    def _touched(
+        self, gtin: str, levels: Mapping[str, Any], causes: Mapping[str, tuple[int, Cause]]
+    ) -> list[tuple[str, Made, Cause]]:
+        """The figures the changed locations (``causes``) make: their own, then their groups',
+        each group's with the last change among its locations as its cause."""
+        current = {where: Level.of_entry(entry) for where, entry in levels.items()}
+        figures: list[tuple[str, Made, Cause]] = []
+        groups: dict[str, tuple[int, Group, Cause]] = {}
+        for location, (index, cause) in causes.items():
+            mine = current.get(location)
+            own = self._figure(gtin, location, None, [(location, mine)], cause) if mine else None
+            figures.append((f"{gtin}@{location}", own, cause))
+            for group in self.network.groups_of[location]:
+                if group.name not in groups or groups[group.name][0] < index:
+                    groups[group.name] = (index, group, cause)
+        for name in sorted(groups):
+            _, group, cause = groups[name]
+            figures.append(
+                (f"{gtin}@group:{name}", self._group(gtin, group, current, cause), cause)
+            )
+        return figures
 
     def _keep(self, gtin: str, stock: dict[str, Any], new: bool) -> None:
         if new:
@@ -240,18 +308,19 @@ class AvailabilityStage:
     # -- output
 
     def _publish(
-        self, figures: list[tuple[str, Made]], cause: Cause, marks: dict[str, Any],
+        self, figures: list[tuple[str, Made, Cause]], marks: dict[str, Any],
         known: Mapping[str, str],
     ) -> Outcome:  # fmt: skip
-        """The records of ``figures`` (None: gone) that differ from what was published, with the
-        alerts they raise; ``marks`` (figure key → ``figure_mark`` of what was published) kept up
-        to date. ``known``: the newest position this state has seen of each location of the
-        article, level or delete. A figure is never published over one made from a level this
-        state has not seen yet (a worker group replaying the feed from its start, or behind
-        another): it would take the figure back in time."""
+        """The records of ``figures`` (None: gone; each with the change that made it) that
+        differ from what was published, with the alerts they raise; ``marks`` (figure key →
+        ``figure_mark`` of what was published) kept up to date. ``known``: the newest position
+        this state has seen of each location of the article, level or delete. A figure is
+        never published over one made from a level this state has not seen yet (a worker group
+        replaying the feed from its start, or behind another): it would take the figure back in
+        time."""
         outputs: list[Output] = []
         noops = 0
-        for key, content in figures:
+        for key, content, cause in figures:
             published = marks.get(key)
             if published is not None and _behind(published["v"], known):
                 noops += 1
@@ -272,11 +341,7 @@ class AvailabilityStage:
             outputs += self.alerting.observe(key, content, cause)
         return Outcome(outputs, noops=noops)
 
-    # -- a new network file
-
-    def rules_changed(self) -> bool:
-        """Whether the figures in this state were made with another network file."""
-        return (self.store.get(NETWORK) or {}).get("digest") != self.network.digest
+    # -- a new network file, a takeover
 
     def recompute(
         self, now: datetime, published: Mapping[str, Mapping[str, Any]] | None = None
@@ -286,14 +351,16 @@ class AvailabilityStage:
         what differs from what was published is published: by default what this state says it
         published; with ``published`` (GTIN → figure key → ``figure_mark`` of its record, as
         the topic holds them), what is really there, whoever wrote it (kept for the articles this
-        state meets later). Then the state says it was made with this network."""
+        state meets later)."""
         if published is not None:
             self.published = published
         cause = Cause("hub", f"network:{self.network.version}:{self.network.digest}", now, now)
         outputs: list[Output] = []
         noops = 0
         for gtin in ChunkedList(self.store, ARTICLES).items():
-            stock = self.store.get(_ref(gtin)) or {"levels": {}, "gone": {}, "marks": {}}
+            stock = self.store.get(_ref(gtin)) or {}
+            stock = {"levels": stock.get("levels") or {}, "gone": stock.get("gone") or {},
+                     "marks": stock.get("marks") or {}}  # fmt: skip
             marks = dict(stock["marks"] if published is None else published.get(gtin, {}))
             levels = {where: Level.of_entry(entry) for where, entry in stock["levels"].items()
                       if self.network.knows(where)}  # fmt: skip
@@ -304,29 +371,30 @@ class AvailabilityStage:
             for group in self.network.groups.values():
                 figures[f"{gtin}@group:{group.name}"] = self._group(gtin, group, levels, cause)
             known = _known(stock["levels"], stock["gone"])
-            made = self._publish(sorted(figures.items()), cause, marks, known)
+            made = self._publish([(key, figure, cause) for key, figure in sorted(figures.items())],
+                                 marks, known)  # fmt: skip
             outputs += made.outputs
             noops += made.noops
             self.store.put(_ref(gtin), stock | {"marks": marks})
-        self.store.put(NETWORK, {"digest": self.network.digest, "version": self.network.version})
         return Outcome(outputs, noops=noops)
 
     # -- the feed
 
-    def apply_feed(self, value: bytes | None, now: datetime) -> Outcome:
-        """Apply one record of the stock feed (``feed_record``); raises ``InvalidEvent``."""
-        try:
-            envelope = orjson.loads(value or b"")
-            key, position, level = envelope["key"], envelope["position"], envelope["level"]
-        except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
-            raise InvalidEvent("invalid_record", f"not a stock feed record: {exc!r}") from exc
-        if (
-            not isinstance(key, str)
-            or not isinstance(position, str)
-            or not (level is None or isinstance(level, dict))
-        ):
-            raise InvalidEvent("invalid_record", "not a stock feed record: key, position, level")
-        return self.apply(key, level, position, now)
+
+def feed_change(value: bytes | None) -> Change:
+    """The change a record of the stock feed (``feed_record``) carries; raises ``InvalidEvent``."""
+    try:
+        envelope = orjson.loads(value or b"")
+        key, position, level = envelope["key"], envelope["position"], envelope["level"]
+    except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+        raise InvalidEvent("invalid_record", f"not a stock feed record: {exc!r}") from exc
+    if (
+        not isinstance(key, str)
+        or not isinstance(position, str)
+        or not (level is None or isinstance(level, dict))
+    ):
+        raise InvalidEvent("invalid_record", "not a stock feed record: key, position, level")
+    return Change(key, level, position)
 
 
 def feed_record(output: Output) -> tuple[bytes, bytes]:
@@ -341,6 +409,29 @@ def feed_record(output: Output) -> tuple[bytes, bytes]:
 
 
 Made = dict[str, Any] | None  # an Availability record's JSON form; None: no figure
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """A record of ``unified.inventory``: its key, its JSON value (None: a tombstone), the source
+    position it carries."""
+
+    key: str
+    value: Mapping[str, Any] | None
+    position: str
+
+
+@dataclass(slots=True)
+class Applied:
+    """What ``apply_batch`` made: the records to publish, and what it refused."""
+
+    outputs: list[Output] = field(default_factory=list)
+    noops: int = 0  # figures made again as they were published
+    refused: list[tuple[int, InvalidEvent]] = field(default_factory=list)  # change index, why
+    duplicates: int = 0  # changes already seen (or a delete of what was never counted)
+
+    def refuse(self, index: int, error: InvalidEvent) -> None:
+        self.refused.append((index, error))
 
 
 @dataclass(frozen=True)

@@ -68,7 +68,7 @@ class OutputProducer:
             "acks": "all",
             "enable.idempotence": True,
             "partitioner": "murmur2_random",
-            "linger.ms": 1,
+            "linger.ms": 20,
             "log_level": 3,
         }
         self._producer: Producer | None = None

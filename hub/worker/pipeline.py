@@ -28,7 +28,14 @@ import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
 
 from hub.connectors import load_definitions, reference_tables
-from hub.core.availability import FEED, INVENTORY, AvailabilityStage, feed_record
+from hub.core.availability import (
+    FEED,
+    INVENTORY,
+    AvailabilityStage,
+    Change,
+    feed_change,
+    feed_record,
+)
 from hub.core.dlq import Provenance, StreamBreakers, dead_letter_headers
 from hub.core.engine import STEP, Engine, MemoryStore, Store, SystemMappings
 from hub.core.network import Network
@@ -448,6 +455,7 @@ class Pipeline:
         now = datetime.now(UTC)
         counts: Counter[tuple[str, str]] = Counter()
         done: dict[int, dict[tuple[str, int], int]] = {}
+        levels: dict[int, list[Message]] = {}  # the stock feed's records, per task
         message: Message | None = None
         try:
             for number, task in list(self.tasks.items()):
@@ -469,8 +477,13 @@ class Pipeline:
                     continue  # fetched before a rebalance that gave its partition to another
                 offset = message.offset() or 0
                 self.guard.check(topic, partition, offset)
-                self.handle(held, message, now, counts)
+                if self.routes[topic][0] == STOCK:  # applied together, after the loop
+                    levels.setdefault(partition, []).append(message)
+                else:
+                    self.handle(held, message, now, counts)
                 done.setdefault(partition, {})[(topic, partition)] = offset + 1
+            for number, feed in levels.items():
+                self.handle_levels(self.tasks[number], feed, now, counts)
             for task in self.tasks.values():
                 task.producer.serve()
         except OffsetGap as gap:
@@ -563,8 +576,6 @@ class Pipeline:
                     system, outcome = task.repairer.apply(value, now)
                     log.info("repaired %s from %s: %d outputs", key, REPAIRS_TOPIC,
                              len(outcome.outputs))  # fmt: skip
-                elif system == STOCK:
-                    outcome = task.stock.apply_feed(value, now)
                 else:
                     outcome = task.engine.process(system, key, value, now)
             except InvalidEvent:
@@ -592,6 +603,40 @@ class Pipeline:
             self._dead_letter(task, system, dlq, failure.ref.encode(), orjson.dumps(failure.row),
                               message, failure.error, [("hub.dlq.row_ref", failure.ref.encode())],
                               counts)  # fmt: skip
+
+    def handle_levels(
+        self, task: Task, messages: Sequence[Message], now: datetime,
+        counts: Counter[tuple[str, str]],
+    ) -> None:  # fmt: skip
+        """Apply records of the stock feed with ``task``'s availability stage, in one batch (its
+        changes coalesce per article): the figures and alerts go into its open transaction, what
+        it refuses to the DLQ. Raises as ``handle``."""
+        _, dlq = self.routes[messages[0].topic() or ""]
+        changes: list[Change] = []
+        read: list[Message] = []
+        for message in messages:
+            counts[(STOCK, "in")] += 1
+            try:
+                changes.append(feed_change(message.value()))
+                read.append(message)
+            except InvalidEvent as error:
+                self._dead_letter(task, STOCK, dlq, message.key(), message.value(), message,
+                                  error, _replay_headers(message), counts)  # fmt: skip
+        self.handling = task
+        applied = task.stock.apply_batch(changes, now)
+        for output in applied.outputs:
+            task.producer.publish(self.topic_names[output.topic_id], output)
+        counts[(STOCK, "applied")] += len(applied.outputs)
+        counts[(STOCK, "duplicate")] += applied.duplicates
+        counts[(STOCK, "noop")] += applied.noops
+        refused = dict(applied.refused)
+        for index, message in enumerate(read):
+            reason = refused.get(index)
+            if reason is None:
+                self.breakers.record((message.topic() or "", message.partition() or 0), True)
+            else:
+                self._dead_letter(task, STOCK, dlq, message.key(), message.value(), message,
+                                  reason, _replay_headers(message), counts)  # fmt: skip
 
     def _dead_letter(
         self, task: Task, system: str, dlq: str, key: bytes | None, value: bytes | None,

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from itertools import pairwise
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hub.core.availability import AvailabilityStage
+from hub.core.availability import TOPIC, AvailabilityStage
 from hub.core.engine import MemoryStore
 from hub.core.network import parse_network
 from hub.core.records import Document, Tombstone, Upsert
@@ -194,7 +195,6 @@ def test_a_restarted_stage_on_the_same_state_publishes_nothing_new():
     outcome = restarted.apply(f"{GTIN}@warehouse:W001", value, position(1), NOW)
     assert outcome.outputs == [] and outcome.skipped == "duplicate"
     assert restarted.recompute(NOW).outputs == []  # every figure is what was published
-    assert not restarted.rules_changed()  # the file is noted: the worker will not look again
 
 
 @pytest.mark.parametrize(
@@ -275,6 +275,69 @@ def test_any_order_and_any_replay_give_the_same_figures(changes, seed):
     assert final([(k, v, at) for k, (v, at) in latest.items() if v is not None]) == expected
 
 
+def batched(
+    records: list[tuple[str, dict[str, Any] | None, str]], cuts: list[int]
+) -> dict[str, Any]:
+    """The final figures of ``records`` applied in batches split at ``cuts``."""
+    from hub.core.availability import Change
+
+    stage, latest = AvailabilityStage(NETWORK, MemoryStore()), {}
+    bounds = sorted({0, len(records), *(cut % (len(records) + 1) for cut in cuts)})
+    for start, end in pairwise(bounds):
+        changes = [Change(key, value, at) for key, value, at in records[start:end]]
+        applied = stage.apply_batch(changes, NOW)
+        assert applied.refused == []
+        made = figures(applied.outputs)
+        assert len(made) == len([o for o in applied.outputs if o.topic_id == TOPIC])  # once each
+        latest |= made
+    return {key: content(figure) for key, figure in latest.items() if figure is not None}
+
+
+@settings(max_examples=150, deadline=None)
+@given(changes=st.lists(CHANGE, min_size=1, max_size=14),
+       cuts=st.lists(st.integers(0, 14), max_size=4))  # fmt: skip
+def test_batches_of_any_size_give_the_figures_of_one_change_at_a_time(changes, cuts):
+    records = history(changes)
+    assert batched(records, cuts) == final(records)
+
+
+def test_a_batch_makes_each_figure_once_with_the_last_change_behind_it_as_its_cause():
+    from hub.core.availability import Change
+
+    stage = AvailabilityStage(NETWORK, MemoryStore())
+    changes = [level("warehouse:W001", "4", at=1), level("store:PAR01", "5", at=2),
+               level("warehouse:W001", "3", at=3), level("store:LYO01", "1", at=4)]  # fmt: skip
+    applied = stage.apply_batch(
+        [Change(f"{GTIN}@{c['location_id']}", c, c["source_position"]) for c in changes], NOW
+    )
+    found = {o.key: o for o in applied.outputs if o.topic_id == TOPIC}
+    assert len(found) == len([o for o in applied.outputs if o.topic_id == TOPIC])
+    assert found[f"{GTIN}@warehouse:W001"].content["available"] == "3"
+    assert found[f"{GTIN}@warehouse:W001"].content["source_position"] == position(3)
+    assert found[f"{GTIN}@store:PAR01"].content["source_position"] == position(2)
+    web = found[f"{GTIN}@group:web"].content  # W001 and PAR01; LYO01 is not in it
+    assert (web["available"], web["source_position"]) == ("6", position(3))  # 3 + (5 - 2 walk-in)
+
+
+def test_what_a_batch_refuses_is_said_by_index_and_the_rest_goes_on():
+    from hub.core.availability import Change
+
+    stage = AvailabilityStage(NETWORK, MemoryStore())
+    good = level("warehouse:W001", "4")
+    kilos = level("store:PAR01", "1.5", at=2) | {"unit": "KG"}
+    applied = stage.apply_batch([
+        Change(f"{GTIN}@store:NICE1", good | {"location_id": "store:NICE1"}, position(1)),
+        Change(f"{GTIN}@warehouse:W001", good, position(1)),
+        Change(f"{GTIN}@store:PAR01", kilos, position(2)),
+        Change("3760000000024@store:LYO01", good, position(3)),  # a record of another key
+    ], NOW)  # fmt: skip
+    assert [(index, error.reason) for index, error in applied.refused] == [
+        (0, "unknown_location"), (2, "unit_mismatch"), (3, "invalid_record"),
+    ]  # fmt: skip
+    assert set(figures(applied.outputs)) == {f"{GTIN}@warehouse:W001", f"{GTIN}@group:web"}
+    assert stage.store.get("stock:3760000000024") is None  # nothing kept of what was refused
+
+
 def test_tombstones_are_figures_that_went_away():
     book = Book()
     book.put(level("store:PAR01", "1"))
@@ -294,25 +357,30 @@ def test_outputs_are_keyed_as_declared():
 
 
 def test_the_feed_carries_levels_and_deletes_to_the_stage():
-    from hub.core.availability import feed_record
+    from hub.core.availability import feed_change, feed_record
 
     record = InventoryLevel.model_validate(level("store:PAR01", "6", at=7))
     key, value = feed_record(Upsert.of("unified.inventory", record, record.key, position(7)))
     assert key == GTIN.encode()
     book = Book()
-    found = figures(book.stage.apply_feed(value, NOW).outputs)
+    found = figures(book.stage.apply_batch([feed_change(value)], NOW).outputs)
     assert found[f"{GTIN}@store:PAR01"].available == 6  # type: ignore[union-attr]
     key, value = feed_record(Tombstone("unified.inventory", f"{GTIN}@store:PAR01", position(8)))
     assert key == GTIN.encode()
-    assert figures(book.stage.apply_feed(value, NOW).outputs)[f"{GTIN}@store:PAR01"] is None
+    assert (
+        figures(book.stage.apply_batch([feed_change(value)], NOW).outputs)[f"{GTIN}@store:PAR01"]
+        is None
+    )
 
 
 @pytest.mark.parametrize(
     "value", [b"not json", b"{}", b'{"key": 1, "position": "", "level": null}', None]
 )
 def test_what_is_not_a_feed_record_is_refused(value):
+    from hub.core.availability import feed_change
+
     with pytest.raises(InvalidEvent) as caught:
-        Book().stage.apply_feed(value, NOW)
+        feed_change(value)
     assert caught.value.reason == "invalid_record"
 
 
@@ -321,9 +389,7 @@ def test_a_new_network_file_recomputes_every_figure_and_drops_what_it_no_longer_
     book.put(level("warehouse:W001", "4"))
     book.put(level("store:PAR01", "5", at=2))
     book.put(level("store:LYO01", "3", at=3, gtin="3760000000024"))
-    assert book.stage.rules_changed()  # the state never said which file made it
     assert book.stage.recompute(NOW).outputs == []  # same file: nothing new
-    assert not book.stage.rules_changed()
     document = NETWORK.spec.model_dump(mode="json", exclude_defaults=True)
     document["locations"]["store:PAR01"]["tags"] = []  # PAR01 no longer ships web orders
     document["groups"]["web"]["tags"] = []
@@ -331,7 +397,6 @@ def test_a_new_network_file_recomputes_every_figure_and_drops_what_it_no_longer_
     document["groups"]["stores"] = {"channel": "store", "types": ["store"]}
     document["version"] = 5
     changed = AvailabilityStage(parse_network(document), book.store)
-    assert changed.rules_changed()
     found = figures(changed.recompute(NOW).outputs)
     web = found[f"{GTIN}@group:web"]
     assert web is not None and (web.available, web.locations, web.rule.network_version) == (4, 1, 5)
@@ -339,7 +404,6 @@ def test_a_new_network_file_recomputes_every_figure_and_drops_what_it_no_longer_
     assert found["3760000000024@group:collect:LYO01"] is None
     assert found[f"{GTIN}@group:stores"].available == 5  # type: ignore[union-attr]
     assert found[f"{GTIN}@store:PAR01"].rule.network_version == 5  # type: ignore[union-attr]
-    assert not changed.rules_changed()
     assert changed.recompute(NOW).outputs == []
 
 

@@ -256,6 +256,44 @@ def test_a_feed_record_of_an_unknown_location_is_dead_lettered(pipeline, kafka):
     assert headers["hub.dlq.reason"] == b"unknown_location"
 
 
+def test_feed_records_of_a_batch_are_applied_together_and_the_bad_ones_dead_lettered(
+    pipeline, kafka
+):
+    pipeline.assign([(RAW_STOCK, 0), (FEED, 0)])
+    gtin = "3769999999996"
+
+    def level(on_hand: int, at: int) -> bytes:
+        record = pick("pos_stock", "pos.stock", "u")  # what a POS level becomes, its numbers moved
+        pipeline.process([Message(RAW_STOCK, 0, 100 + at, record.key, record.value)], "group")
+        ((_, value, _),) = kafka.feed()[-1:]
+        envelope = orjson.loads(value)
+        envelope["position"] = envelope["level"]["source_position"] = f"pg:{at:016x}:{at:016x}"
+        envelope["level"]["on_hand"] = str(on_hand)
+        return orjson.dumps(envelope)
+
+    first, second = level(7, 1), level(4, 2)
+    unknown = orjson.dumps({"key": f"{gtin}@store:NICE1", "position": "pg:1:1", "level": None})
+    kafka.sent.clear()
+    before = dict(pipeline_module.COUNTS)
+    batch = [first, b"not json", second, unknown, first]
+    pipeline.process([Message(FEED, 0, n, gtin.encode(), v) for n, v in enumerate(batch)], "g")
+    figures = [(k.decode(), orjson.loads(v)) for t, k, v, _ in kafka.outputs()
+               if t == "unified.availability"]  # fmt: skip
+    # Coalesced: each figure once, from the latest level, the latest change as its cause.
+    keys = [k for k, _ in figures]
+    assert f"{gtin}@group:stores" in keys and len(keys) == len(set(keys))
+    assert dict(figures)[f"{gtin}@store:LYO01"]["available"] == "4"
+    assert {f["source_position"] for _, f in figures} == {f"pg:{2:016x}:{2:016x}"}
+    letters = [(k, h["hub.dlq.reason"], h["hub.dlq.offset"]) for t, k, _, h in kafka.outputs()
+               if t == "hub.dlq"]  # fmt: skip
+    assert sorted(letters, key=lambda letter: letter[2]) == [
+        (gtin.encode(), b"invalid_record", b"1"), (gtin.encode(), b"unknown_location", b"3"),
+    ]  # fmt: skip
+    # the first level again, after the second
+    assert pipeline_module.COUNTS["duplicate"] - before.get("duplicate", 0) == 1
+    assert kafka.calls[-1] == ("commit", "unified-commerce-hub-raw-p0", [(FEED, 0, 5)])
+
+
 def test_a_batch_is_one_transaction_per_partition_number_with_its_next_offsets(pipeline, kafka):
     pipeline.process([stock("c", 0), stock("u", 1), stock("d", 2)], "group")
     assert kafka.calls == [("commit", "unified-commerce-hub-raw-p0", [(RAW_STOCK, 0, 3)])]
