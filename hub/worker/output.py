@@ -68,7 +68,12 @@ class OutputProducer:
             "acks": "all",
             "enable.idempotence": True,
             "partitioner": "murmur2_random",
+            # Outputs become visible at the commit (which sends what lingers): batching them
+            # costs no latency, and a wakeup of librdkafka's thread per record at 1 ms cost the
+            # stream loop a system call per record. JSON compresses well: lz4 is cheap for the
+            # broker and for every consumer.
             "linger.ms": 20,
+            "compression.type": "lz4",
             "log_level": 3,
         }
         self._producer: Producer | None = None
@@ -89,14 +94,18 @@ class OutputProducer:
         value: bytes | None,
         headers: list[tuple[str, str | bytes | None]],
         partition: int = -1,
+        delivered: Callable[[Message], None] | None = None,
     ) -> None:
         """Hand one record over (never blocks for long: a full queue is drained first), to
         ``partition`` or, by default, to the one its key hashes to. Raises ``Fenced`` once another
-        worker took over. Delivery reports are served by ``serve`` (call it once per batch)."""
+        worker took over. Delivery reports are served by ``serve`` (call it once per batch) and
+        by commits; ``delivered`` is then called with the record as written (its partition and
+        offset), unless it failed."""
+        report = self._delivered if delivered is None else self._reporting(delivered)
         while True:
             try:
                 self.producer.produce(
-                    topic, value, key, partition, headers=headers, on_delivery=self._delivered
+                    topic, value, key, partition, headers=headers, on_delivery=report
                 )
                 break
             except BufferError:  # librdkafka's queue is full: let it deliver some
@@ -195,6 +204,16 @@ class OutputProducer:
                 error: KafkaError = exc.args[0]
                 if not error.retriable() or attempt == 4:
                     raise
+
+    def _reporting(
+        self, delivered: Callable[[Message], None]
+    ) -> Callable[[KafkaError | None, Message], None]:
+        def report(error: KafkaError | None, msg: Message) -> None:
+            self._delivered(error, msg)
+            if error is None:
+                delivered(msg)
+
+        return report
 
     def _delivered(self, error: KafkaError | None, msg: Message) -> None:
         if error is not None:

@@ -18,8 +18,9 @@ import logging
 import os
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -155,6 +156,10 @@ class Task:
         # The articles whose feed partition is this number: their levels and figures live in the
         # same state, committed in the same transactions.
         self.stock = AvailabilityStage(network, self.rows)
+        # The stock feed's records this task wrote, as delivered (partition, offset), until its
+        # next commit makes them visible: then the worker applies those of the feed partitions it
+        # holds at once (``Pipeline.apply_committed_levels``).
+        self.fed: list[Message] = []
         self._reader: Consumer | None = None
         self.read_to: dict[tuple[str, int], int] = {}  # per reference partition: the next offset
 
@@ -283,6 +288,8 @@ class Pipeline:
         )
         # Per task number: the next input offsets of what it handled since its last commit.
         self.pending: dict[int, dict[tuple[str, int], int]] = {}
+        # Stock feed records (partition, offset) applied as they were committed, not yet fetched.
+        self.applied: set[tuple[int, int]] = set()
         self.group: Any = None  # the consumer group metadata of the latest batch
         self.committed_at = time.monotonic()
         self.held: frozenset[tuple[str, int]] = frozenset()  # replaced whole: read by the watchdog
@@ -320,6 +327,8 @@ class Pipeline:
         for number in numbers:
             self.pending.pop(number, None)
             self.tasks.pop(number).close()
+        self.applied = {(number, offset) for number, offset in self.applied
+                        if number not in numbers}  # fmt: skip
 
     def assign(self, partitions: Iterable[tuple[str, int]]) -> None:
         """Hold ``partitions`` from now on. A number newly held (or moved on by someone else since
@@ -457,35 +466,58 @@ class Pipeline:
         done: dict[int, dict[tuple[str, int], int]] = {}
         levels: dict[int, list[Message]] = {}  # the stock feed's records, per task
         message: Message | None = None
+        with self._failures(lambda: message):
+            try:
+                for number, task in list(self.tasks.items()):
+                    read = (
+                        task.reference_records() if references is None else references.get(number)
+                    )
+                    for message in read or ():
+                        if message.error() is None:
+                            self.handle(task, message, now, counts)
+                            task.reference_read(message)
+                    if read:
+                        done[number] = {}
+                for message in messages:
+                    error = message.error()
+                    if error is not None:
+                        self._consumer_error(error)
+                        continue
+                    topic, partition = message.topic() or "", message.partition() or 0
+                    held = self.tasks.get(partition)
+                    if held is None or (topic, partition) not in self.held:
+                        continue  # fetched before a rebalance that gave its partition to another
+                    offset = message.offset() or 0
+                    self.guard.check(topic, partition, offset)
+                    if self.routes[topic][0] != STOCK:
+                        self.handle(held, message, now, counts)
+                    elif (partition, offset) in self.applied:  # applied as it was committed
+                        self.applied.discard((partition, offset))
+                        counts[(STOCK, "in")] += 1
+                        counts[(STOCK, "duplicate")] += 1
+                    else:  # applied together, after the loop
+                        levels.setdefault(partition, []).append(message)
+                    done.setdefault(partition, {})[(topic, partition)] = offset + 1
+                for number, feed in levels.items():
+                    self.handle_levels(self.tasks[number], feed, now, counts)
+                for task in self.tasks.values():
+                    task.producer.serve()
+            finally:
+                tally(counts)
+        self.group = group
+        for number, offsets in done.items():
+            self.pending.setdefault(number, {}).update(offsets)
+        if not messages or time.monotonic() - self.committed_at >= self.interval:
+            self.commit_pending()
+
+    @contextmanager
+    def _failures(self, handling: Callable[[], Message | None] | None) -> Iterator[None]:
+        """Leave the process when handling records cannot go on safely: records skipped
+        (``OffsetGap``), a flood of dead letters, fenced by a newer holder, or an output Kafka
+        would not take (nothing handled since the last commit is committed then: the next
+        process handles it again). ``handling``: the record being handled, to say which."""
         try:
-            for number, task in list(self.tasks.items()):
-                read = task.reference_records() if references is None else references.get(number)
-                for message in read or ():
-                    if message.error() is None:
-                        self.handle(task, message, now, counts)
-                        task.reference_read(message)
-                if read:
-                    done[number] = {}
-            for message in messages:
-                error = message.error()
-                if error is not None:
-                    self._consumer_error(error)
-                    continue
-                topic, partition = message.topic() or "", message.partition() or 0
-                held = self.tasks.get(partition)
-                if held is None or (topic, partition) not in self.held:
-                    continue  # fetched before a rebalance that gave its partition to another
-                offset = message.offset() or 0
-                self.guard.check(topic, partition, offset)
-                if self.routes[topic][0] == STOCK:  # applied together, after the loop
-                    levels.setdefault(partition, []).append(message)
-                else:
-                    self.handle(held, message, now, counts)
-                done.setdefault(partition, {})[(topic, partition)] = offset + 1
-            for number, feed in levels.items():
-                self.handle_levels(self.tasks[number], feed, now, counts)
-            for task in self.tasks.values():
-                task.producer.serve()
+            yield
         except OffsetGap as gap:
             leave(EXIT_RESTART, f"{gap}; starting afresh to read them again")
         except DeadLetterFlood as flood:
@@ -500,22 +532,45 @@ class Pipeline:
         except Exception as exc:  # Kafka would not take our output: stop
             # Not the input's fault, so not for the DLQ: stop before this offset is committed;
             # a restarted worker processes the event again (nothing is lost).
+            message = handling() if handling is not None else None
             where = _where(message) if message is not None else "a batch"
             leave(1, f"cannot produce for {where}, stopping: {exc!r}")
-        finally:
-            tally(counts)
-        self.group = group
-        for number, offsets in done.items():
-            self.pending.setdefault(number, {}).update(offsets)
-        if not messages or time.monotonic() - self.committed_at >= self.interval:
-            self.commit_pending()
 
     def commit_pending(self) -> None:
         """Commit what the tasks handled since their last commit (blocks)."""
         if self.pending:
             self._commit(self.pending, self.group)
             self.pending = {}
+            self.apply_committed_levels()
         self.committed_at = time.monotonic()
+
+    def apply_committed_levels(self) -> None:
+        """Apply the stock feed's records the tasks just committed, with the tasks holding their
+        feed partitions, and commit what they made: availability follows its levels by one
+        commit, not by a commit interval and a fetch. The same records fetched later are
+        skipped (``applied``); had this worker died in between, the next holder applies them
+        from the feed (the state and the feed offsets are committed together)."""
+        feed = self.topic_names[FEED]
+        batches: dict[int, list[Message]] = {}
+        for task in self.tasks.values():
+            fed, task.fed = task.fed, []
+            for message in fed:
+                number = message.partition() or 0
+                if (feed, number) in self.held and number in self.tasks:
+                    batches.setdefault(number, []).append(message)
+        if not batches:
+            return
+        now = datetime.now(UTC)
+        counts: Counter[tuple[str, str]] = Counter()
+        with self._failures(None):
+            try:
+                for number, messages in batches.items():
+                    messages.sort(key=lambda message: message.offset() or 0)  # log order
+                    self.handle_levels(self.tasks[number], messages, now, counts)
+                    self.applied.update((number, message.offset() or 0) for message in messages)
+            finally:
+                tally(counts)
+        self._commit({number: {} for number in batches}, self.group)
 
     def _commit(self, done: Mapping[int, Mapping[tuple[str, int], int]], group: Any) -> None:
         self._commit_tasks(done, group)
@@ -591,7 +646,7 @@ class Pipeline:
             producer.publish(names[output.topic_id], output)
             if output.topic_id == INVENTORY:  # and to the availability stage, in this transaction
                 feed_key, feed_value = feed_record(output)
-                producer.send(names[FEED], feed_key, feed_value, [])
+                producer.send(names[FEED], feed_key, feed_value, [], delivered=task.fed.append)
         counts[(system, "applied")] += len(outcome.outputs)
         counts[(system, "duplicate")] += outcome.duplicates
         counts[(system, "noop")] += outcome.noops

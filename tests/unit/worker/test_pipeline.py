@@ -4,13 +4,18 @@ the stream loop hands them, the producer's sends and transactions recorded."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import orjson
 import pytest
 
 from hub.connectors import load_definitions
+from hub.core.availability import feed_record
 from hub.core.engine import row_ref
+from hub.core.records import Upsert
+from hub.models import InventoryLevel
 from hub.settings import HubSettings
 from hub.worker import app as worker_app
 from hub.worker import pipeline as pipeline_module
@@ -20,6 +25,7 @@ from hub.worker.pipeline import Pipeline
 from tests.conftest import pick
 
 RAW_STOCK = "raw.pos.pos.stock"
+NOW = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
 CHANGELOG = "unified-commerce-hub-engine-rows-changelog"
 FEED = "hub.stock.levels"
 
@@ -75,6 +81,8 @@ class Kafka:
     calls: list[tuple[Any, ...]] = field(default_factory=list)
     commit_error: Exception | None = None
     send_error: Exception | None = None
+    ends: dict[tuple[str, int], int] = field(default_factory=dict)  # the last offset written
+    reports: dict[int, list[Any]] = field(default_factory=dict)  # per producer, until its commit
 
     state: dict[int, dict[str, Any]] = field(default_factory=dict)  # read back, per number
     published: dict[str, Any] = field(default_factory=dict)  # what the unified topics hold
@@ -125,13 +133,20 @@ class Reader:
 def kafka(monkeypatch) -> Kafka:
     kafka = Kafka()
 
-    def send(self, topic, key, value, headers, partition=-1):
+    def send(self, topic, key, value, headers, partition=-1, delivered=None):
         if kafka.send_error is not None:
             raise kafka.send_error
         kafka.sent.append((topic, key, value, dict(headers), partition))
         self.pending += 1
+        if delivered is not None:  # reported at the commit, as written: partition 0 here
+            offset = kafka.ends[(topic, 0)] = kafka.ends.get((topic, 0), -1) + 1
+            kafka.reports.setdefault(id(self), []).append(
+                (delivered, Message(topic, 0, offset, key, value))
+            )
 
     def commit(self, timeout, offsets=None, group=None):
+        for delivered, message in kafka.reports.pop(id(self), []):
+            delivered(message)
         kafka.calls.append(("commit", self.config["transactional.id"],
                             [(tp.topic, tp.partition, tp.offset) for tp in offsets or []]))  # fmt: skip
         if kafka.commit_error is not None:
@@ -263,13 +278,14 @@ def test_feed_records_of_a_batch_are_applied_together_and_the_bad_ones_dead_lett
     gtin = "3769999999996"
 
     def level(on_hand: int, at: int) -> bytes:
-        record = pick("pos_stock", "pos.stock", "u")  # what a POS level becomes, its numbers moved
-        pipeline.process([Message(RAW_STOCK, 0, 100 + at, record.key, record.value)], "group")
-        ((_, value, _),) = kafka.feed()[-1:]
-        envelope = orjson.loads(value)
-        envelope["position"] = envelope["level"]["source_position"] = f"pg:{at:016x}:{at:016x}"
-        envelope["level"]["on_hand"] = str(on_hand)
-        return orjson.dumps(envelope)
+        """The feed record of LYO01's level at position ``at``."""
+        at_position = f"pg:{at:016x}:{at:016x}"
+        record = InventoryLevel(
+            gtin=gtin, source_article_id=gtin, location_id="store:LYO01", location_type="store",
+            on_hand=Decimal(on_hand), unit="PCE", source_system="pos", source_table="pos.stock",
+            source_position=at_position, source_op="u", source_committed_at=NOW, emitted_at=NOW,
+        )  # fmt: skip
+        return feed_record(Upsert.of("unified.inventory", record, record.key, at_position))[1]
 
     first, second = level(7, 1), level(4, 2)
     unknown = orjson.dumps({"key": f"{gtin}@store:NICE1", "position": "pg:1:1", "level": None})
@@ -292,6 +308,36 @@ def test_feed_records_of_a_batch_are_applied_together_and_the_bad_ones_dead_lett
     # the first level again, after the second
     assert pipeline_module.COUNTS["duplicate"] - before.get("duplicate", 0) == 1
     assert kafka.calls[-1] == ("commit", "unified-commerce-hub-raw-p0", [(FEED, 0, 5)])
+
+
+def test_a_committed_level_is_applied_at_once_by_the_task_holding_its_feed_partition(
+    pipeline, kafka
+):
+    pipeline.assign([(RAW_STOCK, 0), (FEED, 0)])
+    kafka.calls.clear()
+    pipeline.process([stock("u")], "group")
+    # One commit for the level (and its feed record), then one for the figures it made.
+    assert [call[0] for call in kafka.calls] == ["commit", "commit"]
+    assert kafka.calls[1][2] == []  # the feed record is not consumed yet: no offset moves
+    made = [(t, k.decode()) for t, k, _, _ in kafka.outputs()]
+    inventory = made.index(("unified.inventory", "3769999999996@store:LYO01"))
+    figure = made.index(("unified.availability", "3769999999996@store:LYO01"))
+    assert inventory < figure
+    ((_, value, _),) = kafka.feed()
+    # Fetched later, the same record is skipped; its offset is committed then.
+    kafka.sent.clear()
+    kafka.calls.clear()
+    pipeline.process([Message(FEED, 0, 0, b"3769999999996", value)], "group")
+    assert kafka.outputs() == []
+    assert kafka.calls == [("commit", "unified-commerce-hub-raw-p0", [(FEED, 0, 1)])]
+    assert pipeline.applied == set()
+
+
+def test_a_level_whose_feed_partition_another_worker_holds_waits_for_it(pipeline, kafka):
+    pipeline.process([stock("u")], "group")  # the feed's partition 0 is not held here
+    assert [call[0] for call in kafka.calls] == ["commit"]
+    assert not [k for t, k, _, _ in kafka.outputs() if t == "unified.availability"]
+    assert pipeline.applied == set()
 
 
 def test_a_batch_is_one_transaction_per_partition_number_with_its_next_offsets(pipeline, kafka):
