@@ -51,6 +51,9 @@ class LatencyProbe:
     specs: Sequence[TopicSpec]
     samples: list[Sample] = field(default_factory=list)
     appended: list[float] = field(default_factory=list)  # append times (ms), tombstones included
+    # The same records by the time this (read_committed) consumer got them: when a channel can
+    # see them, once their transaction committed.
+    visible: list[Sample] = field(default_factory=list)
     clock: str = "log-append time"
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -88,6 +91,7 @@ class LatencyProbe:
         try:
             while not self._stop.is_set():
                 for msg in consumer.consume(1000, 0.1):
+                    received = time.time() * 1000
                     if msg.error():
                         continue
                     kind, broker_ms = msg.timestamp()
@@ -102,6 +106,7 @@ class LatencyProbe:
                     if found is not None:
                         system, committed = found
                         self.samples.append(Sample(system, committed, stamp - committed))
+                        self.visible.append(Sample(system, committed, received - committed))
         finally:
             consumer.close()
 

@@ -227,6 +227,11 @@ class Bench:
                 "availability_latency_ms": latency_by_system(figures.samples, start_ms, end_ms,
                                                              self.coarse)["all"],
                 "availability_out_per_s": round(figures.count(start_ms, end_ms) / seconds, 1),
+                # By the time a read_committed consumer gets them: what a channel waits for.
+                "inventory_visible_ms": latency_by_system(levels.visible, start_ms, end_ms,
+                                                          self.coarse)["all"],
+                "availability_visible_ms": latency_by_system(figures.visible, start_ms, end_ms,
+                                                             self.coarse)["all"],
             }  # fmt: skip
         if consumer is None:
             # Every change committed in the window reached Kafka. Counted by commit time, not by

@@ -553,6 +553,7 @@ class Pipeline:
         feed = self.topic_names[FEED]
         batches: dict[int, list[Message]] = {}
         for task in self.tasks.values():
+            task.producer.serve()  # the delivery reports of what the commit sent (never blocks)
             fed, task.fed = task.fed, []
             for message in fed:
                 number = message.partition() or 0

@@ -173,8 +173,11 @@ def test_the_availability_stage_is_reported_beside_the_inventory_it_is_made_from
         "inventory_latency_ms": {"p50": 30.0, "p99": 90.0},
         "availability_latency_ms": {"p50": 41.5, "p99": 118.0},
         "availability_out_per_s": 850.0,
+        "inventory_visible_ms": {"p50": 80.0, "p99": 160.0},
+        "availability_visible_ms": {"p50": 95.0, "p99": 171.5},
     }
     table = markdown(result)
-    assert "| 2000 | 30.0 | 90.0 | 41.5 | 118.0 | 28.0 | 850.0 |" in table
+    assert ("| 2000 | 30.0 / 90.0 | 41.5 / 118.0 | 28.0 | 80.0 / 160.0 | 95.0 / 171.5 | 11.5 "
+            "| 850.0 |") in table  # fmt: skip
     del result["series"]["SUT"][0]["stock"]
     assert "**Availability**" not in markdown(result)
