@@ -67,6 +67,7 @@ REPAIRS = "hub-repair"  # the stream of repair requests, beside the systems' raw
 STOCK = "hub-stock"  # the stock feed: the availability stage's input (hub.core.availability)
 REFERENCE = "refpos:"  # state entry: how far a task read a reference topic partition
 BATCH = 2000  # most records handled at once
+BUSY = BATCH // 4  # a batch this large: the loop is behind
 
 # Counters of this process (also exported as Prometheus metrics, see hub/worker/metrics.py):
 # in, applied (records produced), skipped, duplicate, noop, dead_lettered.
@@ -508,7 +509,9 @@ class Pipeline:
         for number, offsets in done.items():
             self.pending.setdefault(number, {}).update(offsets)
         if not messages or time.monotonic() - self.committed_at >= self.interval:
-            self.commit_pending()
+            # Behind (a large batch): the figures of what commits now wait for the next commit,
+            # so that the loop does not wait for two commits per interval when it is short of time.
+            self.commit_pending(at_once=len(messages) < BUSY)
 
     @contextmanager
     def _failures(self, handling: Callable[[], Message | None] | None) -> Iterator[None]:
@@ -536,20 +539,22 @@ class Pipeline:
             where = _where(message) if message is not None else "a batch"
             leave(1, f"cannot produce for {where}, stopping: {exc!r}")
 
-    def commit_pending(self) -> None:
-        """Commit what the tasks handled since their last commit (blocks)."""
+    def commit_pending(self, at_once: bool = True) -> None:
+        """Commit what the tasks handled since their last commit (blocks), then apply the stock
+        feed records it made visible (``apply_committed_levels``)."""
         if self.pending:
             self._commit(self.pending, self.group)
             self.pending = {}
-            self.apply_committed_levels()
+            self.apply_committed_levels(at_once)
         self.committed_at = time.monotonic()
 
-    def apply_committed_levels(self) -> None:
+    def apply_committed_levels(self, at_once: bool = True) -> None:
         """Apply the stock feed's records the tasks just committed, with the tasks holding their
-        feed partitions, and commit what they made: availability follows its levels by one
-        commit, not by a commit interval and a fetch. The same records fetched later are
-        skipped (``applied``); had this worker died in between, the next holder applies them
-        from the feed (the state and the feed offsets are committed together)."""
+        feed partitions, and commit what they made (``at_once``; else with the next commit):
+        availability follows its levels by one commit, not by a commit interval and a fetch. The
+        same records fetched later are skipped (``applied``); had this worker died in between,
+        the next holder applies them from the feed (the state and the feed offsets are committed
+        together)."""
         feed = self.topic_names[FEED]
         batches: dict[int, list[Message]] = {}
         for task in self.tasks.values():
@@ -571,7 +576,11 @@ class Pipeline:
                     self.applied.update((number, message.offset() or 0) for message in messages)
             finally:
                 tally(counts)
-        self._commit({number: {} for number in batches}, self.group)
+        if at_once:
+            self._commit({number: {} for number in batches}, self.group)
+        else:
+            for number in batches:
+                self.pending.setdefault(number, {})
 
     def _commit(self, done: Mapping[int, Mapping[tuple[str, int], int]], group: Any) -> None:
         self._commit_tasks(done, group)

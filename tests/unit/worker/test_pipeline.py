@@ -333,6 +333,19 @@ def test_a_committed_level_is_applied_at_once_by_the_task_holding_its_feed_parti
     assert pipeline.applied == set()
 
 
+def test_behind_the_figures_of_a_commit_wait_for_the_next_one(pipeline, kafka, monkeypatch):
+    monkeypatch.setattr(pipeline_module, "BUSY", 2)  # a batch of two is a large one here
+    pipeline.assign([(RAW_STOCK, 0), (FEED, 0)])
+    kafka.calls.clear()
+    pipeline.process([stock("c", 0), stock("u", 1)], "group")
+    assert [call[0] for call in kafka.calls] == ["commit"]  # one commit per interval, not two
+    assert ("unified.availability", b"3769999999996@store:LYO01") in {
+        (t, k) for t, k, _, _ in kafka.outputs()
+    }  # made already, in the open transaction
+    pipeline.process([], "group")  # the next commit takes them
+    assert [call[0] for call in kafka.calls] == ["commit", "commit"]
+
+
 def test_a_level_whose_feed_partition_another_worker_holds_waits_for_it(pipeline, kafka):
     pipeline.process([stock("u")], "group")  # the feed's partition 0 is not held here
     assert [call[0] for call in kafka.calls] == ["commit"]
