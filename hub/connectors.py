@@ -168,7 +168,7 @@ class Endpoint:
 
 
 # Files beside the definitions that declare rules, not systems.
-RULE_FILES = frozenset({"network.yaml"})
+RULE_FILES = frozenset({"network.yaml", "identity.yaml"})
 
 
 def load_definitions(directory: Path | None = None) -> dict[str, ConnectorDefinition]:
