@@ -1,0 +1,197 @@
+"""Golden customers kept as customer records change: the identity stage, streaming.
+
+Step name ``identity``. ``IdentityStage.apply`` takes one record of ``unified.customer.records``
+(its key ``<system>:<id>``, its JSON value or None when the row was deleted, its source position)
+and re-evaluates the records it can touch: its component, the records reachable from it and from
+its previous cluster through blocking keys (``hub.core.identity``). ``resolve`` on that component
+gives the same clusters as on every record at once (components are independent), so the golden
+customers never depend on the order the records arrived in, and a link that no longer holds
+splits its cluster at once.
+
+It publishes what changed: the golden record (``unified.customer``, keyed by golden id, with each
+field's value, the member it came from and the policy that chose it), the link of each record to
+its golden id (``unified.customer.links``, a tombstone when the record is gone), and typed events
+(``unified.customer.events``): ``merged`` {from, into} when a golden id's members all went to
+another, ``split`` {from, into[]} when they went to several.
+
+State (``Store``): ``identity:rec:<ref>`` the record's fields, position and blocking keys;
+``identity:block:<key>`` the refs holding a key; ``identity:of:<ref>`` its golden id;
+``identity:golden:<id>`` the members and a digest of what was published.
+
+Pure apart from the ``Store`` it is given.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from hub.core.engine import Outcome, Store
+from hub.core.identity import (
+    Decisions,
+    Person,
+    Resolution,
+    Rules,
+    blocking_keys,
+    golden_id,
+    resolve,
+    survivors,
+)
+from hub.core.records import Document, Output, Tombstone
+
+STEP = "identity"
+GOLDEN = "unified.customer"
+LINKS = "unified.customer.links"
+EVENTS = "unified.customer.events"
+REC, BLOCK, OF, CLUSTER = "identity:rec:", "identity:block:", "identity:of:", "identity:golden:"
+
+
+class IdentityStage:
+    def __init__(self, rules: Rules, store: Store, decisions: Decisions | None = None) -> None:
+        self.rules, self.store = rules, store
+        self.decisions = decisions or Decisions()  # manual links and bans
+
+    def apply(
+        self, ref: str, value: Mapping[str, Any] | None, position: str, now: datetime
+    ) -> Outcome:
+        stored = self.store.get(REC + ref)
+        if stored is not None and position and stored["pos"] >= position:
+            return Outcome(skipped="duplicate")
+        person = Person.of_record(ref, value) if value is not None else None
+        before = set(stored.get("keys", ())) if stored else set()
+        after = set(blocking_keys(self.rules, person)) if person is not None else set()
+        seeds = {ref} | set(self._members(self._golden_of(ref)))
+        for key in sorted(before ^ after):
+            seeds |= self._move(key, ref, joins=key in after)
+        if person is None:
+            self.store.put(REC + ref, {"pos": position, "gone": True})
+        else:
+            self.store.put(REC + ref, {"pos": position, "keys": sorted(after),
+                                       "person": _person_json(person)})  # fmt: skip
+        component = self._component(seeds)
+        people = [self._person(member) for member in sorted(component)]
+        result = resolve(self.rules, people, self.decisions)
+        gone = {ref} if person is None else set()
+        return self._publish(result, people, gone, position, now)
+
+    # -- state
+
+    def _move(self, key: str, ref: str, joins: bool) -> set[str]:
+        """Put ``ref`` in or out of the block of ``key``; the refs whose candidates change with
+        it (all of the block's when it crossed the merge-storm limit, either way)."""
+        refs = list((self.store.get(BLOCK + key) or {}).get("refs", ()))
+        was = len(refs)
+        if joins:
+            refs.append(ref)
+        else:
+            refs.remove(ref)
+        self.store.put(BLOCK + key, {"refs": sorted(refs)} if refs else None)
+        limit = self.rules.spec.max_block
+        return set(refs) if (was > limit) != (len(refs) > limit) else set()
+
+    def _component(self, seeds: Iterable[str]) -> set[str]:
+        """The live records reachable from ``seeds`` through blocking keys under the limit."""
+        seen: set[str] = set()
+        todo = [seed for seed in seeds if self._live(seed)]
+        while todo:
+            ref = todo.pop()
+            if ref in seen:
+                continue
+            seen.add(ref)
+            for key in (self.store.get(REC + ref) or {}).get("keys", ()):
+                refs = (self.store.get(BLOCK + key) or {}).get("refs", ())
+                if len(refs) <= self.rules.spec.max_block:
+                    todo += [other for other in refs if other not in seen]
+            todo += [other for pair in self.decisions.links if ref in pair for other in pair
+                     if other not in seen and self._live(other)]  # fmt: skip
+        return seen
+
+    def _live(self, ref: str) -> bool:
+        stored = self.store.get(REC + ref)
+        return stored is not None and not stored.get("gone")
+
+    def _person(self, ref: str) -> Person:
+        fields = dict((self.store.get(REC + ref) or {})["person"])
+        return Person.of_record(ref, fields)
+
+    def _golden_of(self, ref: str) -> str | None:
+        return (self.store.get(OF + ref) or {}).get("g")
+
+    def _members(self, gid: str | None) -> list[str]:
+        return list((self.store.get(CLUSTER + gid) or {}).get("members", ())) if gid else []
+
+    # -- output
+
+    def _publish(
+        self, result: Resolution, people: list[Person], gone: set[str], position: str,
+        now: datetime,
+    ) -> Outcome:  # fmt: skip
+        by_ref = {person.ref: person for person in people}
+        previous = {ref: self._golden_of(ref) for ref in (*by_ref, *gone)}
+        was = {gid: self._members(gid) for gid in set(previous.values()) if gid}
+        outputs: list[Output] = []
+        now_ids: dict[str, str] = {}
+        for cluster in result.clusters:
+            members = [by_ref[ref] for ref in cluster]
+            gid = golden_id(members)
+            now_ids |= dict.fromkeys(cluster, gid)
+            content = self._golden(gid, members, result)
+            digest = _digest(content)
+            kept = self.store.get(CLUSTER + gid) or {}
+            if kept.get("d") != digest:
+                stamp = {"source_position": position, "emitted_at": _jsonable(now)}
+                outputs.append(Document(GOLDEN, gid, content | stamp, position))
+                self.store.put(CLUSTER + gid, {"members": list(cluster), "d": digest})
+        for ref in sorted(previous):
+            joined = now_ids.get(ref)
+            if joined == previous[ref]:
+                continue
+            if joined is None:
+                outputs.append(Tombstone(LINKS, ref, position))
+                self.store.put(OF + ref, None)
+            else:
+                outputs.append(Document(LINKS, ref, {"ref": ref, "golden_id": joined}, position))
+                self.store.put(OF + ref, {"g": joined})
+        for old in sorted(was):
+            into = sorted({now_ids[ref] for ref in was[old] if ref in now_ids})
+            if old not in now_ids.values():
+                outputs.append(Tombstone(GOLDEN, old, position))
+                self.store.put(CLUSTER + old, None)
+            if into and into != [old]:
+                kind = "split" if len(into) > 1 else "merged"
+                event = {"event": kind, "from": old, "into": into if kind == "split" else into[0],
+                         "source_position": position, "emitted_at": _jsonable(now)}  # fmt: skip
+                outputs.append(Document(EVENTS, old, event, position))
+        return Outcome(outputs)
+
+    def _golden(self, gid: str, members: list[Person], result: Resolution) -> dict[str, Any]:
+        refs = {person.ref for person in members}
+        fields = {name: {"value": survivor.value, "from": survivor.ref, "policy": survivor.policy}
+                  for name, survivor in survivors(self.rules, members).items()}  # fmt: skip
+        links = [{"a": link.a, "b": link.b, "rule": link.rule, "score": link.score}
+                 for link in result.links if link.a in refs]  # fmt: skip
+        return {"golden_id": gid, "members": sorted(refs), "fields": fields, "links": links,
+                "rules_version": self.rules.version}  # fmt: skip
+
+
+def _person_json(person: Person) -> dict[str, Any]:
+    return {"email": person.email, "phone_e164": person.phone_e164,
+            "given_name": person.given_name, "family_name": person.family_name,
+            "postcode": person.postcode, "marketing_consent": person.marketing_consent,
+            "created_at": person.created_at.isoformat() if person.created_at else None,
+            "updated_at": person.updated_at.isoformat() if person.updated_at else None}  # fmt: skip
+
+
+def _digest(content: Mapping[str, Any]) -> str:
+    return hashlib.blake2b(
+        orjson.dumps(content, option=orjson.OPT_SORT_KEYS), digest_size=16
+    ).hexdigest()
+
+
+def _jsonable(moment: datetime) -> str:
+    text = moment.isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text

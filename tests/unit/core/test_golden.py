@@ -1,0 +1,194 @@
+"""The identity stage, streaming: golden customers kept as records change, splits when a link no
+longer holds, typed merge/split events, and the same final state whatever the order of the
+change log."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hub.core.engine import MemoryStore
+from hub.core.golden import EVENTS, GOLDEN, LINKS, OF, IdentityStage
+from hub.core.identity import Person, golden_id, parse_rules, resolve, survivors
+from hub.core.records import Document, Tombstone
+
+DOCUMENT = yaml.safe_load((Path(__file__).parents[3] / "connectors/identity.yaml").read_text())
+RULES = parse_rules(DOCUMENT)
+STORMY = parse_rules(DOCUMENT | {"max_block": 2})  # a key on three records links nothing
+NOW = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
+
+
+def at(day: int) -> str:
+    return datetime(2026, 1, day, tzinfo=UTC).isoformat()
+
+
+def record(**fields: Any) -> dict[str, Any]:
+    return {"created_at": at(1), "updated_at": at(1)} | fields
+
+
+class Hub:
+    """A stage on a memory store, and what it published last per topic and key."""
+
+    def __init__(self, rules: Any = RULES) -> None:
+        self.store = MemoryStore()
+        self.stage = IdentityStage(rules, self.store)
+        self.topics: dict[str, dict[str, Any]] = {GOLDEN: {}, LINKS: {}, EVENTS: {}}
+        self.events: list[dict[str, Any]] = []
+        self.at = 0
+
+    def put(self, ref: str, value: dict[str, Any] | None, position: str | None = None) -> None:
+        self.at += 1
+        outcome = self.stage.apply(ref, value, position or f"p:{self.at:08d}", NOW)
+        for output in outcome.outputs:
+            if isinstance(output, Document):
+                self.topics[output.topic_id][output.key] = output.content
+                if output.topic_id == EVENTS:
+                    self.events.append(output.content)
+            elif isinstance(output, Tombstone):
+                self.topics[output.topic_id].pop(output.key, None)
+
+    def golden_of(self, ref: str) -> dict[str, Any]:
+        return self.topics[GOLDEN][self.topics[LINKS][ref]["golden_id"]]
+
+
+MARIE_SHOP = record(email="marie.dupont@example.fr", given_name="Marie", family_name="Dupont",
+                    phone_e164="+33612345678", updated_at=at(5))  # fmt: skip
+MARIE_TILL = record(phone_e164="+33612345678", given_name="Marie", family_name="DUPONT",
+                    postcode="75011", created_at=at(3), updated_at=at(3))  # fmt: skip
+MARIE_ERP = record(given_name="Marie", family_name="Dupont", postcode="75011",
+                   created_at=at(2), updated_at=at(2))  # fmt: skip
+
+
+def test_the_same_person_from_the_shop_a_till_and_the_erp_becomes_one_golden_customer():
+    hub = Hub()
+    hub.put("shop:12", MARIE_SHOP)
+    first = hub.topics[LINKS]["shop:12"]["golden_id"]
+    hub.put("loyalty:C042", MARIE_TILL)
+    assert hub.topics[LINKS]["loyalty:C042"]["golden_id"] == first  # the id did not change
+    hub.put("erp:4711", MARIE_ERP)
+    golden = hub.golden_of("erp:4711")
+    assert golden["members"] == ["erp:4711", "loyalty:C042", "shop:12"]
+    assert golden["fields"]["email"] == {"value": "marie.dupont@example.fr", "from": "shop:12",
+                                         "policy": "most_recent"}  # fmt: skip
+    assert golden["fields"]["postcode"]["value"] == "75011"
+    assert {link["rule"] for link in golden["links"]} <= {
+        "phone-and-family-name",
+        "name-and-postcode",
+        "email-and-given-name",
+    }
+    assert len(hub.topics[GOLDEN]) == 1
+
+
+def test_an_edit_that_breaks_the_link_splits_the_record_out_again():
+    hub = Hub()
+    hub.put("shop:12", MARIE_SHOP)
+    hub.put("erp:4711", MARIE_ERP | {"phone_e164": "+33612345678"})
+    together = hub.topics[LINKS]["erp:4711"]["golden_id"]
+    assert hub.topics[LINKS]["shop:12"]["golden_id"] == together
+    hub.put("erp:4711", MARIE_ERP | {"family_name": "Durand", "phone_e164": "+33700000000"})
+    apart = {hub.topics[LINKS][ref]["golden_id"] for ref in ("erp:4711", "shop:12")}
+    assert len(apart) == 2 and len(hub.topics[GOLDEN]) == 2
+    [event] = hub.events
+    assert event["event"] == "split" and event["from"] == together
+    assert sorted(event["into"]) == sorted(apart)
+
+
+def test_two_golden_customers_joined_by_a_new_record_merge_with_an_event():
+    hub = Hub()
+    hub.put("shop:12", MARIE_SHOP)
+    hub.put("erp:4711", MARIE_ERP)  # no link to the shop's yet: two customers
+    ids = {hub.topics[LINKS][ref]["golden_id"] for ref in ("shop:12", "erp:4711")}
+    assert len(ids) == 2
+    hub.put("loyalty:C042", MARIE_TILL)  # phone like the shop's, name and postcode like the ERP's
+    [event] = hub.events
+    survivor = hub.topics[LINKS]["shop:12"]["golden_id"]
+    assert event["event"] == "merged" and event["into"] == survivor and event["from"] in ids
+    assert event["from"] not in hub.topics[GOLDEN]
+    # The shop's account was created first: its customer's id survives.
+    assert survivor == golden_id([Person.of_record("shop:12", MARIE_SHOP)])
+
+
+def test_a_deleted_record_leaves_its_customer_and_its_link():
+    hub = Hub()
+    hub.put("shop:12", MARIE_SHOP)
+    hub.put("loyalty:C042", MARIE_TILL)
+    hub.put("loyalty:C042", None)
+    assert "loyalty:C042" not in hub.topics[LINKS]
+    assert hub.golden_of("shop:12")["members"] == ["shop:12"]
+    hub.put("shop:12", None)
+    assert hub.topics[GOLDEN] == {} and hub.topics[LINKS] == {}
+
+
+def test_an_older_change_of_a_record_is_a_replay():
+    hub = Hub()
+    hub.put("shop:12", MARIE_SHOP, "p:00000005")
+    outcome = hub.stage.apply("shop:12", MARIE_SHOP | {"email": "old@example.fr"}, "p:00000004",
+                              NOW)  # fmt: skip
+    assert outcome.skipped == "duplicate" and outcome.outputs == []
+
+
+# -- sequence neutrality: any order of the change log gives the same customers
+
+GIVEN = ["Paul", "Paule", "Claire", "Bob", "Robert", None]
+FAMILY = ["Martin", "Dupont", None]
+EMAIL = ["home@example.fr", "paul@example.fr", None]
+PHONE = ["+33600000001", "+33600000002", None]
+POSTCODE = ["69001", None]
+CHANGE = st.tuples(
+    st.integers(0, 5),  # which record
+    st.one_of(st.none(), st.tuples(st.sampled_from(GIVEN), st.sampled_from(FAMILY),
+                                   st.sampled_from(EMAIL), st.sampled_from(PHONE),
+                                   st.sampled_from(POSTCODE), st.integers(1, 28))),
+)  # fmt: skip
+
+
+def final_state(hub: Hub) -> tuple[list[tuple[str, ...]], dict[str, Any]]:
+    clusters: dict[str, list[str]] = {}
+    for key, value in sorted(hub.store.items()):
+        if key.startswith(OF):
+            clusters.setdefault(value["g"], []).append(key.removeprefix(OF))
+    assert set(clusters) == set(hub.topics[GOLDEN])  # the topic holds exactly the customers
+    return sorted(tuple(sorted(m)) for m in clusters.values()), {
+        gid: (golden["members"], golden["fields"]) for gid, golden in hub.topics[GOLDEN].items()
+    }
+
+
+@settings(max_examples=150, deadline=None)
+@given(changes=st.lists(CHANGE, min_size=1, max_size=14), seed=st.randoms(use_true_random=False),
+       stormy=st.booleans())  # fmt: skip
+def test_any_order_of_a_change_log_gives_the_same_customers_as_a_batch(changes, seed, stormy):
+    rules = STORMY if stormy else RULES  # keys crossing the merge-storm limit, both ways
+    log = []
+    for n, (which, fields) in enumerate(changes, start=1):
+        value = None
+        if fields is not None:
+            g, f, e, p, c, day = fields
+            value = record(given_name=g, family_name=f, email=e, phone_e164=p, postcode=c,
+                           created_at=at(day), updated_at=at(day))  # fmt: skip
+        log.append((f"s:{which}", value, f"p:{n:08d}"))
+    in_order, shuffled = Hub(rules), Hub(rules)
+    for ref, value, position in log:
+        in_order.put(ref, value, position)
+    mixed = list(log)
+    seed.shuffle(mixed)
+    for ref, value, position in mixed:
+        shuffled.put(ref, value, position)
+    expected = final_state(in_order)
+    assert final_state(shuffled) == expected
+    # And the same as a batch resolution of the latest value of each record.
+    latest = {ref: value for ref, value, _ in log}
+    people = [Person.of_record(ref, value) for ref, value in latest.items() if value is not None]
+    batch = resolve(rules, people)
+    by_ref = {person.ref: person for person in people}
+    assert expected[0] == batch.clusters
+    for cluster in batch.clusters:
+        members = [by_ref[ref] for ref in cluster]
+        gid = golden_id(members)
+        fields = {name: {"value": s.value, "from": s.ref, "policy": s.policy}
+                  for name, s in survivors(rules, members).items()}  # fmt: skip
+        assert expected[1][gid] == (list(cluster), fields)
