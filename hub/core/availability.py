@@ -24,7 +24,6 @@ refuses is an ``InvalidEvent``.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -38,7 +37,7 @@ from hub.core.alerts import Alerting
 from hub.core.engine import Outcome, Store
 from hub.core.lists import ChunkedList
 from hub.core.network import Group, Network
-from hub.core.records import Document, Output, Tombstone, Upsert
+from hub.core.records import Document, Output, Tombstone, Upsert, content_digest, json_time
 from hub.errors import InvalidEvent
 
 STEP = "availability"
@@ -234,7 +233,7 @@ class AvailabilityStage:
             ]
             unit, system = str(value["unit"]), str(value["source_system"])
             position = str(value["source_position"])
-            committed = _jsonable(datetime.fromisoformat(value["source_committed_at"]))
+            committed = json_time(datetime.fromisoformat(value["source_committed_at"]))
             where = f"{value['gtin']}@{value['location_id']}"
         except (KeyError, TypeError, ValueError, InvalidOperation) as exc:
             raise InvalidEvent("invalid_record", f"not an inventory level: {exc!r}") from exc
@@ -447,8 +446,8 @@ class Cause:
     def fields(self) -> dict[str, str]:
         """The figure's provenance fields, in their JSON form."""
         return {"source_system": self.system, "source_position": self.position,
-                "source_committed_at": _jsonable(self.committed_at),
-                "emitted_at": _jsonable(self.now)}  # fmt: skip
+                "source_committed_at": json_time(self.committed_at),
+                "emitted_at": json_time(self.now)}  # fmt: skip
 
 
 def _ref(gtin: str) -> str:
@@ -475,13 +474,4 @@ def _behind(made_from: Mapping[str, str], known: Mapping[str, str]) -> bool:
 
 def _digest(content: Mapping[str, Any]) -> str:
     """What a consumer would see, minus provenance (the change that made it, when)."""
-    kept = {name: value for name, value in content.items() if name not in CAUSE}
-    return hashlib.blake2b(
-        orjson.dumps(kept, option=orjson.OPT_SORT_KEYS), digest_size=16
-    ).hexdigest()
-
-
-def _jsonable(moment: datetime) -> str:
-    """A time as pydantic writes it in JSON (UTC with Z)."""
-    text = moment.isoformat()
-    return text[:-6] + "Z" if text.endswith("+00:00") else text
+    return content_digest({name: value for name, value in content.items() if name not in CAUSE})

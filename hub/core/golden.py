@@ -23,12 +23,9 @@ Pure apart from the ``Store`` it is given.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
-
-import orjson
 
 from hub.core.engine import Outcome, Store
 from hub.core.identity import (
@@ -37,11 +34,11 @@ from hub.core.identity import (
     Resolution,
     Rules,
     blocking_keys,
+    golden_fields,
     golden_id,
     resolve,
-    survivors,
 )
-from hub.core.records import Document, Output, Tombstone
+from hub.core.records import Document, Output, Tombstone, content_digest, json_time
 
 STEP = "identity"
 GOLDEN = "unified.customer"
@@ -140,10 +137,10 @@ class IdentityStage:
             gid = golden_id(members)
             now_ids |= dict.fromkeys(cluster, gid)
             content = self._golden(gid, members, result)
-            digest = _digest(content)
+            digest = content_digest(content)
             kept = self.store.get(CLUSTER + gid) or {}
             if kept.get("d") != digest:
-                stamp = {"source_position": position, "emitted_at": _jsonable(now)}
+                stamp = {"source_position": position, "emitted_at": json_time(now)}
                 outputs.append(Document(GOLDEN, gid, content | stamp, position))
                 self.store.put(CLUSTER + gid, {"members": list(cluster), "d": digest})
         for ref in sorted(previous):
@@ -164,14 +161,13 @@ class IdentityStage:
             if into and into != [old]:
                 kind = "split" if len(into) > 1 else "merged"
                 event = {"event": kind, "from": old, "into": into if kind == "split" else into[0],
-                         "source_position": position, "emitted_at": _jsonable(now)}  # fmt: skip
+                         "source_position": position, "emitted_at": json_time(now)}  # fmt: skip
                 outputs.append(Document(EVENTS, old, event, position))
         return Outcome(outputs)
 
     def _golden(self, gid: str, members: list[Person], result: Resolution) -> dict[str, Any]:
         refs = {person.ref for person in members}
-        fields = {name: {"value": survivor.value, "from": survivor.ref, "policy": survivor.policy}
-                  for name, survivor in survivors(self.rules, members).items()}  # fmt: skip
+        fields = golden_fields(self.rules, members)
         links = [{"a": link.a, "b": link.b, "rule": link.rule, "score": link.score}
                  for link in result.links if link.a in refs]  # fmt: skip
         return {"golden_id": gid, "members": sorted(refs), "fields": fields, "links": links,
@@ -184,14 +180,3 @@ def _person_json(person: Person) -> dict[str, Any]:
             "postcode": person.postcode, "marketing_consent": person.marketing_consent,
             "created_at": person.created_at.isoformat() if person.created_at else None,
             "updated_at": person.updated_at.isoformat() if person.updated_at else None}  # fmt: skip
-
-
-def _digest(content: Mapping[str, Any]) -> str:
-    return hashlib.blake2b(
-        orjson.dumps(content, option=orjson.OPT_SORT_KEYS), digest_size=16
-    ).hexdigest()
-
-
-def _jsonable(moment: datetime) -> str:
-    text = moment.isoformat()
-    return text[:-6] + "Z" if text.endswith("+00:00") else text

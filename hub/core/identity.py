@@ -360,6 +360,35 @@ def resolve(
     return result
 
 
+def explain(
+    rules: Rules, resolution: Resolution, people: Iterable[Person], ref: str
+) -> dict[str, Any]:
+    """Why ``ref``'s customer is who it is, as data (``hub customer explain`` prints it): its
+    members, the links that join them (rule, matched fields, score), what was kept out and why
+    (links cut by negative evidence or a ban, pairs kept apart), and each golden field's
+    survivor."""
+    by_ref = {person.ref: person for person in people}
+    members = resolution.cluster_of(ref)
+    inside = set(members)
+
+    def touches(a: str, b: str) -> bool:
+        return a in inside or b in inside
+
+    return {
+        "golden_id": golden_id(by_ref[member] for member in members),
+        "members": list(members),
+        "links": [{"a": link.a, "b": link.b, "rule": link.rule, "features": list(link.features),
+                   "score": link.score} for link in resolution.links if link.a in inside],
+        "cut": [{"a": link.a, "b": link.b, "rule": link.rule, "score": link.score,
+                 "kept_apart_by": {"a": why.a, "b": why.b, "rule": why.rule, "detail": why.detail}}
+                for link, why in resolution.cut if touches(link.a, link.b)],
+        "apart": [{"a": why.a, "b": why.b, "rule": why.rule, "detail": why.detail}
+                  for why in resolution.apart if touches(why.a, why.b)],
+        "fields": golden_fields(rules, [by_ref[member] for member in members]),
+        "rules_version": rules.version,
+    }  # fmt: skip
+
+
 def golden_id(people: Iterable[Person]) -> str:
     """A cluster's id, from its anchor: the member created first (no date: last; ties: the
     smallest ref). A record that joins later does not change it; rebuilding everything from the
@@ -413,3 +442,9 @@ def survivors(rules: Rules, people: Iterable[Person]) -> dict[str, Survivor]:
             chosen = min(having, key=lambda p: (-newest(p), rank(p)))
         found[name] = Survivor(getattr(chosen, name), chosen.ref, policy)
     return found
+
+
+def golden_fields(rules: Rules, people: Iterable[Person]) -> dict[str, dict[str, Any]]:
+    """``survivors`` in the JSON form the golden record carries: value, from, policy."""
+    return {name: {"value": survivor.value, "from": survivor.ref, "policy": survivor.policy}
+            for name, survivor in survivors(rules, people).items()}  # fmt: skip

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -62,3 +65,17 @@ class Document:
 
 
 Output = Upsert | Document | Tombstone
+
+
+def content_digest(content: Mapping[str, Any]) -> str:
+    """What tells two JSON contents apart (key order aside): stages keep it of what they published
+    so that they publish only what changed."""
+    return hashlib.blake2b(
+        orjson.dumps(content, option=orjson.OPT_SORT_KEYS), digest_size=16
+    ).hexdigest()
+
+
+def json_time(moment: datetime) -> str:
+    """A time as pydantic writes it in JSON (UTC with Z): for contents made directly as JSON."""
+    text = moment.isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text

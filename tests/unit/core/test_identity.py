@@ -92,13 +92,20 @@ def test_two_people_sharing_a_family_email_stay_two():
     assert kept.rule == "shared-contact-other-given-name" and "email" in kept.detail
 
 
-def test_no_weak_bridge_negative_evidence_holds_across_the_cluster():
-    # A household phone: Paul's card and Claire's ERP account share it, and a loyalty card with no
-    # given name matches both (phone and family name). Paul and Claire are kept apart, so the
-    # three are not one customer: the weaker of the two links through the card is cut.
-    paul = person("shop:1", phone_e164="+33600000001", given_name="Paul", family_name="Martin")
-    card = person("loyalty:2", phone_e164="+33600000001", family_name="Martin")
+def household() -> tuple[Person, Person, Person]:
+    """A household phone: Paul's account and Claire's share it, and a loyalty card with no given
+    name matches both (phone and family name)."""
+    paul = person("shop:1", phone_e164="+33600000001", given_name="Paul", family_name="Martin",
+                  updated_at=at(4))  # fmt: skip
+    card = person("loyalty:2", phone_e164="+33600000001", family_name="Martin", updated_at=at(2))
     claire = person("erp:3", phone_e164="+33600000001", given_name="Claire", family_name="Martine")
+    return paul, card, claire
+
+
+def test_no_weak_bridge_negative_evidence_holds_across_the_cluster():
+    # Paul and Claire are kept apart, so the three are not one customer: the weaker of the two
+    # links through the card is cut.
+    paul, card, claire = household()
     for order in ([paul, card, claire], [claire, card, paul]):
         result = resolve(RULES, order)
         assert result.clusters == [("erp:3",), ("loyalty:2", "shop:1")]
@@ -380,3 +387,28 @@ def test_a_customer_record_is_read_as_a_person():
     assert (found.email, found.given_name, found.phone_e164) == ("marie@example.fr", "Marie", None)
     assert (found.created_at, found.updated_at, found.marketing_consent) == (at(1), at(2), False)
     assert found.system == "shop"
+
+
+def test_explain_says_who_is_linked_by_what_what_was_kept_out_and_where_each_field_came_from():
+    from hub.core.identity import explain
+
+    paul, card, claire = household()
+    people = [paul, card, claire]
+    found = explain(RULES, resolve(RULES, people), people, "loyalty:2")
+    assert found["members"] == ["loyalty:2", "shop:1"]
+    assert found["golden_id"] == golden_id([paul, card])
+    [link] = found["links"]
+    assert (link["rule"], link["features"], link["score"]) == (
+        "phone-and-family-name",
+        ["phone_e164", "family_name"],
+        1.0,
+    )
+    [cut] = found["cut"]
+    assert cut["a"] == "erp:3" and cut["kept_apart_by"]["rule"] == "shared-contact-other-given-name"
+    assert "Claire" in cut["kept_apart_by"]["detail"]
+    assert found["fields"]["given_name"] == {
+        "value": "Paul",
+        "from": "shop:1",
+        "policy": "most_complete",
+    }
+    assert found["rules_version"] == 1
