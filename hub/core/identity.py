@@ -127,24 +127,24 @@ def parse_rules(document: Any, origin: str = "the identity rules") -> Rules:
         if name in seen:
             problems.append(f"rule {name!r}: the name is used twice")
         seen.add(name)
-    for match in spec.match:
-        where = f"match rule {match.name!r}"
-        if not any(c.compare == "exact" for c in match.when):
+    for rule in spec.match:
+        where = f"match rule {rule.name!r}"
+        if not any(c.compare == "exact" for c in rule.when):
             problems.append(f"{where}: needs an exact comparison (its blocking key); without one "
                             "every record would be compared with every other")  # fmt: skip
-        for comparison in match.when:
+        for comparison in rule.when:
             if comparison.below is not None:
                 problems.append(f"{where}: 'below' is for apart rules; a match needs 'min'")
             if comparison.compare == "name" and comparison.min is None:
                 problems.append(f"{where}: a name comparison of {comparison.field} needs 'min'")
             if comparison.compare == "exact" and comparison.min is not None:
                 problems.append(f"{where}: an exact comparison of {comparison.field} takes no min")
-    for apart in spec.apart:
-        where = f"apart rule {apart.name!r}"
-        if apart.differ.compare != "name" or apart.differ.below is None:
+    for negative in spec.apart:
+        where = f"apart rule {negative.name!r}"
+        if negative.differ.compare != "name" or negative.differ.below is None:
             problems.append(f"{where}: differ must be a name comparison with 'below'")
-        if apart.differ.field in apart.shared:
-            problems.append(f"{where}: {apart.differ.field} cannot be shared and differ at once")
+        if negative.differ.field in negative.shared:
+            problems.append(f"{where}: {negative.differ.field} cannot be shared and differ at once")
     names: dict[str, set[str]] = {}
     for canonical, others in spec.nicknames.items():
         for name in (canonical, *others):
@@ -203,11 +203,17 @@ def fold(text: str) -> str:
     return " ".join(kept.split())
 
 
+def plain(text: str) -> str:
+    """A value as compared exactly: case and surrounding spaces aside, every character counts
+    (``jean_paul@…`` and ``jean-paul@…`` are two addresses)."""
+    return unicodedata.normalize("NFKC", text).strip().casefold()
+
+
 def similarity(rules: Rules, comparison: Comparison, a: str, b: str) -> float:
     """How alike two non-empty values are, 0 to 1, by ``comparison``."""
-    left, right = fold(a), fold(b)
     if comparison.compare == "exact":
-        return 1.0 if left == right and left else 0.0
+        return 1.0 if plain(a) == plain(b) and plain(a) else 0.0
+    left, right = fold(a), fold(b)
     if left == right or (rules.names.get(left, {left}) | {left}) & (
         rules.names.get(right, {right}) | {right}
     ):
@@ -261,7 +267,7 @@ def apart(rules: Rules, x: Person, y: Person) -> Apart | None:
     for rule in rules.spec.apart:
         shared = [name for name in rule.shared
                   if x.value(name) and y.value(name)
-                  and fold(x.value(name) or "") == fold(y.value(name) or "")]  # fmt: skip
+                  and plain(x.value(name) or "") == plain(y.value(name) or "")]  # fmt: skip
         left, right = x.value(rule.differ.field), y.value(rule.differ.field)
         if not shared or not left or not right:
             continue
@@ -278,7 +284,7 @@ def blocking_keys(rules: Rules, person: Person) -> list[str]:
     for rule in rules.spec.match:
         values = [person.value(c.field) for c in rule.when if c.compare == "exact"]
         if all(values):
-            keys.append(f"{rule.name}|" + "|".join(fold(v or "") for v in values))
+            keys.append(f"{rule.name}|" + "|".join(plain(v or "") for v in values))
     return keys
 
 

@@ -412,3 +412,11 @@ def test_explain_says_who_is_linked_by_what_what_was_kept_out_and_where_each_fie
         "policy": "most_complete",
     }
     assert found["rules_version"] == 1
+
+
+def test_exact_values_differ_by_every_character_but_case_and_spaces():
+    a = person("shop:1", email="jean_paul@example.fr", given_name="Jean-Paul")
+    b = person("shop:2", email="jean-paul@example.fr", given_name="Jean-Paul")
+    c = person("shop:3", email=" Jean_Paul@Example.FR", given_name="Jean Paul")
+    assert match(RULES, a, b) is None
+    assert match(RULES, a, c) is not None
