@@ -48,6 +48,8 @@ REC, BLOCK, OF, CLUSTER = "identity:rec:", "identity:block:", "identity:of:", "i
 
 
 class IdentityStage:
+    """Keeps the golden customers of the records it is given (``apply``), in its ``Store``."""
+
     def __init__(self, rules: Rules, store: Store, decisions: Decisions | None = None) -> None:
         self.rules, self.store = rules, store
         self.decisions = decisions or Decisions()  # manual links and bans
@@ -55,6 +57,9 @@ class IdentityStage:
     def apply(
         self, ref: str, value: Mapping[str, Any] | None, position: str, now: datetime
     ) -> Outcome:
+        """One change of the record ``ref`` (``value``: its JSON; None: deleted) at source
+        ``position``: the golden records, links and events it changes. An older or equal
+        position than the record's last is a replay: nothing."""
         stored = self.store.get(REC + ref)
         if stored is not None and position and stored["pos"] >= position:
             return Outcome(skipped="duplicate")
