@@ -16,7 +16,8 @@ another, ``split`` {from, into[]} when they went to several.
 
 State (``Store``): ``identity:rec:<ref>`` the record's fields, position and blocking keys;
 ``identity:block:<key>`` the refs holding a key; ``identity:of:<ref>`` its golden id;
-``identity:golden:<id>`` the members and a digest of what was published.
+``identity:golden:<id>`` the members and a digest of what was published; ``identity:decisions``
+the manual decisions (``decide``), in the order they were made.
 
 Pure apart from the ``Store`` it is given.
 """
@@ -29,6 +30,7 @@ from typing import Any
 
 from hub.core.engine import Outcome, Store
 from hub.core.identity import (
+    Decision,
     Decisions,
     Person,
     Resolution,
@@ -45,14 +47,30 @@ GOLDEN = "unified.customer"
 LINKS = "unified.customer.links"
 EVENTS = "unified.customer.events"
 REC, BLOCK, OF, CLUSTER = "identity:rec:", "identity:block:", "identity:of:", "identity:golden:"
+DECISIONS = "identity:decisions"  # the manual decisions, in the order they were made
 
 
 class IdentityStage:
     """Keeps the golden customers of the records it is given (``apply``), in its ``Store``."""
 
-    def __init__(self, rules: Rules, store: Store, decisions: Decisions | None = None) -> None:
+    def __init__(self, rules: Rules, store: Store) -> None:
         self.rules, self.store = rules, store
-        self.decisions = decisions or Decisions()  # manual links and bans
+        made = (self.store.get(DECISIONS) or {}).get("made", ())
+        self.decisions = Decisions.of(Decision(**entry) for entry in made)  # links and bans
+
+    def decide(self, decision: Decision, position: str, now: datetime) -> Outcome:
+        """A manual decision (``hub customer link`` / ``unlink``), kept with the others in the
+        state (replays and rule changes keep it) and applied at once: the customers of both
+        records are evaluated again."""
+        trail = [*self.decisions.made, decision]
+        self.store.put(DECISIONS, {"made": [made.as_json() for made in trail]})
+        self.decisions = Decisions.of(trail)
+        seeds = {decision.a, decision.b}
+        for ref in decision.pair:
+            seeds |= set(self._members(self._golden_of(ref)))
+        people = [self._person(member) for member in sorted(self._component(seeds))]
+        return self._publish(resolve(self.rules, people, self.decisions), people, set(),
+                             position, now)  # fmt: skip
 
     def apply(
         self, ref: str, value: Mapping[str, Any] | None, position: str, now: datetime
@@ -108,8 +126,8 @@ class IdentityStage:
                 refs = (self.store.get(BLOCK + key) or {}).get("refs", ())
                 if len(refs) <= self.rules.spec.max_block:
                     todo += [other for other in refs if other not in seen]
-            todo += [other for pair in self.decisions.links if ref in pair for other in pair
-                     if other not in seen and self._live(other)]  # fmt: skip
+            todo += [other for pair in self.decisions.links | self.decisions.bans if ref in pair
+                     for other in pair if other not in seen and self._live(other)]  # fmt: skip
         return seen
 
     def _live(self, ref: str) -> bool:

@@ -291,12 +291,47 @@ def blocking_keys(rules: Rules, person: Person) -> list[str]:
 # -- clusters
 
 
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """A manual decision, audited: two records forced together (``link``) or kept apart
+    (``unlink``), by whom, why, when. The latest decision on a pair replaces the earlier ones."""
+
+    kind: Literal["link", "unlink"]
+    a: str
+    b: str
+    who: str
+    why: str
+    at: str  # ISO time it was made
+
+    @property
+    def pair(self) -> tuple[str, str]:
+        return _pair(self.a, self.b)
+
+    def as_json(self) -> dict[str, str]:
+        return {"kind": self.kind, "a": self.a, "b": self.b, "who": self.who, "why": self.why,
+                "at": self.at}  # fmt: skip
+
+
 @dataclass(frozen=True)
 class Decisions:
     """Manual decisions: pairs forced together (``links``) or kept apart (``bans``)."""
 
     links: frozenset[tuple[str, str]] = frozenset()
     bans: frozenset[tuple[str, str]] = frozenset()
+    made: tuple[Decision, ...] = ()  # the audit trail, in the order they were made
+
+    @classmethod
+    def of(cls, made: Iterable[Decision]) -> Decisions:
+        """The decisions in force after ``made`` (in order): the latest per pair."""
+        trail = tuple(made)
+        latest = {decision.pair: decision for decision in trail}
+        return cls(frozenset(p for p, d in latest.items() if d.kind == "link"),
+                   frozenset(p for p, d in latest.items() if d.kind == "unlink"), trail)  # fmt: skip
+
+    def about(self, refs: Iterable[str]) -> list[Decision]:
+        """The decisions that name one of ``refs``, oldest first."""
+        wanted = set(refs)
+        return [d for d in self.made if d.a in wanted or d.b in wanted]
 
 
 @dataclass
@@ -367,12 +402,14 @@ def resolve(
 
 
 def explain(
-    rules: Rules, resolution: Resolution, people: Iterable[Person], ref: str
-) -> dict[str, Any]:
+    rules: Rules, resolution: Resolution, people: Iterable[Person], ref: str,
+    decisions: Decisions | None = None,
+) -> dict[str, Any]:  # fmt: skip
     """Why ``ref``'s customer is who it is, as data (``hub customer explain`` prints it): its
     members, the links that join them (rule, matched fields, score), what was kept out and why
-    (links cut by negative evidence or a ban, pairs kept apart), and each golden field's
-    survivor."""
+    (links cut by negative evidence or a ban, pairs kept apart), each golden field's survivor,
+    and the manual decisions about its members (who, why, when)."""
+    decisions = decisions or Decisions()
     by_ref = {person.ref: person for person in people}
     members = resolution.cluster_of(ref)
     inside = set(members)
@@ -391,6 +428,7 @@ def explain(
         "apart": [{"a": why.a, "b": why.b, "rule": why.rule, "detail": why.detail}
                   for why in resolution.apart if touches(why.a, why.b)],
         "fields": golden_fields(rules, [by_ref[member] for member in members]),
+        "decisions": [decision.as_json() for decision in decisions.about(inside)],
         "rules_version": rules.version,
     }  # fmt: skip
 

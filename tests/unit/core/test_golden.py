@@ -192,3 +192,46 @@ def test_any_order_of_a_change_log_gives_the_same_customers_as_a_batch(changes, 
         fields = {name: {"value": s.value, "from": s.ref, "policy": s.policy}
                   for name, s in survivors(rules, members).items()}  # fmt: skip
         assert expected[1][gid] == (list(cluster), fields)
+
+
+# -- manual decisions
+
+
+def decision(kind: str, a: str, b: str) -> Any:
+    from hub.core.identity import Decision
+
+    return Decision(kind, a, b, "ops@example.fr", "same person, confirmed at the till", at(9))  # type: ignore[arg-type]
+
+
+def test_a_manual_link_merges_and_an_unlink_splits_again_and_both_survive_a_restart():
+    hub = Hub()
+    hub.put("shop:12", MARIE_SHOP)
+    hub.put("erp:4711", MARIE_ERP)  # no rule links them
+    outcome = hub.stage.decide(decision("link", "erp:4711", "shop:12"), "manual:1", NOW)
+    hub.topics[LINKS] |= {o.key: o.content for o in outcome.outputs
+                          if isinstance(o, Document) and o.topic_id == LINKS}  # fmt: skip
+    assert hub.topics[LINKS]["erp:4711"]["golden_id"] == hub.topics[LINKS]["shop:12"]["golden_id"]
+    restarted = IdentityStage(RULES, hub.store)  # the decision is in the state
+    assert restarted.decisions.links == {("erp:4711", "shop:12")}
+    outcome = restarted.decide(decision("unlink", "erp:4711", "shop:12"), "manual:2", NOW)
+    events = [o.content for o in outcome.outputs if o.topic_id == EVENTS]
+    assert [event["event"] for event in events] == ["split"]
+    assert restarted.decisions.links == set() and restarted.decisions.bans == {
+        ("erp:4711", "shop:12")
+    }
+    assert [d.kind for d in restarted.decisions.made] == ["link", "unlink"]  # the audit trail
+
+
+def test_explain_shows_the_manual_decisions_with_who_why_and_when():
+    from hub.core.identity import Decisions, explain
+
+    people = [Person.of_record("shop:12", MARIE_SHOP), Person.of_record("erp:4711", MARIE_ERP)]
+    decisions = Decisions.of([decision("link", "shop:12", "erp:4711")])
+    found = explain(RULES, resolve(RULES, people, decisions), people, "erp:4711", decisions)
+    assert found["members"] == ["erp:4711", "shop:12"]
+    [made] = found["decisions"]
+    assert (made["kind"], made["who"], made["why"]) == (
+        "link",
+        "ops@example.fr",
+        "same person, confirmed at the till",
+    )
