@@ -16,7 +16,6 @@ Routing never drops silently: a captured table with no mapping, and no lookup ne
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -29,7 +28,7 @@ from hub.core.debezium import ChangeEvent, decode
 from hub.core.lists import ChunkedList
 from hub.core.mapping import CompiledMapping, MappingSpec, Pending, Row, compile_mapping
 from hub.core.positions import Frontiers, visible
-from hub.core.records import Output, Tombstone, Upsert
+from hub.core.records import Output, Tombstone, Upsert, content_digest
 from hub.core.retention import Expiry, RetentionSpec
 from hub.errors import InvalidEvent
 from hub.models import MODELS
@@ -143,10 +142,7 @@ def digest(output: Output) -> str:
 def _fingerprint(record: Mapping[str, Any]) -> str:
     """One hash for a record's JSON form, provenance left out: what ``digest`` and ``seed_entry``
     compare must be computed the same way."""
-    content = {k: v for k, v in record.items() if k not in PROVENANCE}
-    return hashlib.blake2b(
-        orjson.dumps(content, option=orjson.OPT_SORT_KEYS), digest_size=16
-    ).hexdigest()
+    return content_digest({k: v for k, v in record.items() if k not in PROVENANCE})
 
 
 class Engine:

@@ -116,6 +116,7 @@ class IdentityStage:
     def _component(self, seeds: Iterable[str]) -> set[str]:
         """The live records reachable from ``seeds`` through blocking keys under the limit."""
         seen: set[str] = set()
+        decided = self.decisions.links | self.decisions.bans
         todo = [seed for seed in seeds if self._live(seed)]
         while todo:
             ref = todo.pop()
@@ -126,7 +127,7 @@ class IdentityStage:
                 refs = (self.store.get(BLOCK + key) or {}).get("refs", ())
                 if len(refs) <= self.rules.spec.max_block:
                     todo += [other for other in refs if other not in seen]
-            todo += [other for pair in self.decisions.links | self.decisions.bans if ref in pair
+            todo += [other for pair in decided if ref in pair
                      for other in pair if other not in seen and self._live(other)]  # fmt: skip
         return seen
 

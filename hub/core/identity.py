@@ -212,7 +212,8 @@ def plain(text: str) -> str:
 def similarity(rules: Rules, comparison: Comparison, a: str, b: str) -> float:
     """How alike two non-empty values are, 0 to 1, by ``comparison``."""
     if comparison.compare == "exact":
-        return 1.0 if plain(a) == plain(b) and plain(a) else 0.0
+        left = plain(a)
+        return 1.0 if left and left == plain(b) else 0.0
     left, right = fold(a), fold(b)
     if left == right or (rules.names.get(left, {left}) | {left}) & (
         rules.names.get(right, {right}) | {right}
