@@ -69,7 +69,7 @@ class IdentityStage:
         for ref in decision.pair:
             seeds |= set(self._members(self._golden_of(ref)))
         people = [self._person(member) for member in sorted(self._component(seeds))]
-        return self._publish(resolve(self.rules, people, self.decisions), people, set(),
+        return self._publish(resolve(self.rules, people, self.decisions, self._held), people, set(),
                              position, now)  # fmt: skip
 
     def apply(
@@ -94,7 +94,7 @@ class IdentityStage:
                                        "person": _person_json(person)})  # fmt: skip
         component = self._component(seeds)
         people = [self._person(member) for member in sorted(component)]
-        result = resolve(self.rules, people, self.decisions)
+        result = resolve(self.rules, people, self.decisions, self._held)
         gone = {ref} if person is None else set()
         return self._publish(result, people, gone, position, now)
 
@@ -130,6 +130,10 @@ class IdentityStage:
             todo += [other for pair in decided if ref in pair
                      for other in pair if other not in seen and self._live(other)]  # fmt: skip
         return seen
+
+    def _held(self, key: str) -> int:
+        """How many records hold blocking key ``key`` (merge storms are judged on all)."""
+        return len((self.store.get(BLOCK + key) or {}).get("refs", ()))
 
     def _live(self, ref: str) -> bool:
         stored = self.store.get(REC + ref)

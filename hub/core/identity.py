@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import unicodedata
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -350,9 +350,12 @@ class Resolution:
 
 
 def resolve(
-    rules: Rules, people: Iterable[Person], decisions: Decisions = Decisions()
-) -> Resolution:
-    """The clusters of ``people`` (see the module's docstring)."""
+    rules: Rules, people: Iterable[Person], decisions: Decisions = Decisions(),
+    held: Callable[[str], int] | None = None,
+) -> Resolution:  # fmt: skip
+    """The clusters of ``people`` (see the module's docstring). ``held``: how many records hold a
+    blocking key in all (by default: how many of ``people`` do); a part of the records resolved
+    alone must judge merge storms by the whole, as a resolution of every record would."""
     by_ref = {person.ref: person for person in people}
     blocks: dict[str, list[str]] = {}
     for ref in sorted(by_ref):
@@ -361,8 +364,9 @@ def resolve(
     result = Resolution()
     pairs: set[tuple[str, str]] = set()
     for key, refs in sorted(blocks.items()):
-        if len(refs) > rules.spec.max_block:
-            result.storms[key] = len(refs)
+        holders = len(refs) if held is None else max(len(refs), held(key))
+        if holders > rules.spec.max_block:
+            result.storms[key] = holders
             continue
         pairs.update((a, b) for i, a in enumerate(refs) for b in refs[i + 1 :])
     links: list[Link] = []

@@ -235,3 +235,17 @@ def test_explain_shows_the_manual_decisions_with_who_why_and_when():
         "ops@example.fr",
         "same person, confirmed at the till",
     )
+
+
+def test_a_component_judges_merge_storms_by_every_record_holding_the_key():
+    # s:2 and s:3 share an email, a phone and a name with postcode. s:1 joins the phone and the
+    # name keys (three holders: storms), then s:0 the email key (a storm too): nothing links them
+    # any more, although only some of the phone key's holders are in s:0's component.
+    paul = {"given_name": "Paul", "family_name": "Martin", "postcode": "69001"}
+    hub = Hub(STORMY)
+    hub.put("s:3", record(**paul, email="paul@example.fr", phone_e164="+33600000002"))
+    hub.put("s:2", record(**paul, email="paul@example.fr", phone_e164="+33600000002"))
+    assert hub.topics[LINKS]["s:2"]["golden_id"] == hub.topics[LINKS]["s:3"]["golden_id"]
+    hub.put("s:1", record(**paul, email="home@example.fr", phone_e164="+33600000002"))
+    hub.put("s:0", record(**paul, email="paul@example.fr", phone_e164="+33600000001"))
+    assert final_state(hub)[0] == [("s:0",), ("s:1",), ("s:2",), ("s:3",)]
