@@ -289,6 +289,128 @@ class StockAlert(BaseModel):
     emitted_at: datetime
 
 
+class GoldenField(BaseModel):
+    """One field of a golden customer: its value, the member record it came from, the policy
+    (``connectors/identity.yaml``, survivorship) that chose that record."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    value: str | bool
+    record: str = Field(description="The member record ref it came from, e.g. shop:17.")
+    policy: Literal["most_recent", "most_complete", "latest_explicit", "trusted"]
+
+
+class GoldenFields(BaseModel):
+    """The golden values; a field no member has is absent."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    email: GoldenField | None = None
+    phone_e164: GoldenField | None = None
+    given_name: GoldenField | None = None
+    family_name: GoldenField | None = None
+    postcode: GoldenField | None = None
+    marketing_consent: GoldenField | None = None
+
+
+class MemberLink(BaseModel):
+    """Why two member records are one person: the match rule (or ``manual-link``) and its score."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    a: str
+    b: str
+    rule: str
+    score: float = Field(ge=0, le=1)
+
+
+class Related(BaseModel):
+    """A record that shares a contact point with a member but is kept apart (a household)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    member: str = Field(description="The member record.")
+    record: str = Field(description="The record kept apart from it.")
+    rule: str = Field(description="The apart rule (or manual-ban) that keeps them apart.")
+    detail: str
+
+
+class GoldenCustomer(BaseModel):
+    """One person across every channel: the golden record of a cluster of customer records.
+
+    Key on ``unified.customer``: the golden id, ``g-`` and 16 hex digits, stable while its first
+    created member stays in it. A tombstone when no member is left (merged into another, erased).
+    """
+
+    model_config = _config("GoldenCustomer", "golden_customer/v1.json")
+
+    @property
+    def key(self) -> str:
+        return self.golden_id
+
+    schema_version: Literal[1] = 1
+    golden_id: str = Field(pattern=r"^g-[0-9a-f]{16}$")
+    members: list[str] = Field(min_length=1, description="Member record refs, sorted.")
+    fields: GoldenFields
+    links: list[MemberLink] = Field(description="The links that join the members.")
+    related: list[Related] = Field(
+        default_factory=list, description="Records sharing a contact point, kept apart."
+    )
+    rules_version: int = Field(description="``version`` of the identity rules file.")
+    source_position: str | None = Field(
+        description="Of the record change that made this version; None for a manual decision."
+    )
+    source_committed_at: datetime | None = Field(
+        description="When that change committed in its source; None for a manual decision."
+    )
+    emitted_at: datetime
+
+
+class CustomerLink(BaseModel):
+    """Which golden customer a record belongs to.
+
+    Key on ``unified.customer.links``: the record ref (``shop:17``, ``pos:LC00000042``); a
+    tombstone when the record is gone.
+    """
+
+    model_config = _config("CustomerLink", "customer_link/v1.json")
+
+    @property
+    def key(self) -> str:
+        return self.ref
+
+    schema_version: Literal[1] = 1
+    ref: str = Field(pattern=r"^[a-z0-9_-]+:.+$")
+    golden_id: str = Field(pattern=r"^g-[0-9a-f]{16}$")
+    emitted_at: datetime
+
+
+class CustomerEvent(BaseModel):
+    """A golden id that stopped being one: its members merged into another customer, or split
+    into several. A channel that stored the old id follows it.
+
+    Key on ``unified.customer.events``: the old golden id.
+    """
+
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", populate_by_name=True, title="CustomerEvent",
+        json_schema_extra={"$id": "https://unified-commerce-hub/schemas/customer_event/v1.json"},
+    )  # fmt: skip
+
+    @property
+    def key(self) -> str:
+        return self.from_
+
+    schema_version: Literal[1] = 1
+    event: Literal["merged", "split"]
+    from_: str = Field(alias="from", pattern=r"^g-[0-9a-f]{16}$", description="The old id.")
+    into: str | list[str] = Field(
+        description="merged: the golden id now holding its members; split: those ids, sorted."
+    )
+    source_position: str | None
+    emitted_at: datetime
+
+
 Canonical = InventoryLevel | CustomerRecord | OrderLine
 # What a connector mapping can make of a source row.
 MODELS: dict[str, type[InventoryLevel] | type[CustomerRecord] | type[OrderLine]] = {
@@ -301,4 +423,7 @@ UNIFIED_MODELS: dict[str, type[BaseModel]] = {
     **MODELS,
     "Availability": Availability,
     "StockAlert": StockAlert,
+    "GoldenCustomer": GoldenCustomer,
+    "CustomerLink": CustomerLink,
+    "CustomerEvent": CustomerEvent,
 }

@@ -28,7 +28,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from hub.core.engine import Outcome, Store
+from hub.core.engine import DependentFailure, Outcome, Store
 from hub.core.identity import (
     Decision,
     Decisions,
@@ -41,6 +41,7 @@ from hub.core.identity import (
     resolve,
 )
 from hub.core.records import Document, Output, Tombstone, content_digest, json_time
+from hub.errors import InvalidEvent
 
 STEP = "identity"
 GOLDEN = "unified.customer"
@@ -48,6 +49,7 @@ LINKS = "unified.customer.links"
 EVENTS = "unified.customer.events"
 REC, BLOCK, OF, CLUSTER = "identity:rec:", "identity:block:", "identity:of:", "identity:golden:"
 DECISIONS = "identity:decisions"  # the manual decisions, in the order they were made
+IDENTIFYING = ("email", "phone_e164", "given_name", "family_name")  # one is needed
 
 
 class IdentityStage:
@@ -58,10 +60,12 @@ class IdentityStage:
         made = (self.store.get(DECISIONS) or {}).get("made", ())
         self.decisions = Decisions.of(Decision(**entry) for entry in made)  # links and bans
 
-    def decide(self, decision: Decision, position: str, now: datetime) -> Outcome:
+    def decide(self, decision: Decision, now: datetime) -> Outcome:
         """A manual decision (``hub customer link`` / ``unlink``), kept with the others in the
         state (replays and rule changes keep it) and applied at once: the customers of both
-        records are evaluated again."""
+        records are evaluated again. A decision already made (a replay) changes nothing."""
+        if decision in self.decisions.made:
+            return Outcome(skipped="duplicate")
         trail = [*self.decisions.made, decision]
         self.store.put(DECISIONS, {"made": [made.as_json() for made in trail]})
         self.decisions = Decisions.of(trail)
@@ -70,18 +74,29 @@ class IdentityStage:
             seeds |= set(self._members(self._golden_of(ref)))
         people = [self._person(member) for member in sorted(self._component(seeds))]
         return self._publish(resolve(self.rules, people, self.decisions, self._held), people, set(),
-                             position, now)  # fmt: skip
+                             (None, None), now)  # fmt: skip
 
     def apply(
-        self, ref: str, value: Mapping[str, Any] | None, position: str, now: datetime
-    ) -> Outcome:
+        self, ref: str, value: Mapping[str, Any] | None, position: str, now: datetime,
+        committed_at: str | None = None,
+    ) -> Outcome:  # fmt: skip
         """One change of the record ``ref`` (``value``: its JSON; None: deleted) at source
-        ``position``: the golden records, links and events it changes. An older or equal
-        position than the record's last is a replay: nothing."""
+        ``position``, committed at ``committed_at`` (ISO; by default the record's own
+        ``source_committed_at``): the golden records, links and events it changes. An older or
+        equal position than the record's last is a replay: nothing. A record with no email, no
+        phone and no name cannot be told apart from anyone: it leaves its customer, and the
+        outcome's ``failures`` say why (the runner dead-letters the change)."""
         stored = self.store.get(REC + ref)
         if stored is not None and position and stored["pos"] >= position:
             return Outcome(skipped="duplicate")
         person = Person.of_record(ref, value) if value is not None else None
+        refused: list[DependentFailure] = []
+        if person is not None and not any(person.value(name) for name in IDENTIFYING):
+            refused.append(DependentFailure(ref, dict(value or {}), InvalidEvent(
+                "no_identity", f"{ref}: no email, no phone and no name: nothing tells who this "
+                "customer is; it stays out of the golden customers until its source fills one in",
+            )))  # fmt: skip
+            person = None
         before = set(stored.get("keys", ())) if stored else set()
         after = set(blocking_keys(self.rules, person)) if person is not None else set()
         seeds = {ref} | set(self._members(self._golden_of(ref)))
@@ -96,7 +111,10 @@ class IdentityStage:
         people = [self._person(member) for member in sorted(component)]
         result = resolve(self.rules, people, self.decisions, self._held)
         gone = {ref} if person is None else set()
-        return self._publish(result, people, gone, position, now)
+        if committed_at is None and value is not None:
+            committed_at = value.get("source_committed_at")
+        outputs = self._publish(result, people, gone, (position, committed_at), now).outputs
+        return Outcome(outputs, failures=refused)
 
     # -- state
 
@@ -152,14 +170,18 @@ class IdentityStage:
     # -- output
 
     def _publish(
-        self, result: Resolution, people: list[Person], gone: set[str], position: str,
-        now: datetime,
+        self, result: Resolution, people: list[Person], gone: set[str],
+        cause: tuple[str | None, str | None], now: datetime,
     ) -> Outcome:  # fmt: skip
+        """The records that changed, after a change at ``cause`` (source position and commit
+        time; None, None for a manual decision)."""
+        position, committed_at = cause
         by_ref = {person.ref: person for person in people}
         previous = {ref: self._golden_of(ref) for ref in (*by_ref, *gone)}
         was = {gid: self._members(gid) for gid in set(previous.values()) if gid}
         outputs: list[Output] = []
         now_ids: dict[str, str] = {}
+        emitted = json_time(now)
         for cluster in result.clusters:
             members = [by_ref[ref] for ref in cluster]
             gid = golden_id(members)
@@ -168,29 +190,32 @@ class IdentityStage:
             digest = content_digest(content)
             kept = self.store.get(CLUSTER + gid) or {}
             if kept.get("d") != digest:
-                stamp = {"source_position": position, "emitted_at": json_time(now)}
-                outputs.append(Document(GOLDEN, gid, content | stamp, position))
+                stamp = {"source_position": position, "source_committed_at": committed_at,
+                         "emitted_at": emitted}  # fmt: skip
+                outputs.append(Document(GOLDEN, gid, content | stamp, position or ""))
                 self.store.put(CLUSTER + gid, {"members": list(cluster), "d": digest})
         for ref in sorted(previous):
             joined = now_ids.get(ref)
             if joined == previous[ref]:
                 continue
             if joined is None:
-                outputs.append(Tombstone(LINKS, ref, position))
+                outputs.append(Tombstone(LINKS, ref, position or ""))
                 self.store.put(OF + ref, None)
             else:
-                outputs.append(Document(LINKS, ref, {"ref": ref, "golden_id": joined}, position))
+                link = {"schema_version": 1, "ref": ref, "golden_id": joined, "emitted_at": emitted}
+                outputs.append(Document(LINKS, ref, link, position or ""))
                 self.store.put(OF + ref, {"g": joined})
         for old in sorted(was):
             into = sorted({now_ids[ref] for ref in was[old] if ref in now_ids})
             if old not in now_ids.values():
-                outputs.append(Tombstone(GOLDEN, old, position))
+                outputs.append(Tombstone(GOLDEN, old, position or ""))
                 self.store.put(CLUSTER + old, None)
             if into and into != [old]:
                 kind = "split" if len(into) > 1 else "merged"
-                event = {"event": kind, "from": old, "into": into if kind == "split" else into[0],
-                         "source_position": position, "emitted_at": json_time(now)}  # fmt: skip
-                outputs.append(Document(EVENTS, old, event, position))
+                event = {"schema_version": 1, "event": kind, "from": old,
+                         "into": into if kind == "split" else into[0],
+                         "source_position": position, "emitted_at": emitted}  # fmt: skip
+                outputs.append(Document(EVENTS, old, event, position or ""))
         return Outcome(outputs)
 
     def _golden(self, gid: str, members: list[Person], result: Resolution) -> dict[str, Any]:
@@ -198,7 +223,13 @@ class IdentityStage:
         fields = golden_fields(self.rules, members)
         links = [{"a": link.a, "b": link.b, "rule": link.rule, "score": link.score}
                  for link in result.links if link.a in refs]  # fmt: skip
-        return {"golden_id": gid, "members": sorted(refs), "fields": fields, "links": links,
+        related = [
+            {"member": a, "record": b, "rule": why.rule, "detail": why.detail}
+            for why in result.apart
+            for a, b in ((why.a, why.b), (why.b, why.a)) if a in refs and b not in refs
+        ]  # fmt: skip
+        return {"schema_version": 1, "golden_id": gid, "members": sorted(refs), "fields": fields,
+                "links": links, "related": related,
                 "rules_version": self.rules.version}  # fmt: skip
 
 

@@ -494,6 +494,6 @@ def survivors(rules: Rules, people: Iterable[Person]) -> dict[str, Survivor]:
 
 
 def golden_fields(rules: Rules, people: Iterable[Person]) -> dict[str, dict[str, Any]]:
-    """``survivors`` in the JSON form the golden record carries: value, from, policy."""
-    return {name: {"value": survivor.value, "from": survivor.ref, "policy": survivor.policy}
+    """``survivors`` in the JSON form the golden record carries: value, record, policy."""
+    return {name: {"value": survivor.value, "record": survivor.ref, "policy": survivor.policy}
             for name, survivor in survivors(rules, people).items()}  # fmt: skip

@@ -13,9 +13,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hub.core.engine import MemoryStore
-from hub.core.golden import EVENTS, GOLDEN, LINKS, OF, IdentityStage
+from hub.core.golden import EVENTS, GOLDEN, IDENTIFYING, LINKS, OF, IdentityStage
 from hub.core.identity import Person, golden_id, parse_rules, resolve, survivors
 from hub.core.records import Document, Tombstone
+from hub.models import CustomerEvent, CustomerLink, GoldenCustomer
 
 DOCUMENT = yaml.safe_load((Path(__file__).parents[3] / "connectors/identity.yaml").read_text())
 RULES = parse_rules(DOCUMENT)
@@ -31,21 +32,28 @@ def record(**fields: Any) -> dict[str, Any]:
     return {"created_at": at(1), "updated_at": at(1)} | fields
 
 
+MODELS = {GOLDEN: GoldenCustomer, LINKS: CustomerLink, EVENTS: CustomerEvent}
+
+
 class Hub:
-    """A stage on a memory store, and what it published last per topic and key."""
+    """A stage on a memory store, and what it published last per topic and key (each record
+    valid against its topic's model)."""
 
     def __init__(self, rules: Any = RULES) -> None:
         self.store = MemoryStore()
         self.stage = IdentityStage(rules, self.store)
         self.topics: dict[str, dict[str, Any]] = {GOLDEN: {}, LINKS: {}, EVENTS: {}}
         self.events: list[dict[str, Any]] = []
+        self.refused: list[str] = []
         self.at = 0
 
     def put(self, ref: str, value: dict[str, Any] | None, position: str | None = None) -> None:
         self.at += 1
         outcome = self.stage.apply(ref, value, position or f"p:{self.at:08d}", NOW)
+        self.refused += [failure.error.reason for failure in outcome.failures]
         for output in outcome.outputs:
             if isinstance(output, Document):
+                assert MODELS[output.topic_id].model_validate(output.content).key == output.key
                 self.topics[output.topic_id][output.key] = output.content
                 if output.topic_id == EVENTS:
                     self.events.append(output.content)
@@ -73,7 +81,7 @@ def test_the_same_person_from_the_shop_a_till_and_the_erp_becomes_one_golden_cus
     hub.put("erp:4711", MARIE_ERP)
     golden = hub.golden_of("erp:4711")
     assert golden["members"] == ["erp:4711", "loyalty:C042", "shop:12"]
-    assert golden["fields"]["email"] == {"value": "marie.dupont@example.fr", "from": "shop:12",
+    assert golden["fields"]["email"] == {"value": "marie.dupont@example.fr", "record": "shop:12",
                                          "policy": "most_recent"}  # fmt: skip
     assert golden["fields"]["postcode"]["value"] == "75011"
     assert {link["rule"] for link in golden["links"]} <= {
@@ -122,6 +130,41 @@ def test_a_deleted_record_leaves_its_customer_and_its_link():
     assert hub.golden_of("shop:12")["members"] == ["shop:12"]
     hub.put("shop:12", None)
     assert hub.topics[GOLDEN] == {} and hub.topics[LINKS] == {}
+
+
+def test_a_family_email_keeps_two_customers_and_each_names_the_other_as_related():
+    hub = Hub()
+    hub.put("shop:12", MARIE_SHOP)
+    hub.put("shop:13", record(email="marie.dupont@example.fr", given_name="Paul",
+                              family_name="Dupont"))  # fmt: skip
+    marie, paul = hub.golden_of("shop:12"), hub.golden_of("shop:13")
+    assert marie["golden_id"] != paul["golden_id"]
+    assert [(r["member"], r["record"], r["rule"]) for r in marie["related"]] == [
+        ("shop:12", "shop:13", "shared-contact-other-given-name")
+    ]
+    assert [r["record"] for r in paul["related"]] == ["shop:12"]
+
+
+def test_a_record_with_nothing_to_tell_who_it_is_is_refused_and_leaves_its_customer():
+    hub = Hub()
+    hub.put("shop:12", MARIE_SHOP)
+    hub.put("loyalty:C042", MARIE_TILL)
+    hub.put("loyalty:C042", record(postcode="75011"))  # no email, no phone, no name
+    assert hub.refused == ["no_identity"]
+    assert "loyalty:C042" not in hub.topics[LINKS]
+    assert hub.golden_of("shop:12")["members"] == ["shop:12"]
+    hub.put("loyalty:C042", MARIE_TILL)  # filled in again at its source: back in
+    assert hub.golden_of("loyalty:C042")["members"] == ["loyalty:C042", "shop:12"]
+
+
+def test_a_golden_record_says_which_change_made_it_and_when_that_committed():
+    hub = Hub()
+    hub.put("shop:12", MARIE_SHOP | {"source_committed_at": "2026-12-07T11:59:59.5Z"}, "p:7")
+    golden = hub.golden_of("shop:12")
+    assert (golden["source_position"], golden["source_committed_at"]) == (
+        "p:7",
+        "2026-12-07T11:59:59.5Z",
+    )
 
 
 def test_an_older_change_of_a_record_is_a_replay():
@@ -183,13 +226,14 @@ def test_any_order_of_a_change_log_gives_the_same_customers_as_a_batch(changes, 
     # And the same as a batch resolution of the latest value of each record.
     latest = {ref: value for ref, value, _ in log}
     people = [Person.of_record(ref, value) for ref, value in latest.items() if value is not None]
+    people = [person for person in people if any(person.value(name) for name in IDENTIFYING)]
     batch = resolve(rules, people)
     by_ref = {person.ref: person for person in people}
     assert expected[0] == batch.clusters
     for cluster in batch.clusters:
         members = [by_ref[ref] for ref in cluster]
         gid = golden_id(members)
-        fields = {name: {"value": s.value, "from": s.ref, "policy": s.policy}
+        fields = {name: {"value": s.value, "record": s.ref, "policy": s.policy}
                   for name, s in survivors(rules, members).items()}  # fmt: skip
         assert expected[1][gid] == (list(cluster), fields)
 
@@ -207,13 +251,13 @@ def test_a_manual_link_merges_and_an_unlink_splits_again_and_both_survive_a_rest
     hub = Hub()
     hub.put("shop:12", MARIE_SHOP)
     hub.put("erp:4711", MARIE_ERP)  # no rule links them
-    outcome = hub.stage.decide(decision("link", "erp:4711", "shop:12"), "manual:1", NOW)
+    outcome = hub.stage.decide(decision("link", "erp:4711", "shop:12"), NOW)
     hub.topics[LINKS] |= {o.key: o.content for o in outcome.outputs
                           if isinstance(o, Document) and o.topic_id == LINKS}  # fmt: skip
     assert hub.topics[LINKS]["erp:4711"]["golden_id"] == hub.topics[LINKS]["shop:12"]["golden_id"]
     restarted = IdentityStage(RULES, hub.store)  # the decision is in the state
     assert restarted.decisions.links == {("erp:4711", "shop:12")}
-    outcome = restarted.decide(decision("unlink", "erp:4711", "shop:12"), "manual:2", NOW)
+    outcome = restarted.decide(decision("unlink", "erp:4711", "shop:12"), NOW)
     events = [o.content for o in outcome.outputs if o.topic_id == EVENTS]
     assert [event["event"] for event in events] == ["split"]
     assert restarted.decisions.links == set() and restarted.decisions.bans == {

@@ -408,7 +408,7 @@ def test_explain_says_who_is_linked_by_what_what_was_kept_out_and_where_each_fie
     assert "Claire" in cut["kept_apart_by"]["detail"]
     assert found["fields"]["given_name"] == {
         "value": "Paul",
-        "from": "shop:1",
+        "record": "shop:1",
         "policy": "most_complete",
     }
     assert found["rules_version"] == 1
