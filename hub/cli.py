@@ -363,6 +363,89 @@ def stock_explain(gtin: str, location: str | None, group: str | None, as_json: b
 
 
 @main.group()
+def customer() -> None:
+    """Golden customers: one person across every system (identity resolution)."""
+
+
+@customer.command("check")
+def customer_check() -> None:
+    """Validate the identity rules file and show what it declares."""
+    from hub.customers import load_rules
+
+    rules = load_rules()
+    console = Console()
+    spec = rules.spec
+    console.print(f"[green]✓[/] {get_settings().identity_rules}: version {spec.version}, "
+                  f"merge-storm limit {spec.max_block} records per key")  # fmt: skip
+    for rule in spec.match:
+        console.print(f"  match [bold]{rule.name}[/]: " + " and ".join(
+            f"{c.field} {c.compare}{f' ≥ {c.min}' if c.min else ''}" for c in rule.when),
+            highlight=False)  # fmt: skip
+    for negative in spec.apart:
+        console.print(f"  apart [bold]{negative.name}[/]: sharing {' or '.join(negative.shared)}"
+                      f" with {negative.differ.field} below {negative.differ.below}",
+                      highlight=False)  # fmt: skip
+    console.print("  survivorship: " + ", ".join(
+        f"{name} {policy}" for name, policy in spec.survivorship.fields.items())
+        + f"; trust {' > '.join(spec.survivorship.trust)}", highlight=False)  # fmt: skip
+
+
+@customer.command("explain")
+@click.argument("ref")
+@click.option("--json", "as_json", is_flag=True, help="The explanation as JSON, for scripts.")
+def customer_explain(ref: str, as_json: bool) -> None:
+    """Why the customer of REF (a record ref like shop:17, or a golden id) is who it is: members,
+    the rules that link them, what was kept apart and why, manual decisions, each field's source."""
+    from hub.customers import explanation, load_rules, print_explanation
+
+    try:
+        found = explanation(get_settings(), load_rules(), ref)
+    except KeyError as exc:
+        click.echo(str(exc.args[0]), err=True)
+        sys.exit(1)
+    if as_json:
+        click.echo(orjson.dumps(found, option=orjson.OPT_INDENT_2).decode())
+    else:
+        print_explanation(Console(), found)
+
+
+def _decide(kind: str, a: str, b: str, why: str, who: str | None) -> None:
+    import getpass
+
+    from hub.customers import decide
+
+    if a == b:
+        raise click.BadParameter("two different records", param_hint="A B")
+    for ref in (a, b):
+        if ":" not in ref or ref.startswith("g-"):
+            raise click.BadParameter(f"{ref!r}: a record ref like shop:17 or pos:LC00000042",
+                                     param_hint="A B")  # fmt: skip
+    decision = decide(get_settings(), kind, a, b, who or getpass.getuser(), why)
+    err.print(f"[green]✓[/] {kind} {a} {b} recorded by {decision.who} at {decision.at}; the "
+              "identity stage applies it as it reads it (see hub customer explain)")  # fmt: skip
+
+
+@customer.command("link")
+@click.argument("a")
+@click.argument("b")
+@click.option("--why", required=True, help="The reason, kept in the audit trail.")
+@click.option("--who", help="Who decides (default: the OS user).")
+def customer_link(a: str, b: str, why: str, who: str | None) -> None:
+    """Force records A and B into one customer (audited; survives replays and rule changes)."""
+    _decide("link", a, b, why, who)
+
+
+@customer.command("unlink")
+@click.argument("a")
+@click.argument("b")
+@click.option("--why", required=True, help="The reason, kept in the audit trail.")
+@click.option("--who", help="Who decides (default: the OS user).")
+def customer_unlink(a: str, b: str, why: str, who: str | None) -> None:
+    """Keep records A and B apart for good, whatever the rules say (audited)."""
+    _decide("unlink", a, b, why, who)
+
+
+@main.group()
 def schemas() -> None:
     """The JSON Schemas under schemas/, generated from the canonical models."""
 

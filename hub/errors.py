@@ -72,6 +72,12 @@ REASONS: dict[str, str] = {
     "groups), restart the worker, replay.",
     "unit_mismatch": "An article whose locations report stock in different units: no total can "
     "add them. Fix the unit at the source (its change comes again) or in the mapping, then replay.",
+    "no_identity": "A customer record with no email, no phone and no name: nothing tells who it "
+    "is, so it joins no golden customer (it stays on unified.customer.records). Fill one in at the "
+    "source: its next change joins it; replay does not help.",
+    "invalid_request": "A record of hub.customer.requests that is no manual decision (link or "
+    "unlink of two different records, with who, why and when): write decisions with hub customer "
+    "link|unlink; replay does not help.",
     "internal_error": "A bug met by this input: report it with the dead letter; replay after the "
     "fix.",
 }

@@ -48,6 +48,11 @@ class HubSettings(BaseSettings):
         description="The stock network: locations, groups per channel, safety rules, alerts "
         "(by default network.yaml beside the definitions, in connectors_dir).",
     )
+    identity_file: Path | None = Field(
+        default=None,
+        description="The identity rules: match and apart rules, nicknames, merge-storm limit, "
+        "survivorship (by default identity.yaml beside the definitions, in connectors_dir).",
+    )
     topics_file: Path = Field(
         default=REPO_ROOT / "schemas" / "topics.yaml",
         description="The topic registry: every topic the hub reads or writes, declared once.",
@@ -166,6 +171,10 @@ class HubSettings(BaseSettings):
     @property
     def stock_network(self) -> Path:
         return self.network_file or self.connectors_dir / "network.yaml"
+
+    @property
+    def identity_rules(self) -> Path:
+        return self.identity_file or self.connectors_dir / "identity.yaml"
 
     @property
     def bootstrap(self) -> str:

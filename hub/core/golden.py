@@ -25,8 +25,11 @@ Pure apart from the ``Store`` it is given.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+
+import orjson
 
 from hub.core.engine import DependentFailure, Outcome, Store
 from hub.core.identity import (
@@ -40,10 +43,13 @@ from hub.core.identity import (
     golden_id,
     resolve,
 )
-from hub.core.records import Document, Output, Tombstone, content_digest, json_time
+from hub.core.records import Document, Output, Tombstone, Upsert, content_digest, json_time
 from hub.errors import InvalidEvent
 
 STEP = "identity"
+RECORDS = "unified.customer.records"  # the stage's input, through CHANGES
+CHANGES = "hub.customer.changes"  # the feed: each record of RECORDS, written with it
+REQUESTS = "hub.customer.requests"  # manual decisions (``hub customer link|unlink``)
 GOLDEN = "unified.customer"
 LINKS = "unified.customer.links"
 EVENTS = "unified.customer.events"
@@ -231,6 +237,71 @@ class IdentityStage:
         return {"schema_version": 1, "golden_id": gid, "members": sorted(refs), "fields": fields,
                 "links": links, "related": related,
                 "rules_version": self.rules.version}  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """A record of ``unified.customer.records`` as the feed carries it."""
+
+    ref: str
+    record: dict[str, Any] | None
+    position: str
+    committed_at: str | None
+
+
+def feed_record(output: Output) -> tuple[bytes, bytes]:
+    """The feed's record (key: the record ref; value) of a ``unified.customer.records`` output:
+    every customer change meets in the feed's one partition, whichever worker made it."""
+    record: dict[str, Any] | None = None
+    if isinstance(output, Upsert):
+        record = output.content if output.content is not None else output.record.model_dump(
+            mode="json")  # fmt: skip
+    elif isinstance(output, Document):
+        record = output.content
+    committed = record.get("source_committed_at") if record else None
+    envelope = {"key": output.key, "position": output.position, "committed_at": committed,
+                "record": record}  # fmt: skip
+    return output.key.encode(), orjson.dumps(envelope)
+
+
+def feed_change(value: bytes | None) -> Change:
+    """The change a record of the feed (``feed_record``) carries; raises ``InvalidEvent``."""
+    try:
+        envelope = orjson.loads(value or b"")
+        ref, position, record = envelope["key"], envelope["position"], envelope["record"]
+        committed = envelope.get("committed_at")
+    except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
+        raise InvalidEvent("invalid_record", f"not a customer feed record: {exc!r}") from exc
+    if (not isinstance(ref, str) or ":" not in ref or not isinstance(position, str)
+            or not (record is None or isinstance(record, dict))
+            or not (committed is None or isinstance(committed, str))):  # fmt: skip
+        raise InvalidEvent("invalid_record", "not a customer feed record: key, position, record")
+    return Change(ref, record, position, committed)
+
+
+def request_record(decision: Decision) -> tuple[bytes, bytes]:
+    """The record of ``hub.customer.requests`` asking for ``decision``: its own key (the
+    compacted topic keeps every decision ever made, the audit trail)."""
+    key = f"{decision.at}|{decision.kind}|{decision.a}|{decision.b}"
+    return key.encode(), orjson.dumps(decision.as_json())
+
+
+def request_decision(value: bytes | None) -> Decision:
+    """The decision a record of ``hub.customer.requests`` asks for; raises ``InvalidEvent``."""
+    try:
+        fields = orjson.loads(value or b"")
+        decision = Decision(**{name: fields[name] for name in DECISION_FIELDS})
+    except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+        raise InvalidEvent("invalid_request", f"not a customer decision: {exc!r}") from exc
+    if decision.kind not in ("link", "unlink") or not all(
+        isinstance(fields[name], str) and fields[name] for name in DECISION_FIELDS
+    ) or decision.a == decision.b:  # fmt: skip
+        raise InvalidEvent("invalid_request", "a decision is link or unlink of two different "
+                                              "records, with who, why and when")  # fmt: skip
+    return decision
+
+
+DECISION_FIELDS = ("kind", "a", "b", "who", "why", "at")
 
 
 def _person_json(person: Person) -> dict[str, Any]:

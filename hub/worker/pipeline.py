@@ -39,9 +39,14 @@ from hub.core.availability import (
 )
 from hub.core.dlq import Provenance, StreamBreakers, dead_letter_headers
 from hub.core.engine import STEP, Engine, MemoryStore, Store, SystemMappings
+from hub.core.golden import CHANGES, RECORDS, REQUESTS, IdentityStage, request_decision
+from hub.core.golden import feed_change as customer_change
+from hub.core.golden import feed_record as customer_record
+from hub.core.identity import Rules
 from hub.core.network import Network
 from hub.core.positions import Frontiers
 from hub.core.repair import REPAIRS_TOPIC, Repairer
+from hub.customers import load_rules
 from hub.errors import DeadLetterFlood, InvalidEvent, RegistryError
 from hub.kafka_io import resume_offsets
 from hub.settings import HubSettings
@@ -65,6 +70,9 @@ from hub.worker.watchdog import Watchdog
 log = logging.getLogger("hub.worker")
 REPAIRS = "hub-repair"  # the stream of repair requests, beside the systems' raw topics
 STOCK = "hub-stock"  # the stock feed: the availability stage's input (hub.core.availability)
+CUSTOMERS = "hub-customers"  # the customer feed: the identity stage's input (hub.core.golden)
+DECISIONS = "hub-customer-requests"  # manual identity decisions, read with the customer feed
+FEEDS = (STOCK, CUSTOMERS)  # applied in batches, and at once after the commit that writes them
 REFERENCE = "refpos:"  # state entry: how far a task read a reference topic partition
 BATCH = 2000  # most records handled at once
 BUSY = BATCH // 4  # a batch this large: the loop is behind
@@ -138,9 +146,10 @@ class Task:
     def __init__(
         self, number: int, settings: HubSettings, systems: Sequence[SystemMappings],
         topic_for_model: Mapping[str, str], references: Sequence[TopicSpec], disk: Path,
-        published: Store, frontiers: Frontiers, network: Network,
+        published: Store, frontiers: Frontiers, network: Network, rules: Rules,
     ) -> None:  # fmt: skip
         self.number, self.settings, self.references = number, settings, references
+        self.rules = rules
         self.producer = OutputProducer(settings.bootstrap, f"{settings.worker_id}-p{number}")
         self.producer.config["logger"] = KAFKA_LOG
         self.producer.use(transactional_id(settings.worker_id, number))
@@ -157,9 +166,11 @@ class Task:
         # The articles whose feed partition is this number: their levels and figures live in the
         # same state, committed in the same transactions.
         self.stock = AvailabilityStage(network, self.rows)
-        # The stock feed's records this task wrote, as delivered (partition, offset), until its
-        # next commit makes them visible: then the worker applies those of the feed partitions it
-        # holds at once (``Pipeline.apply_committed_levels``).
+        # The golden customers, if this number holds the customer feed's one partition (0).
+        self.identity = IdentityStage(rules, self.rows)
+        # The feeds' records this task wrote (stock levels, customer records), as delivered, until
+        # its next commit makes them visible: then the worker applies those of the feed
+        # partitions it holds at once (``Pipeline.apply_committed_feeds``).
         self.fed: list[Message] = []
         self._reader: Consumer | None = None
         self.read_to: dict[tuple[str, int], int] = {}  # per reference partition: the next offset
@@ -174,6 +185,7 @@ class Task:
         entries = self.rows.replace(
             read_entries(self.settings.bootstrap, self.settings.worker_id, self.number)
         )
+        self.identity = IdentityStage(self.rules, self.rows)  # its decisions, as committed
         self.read_to = {
             (spec.name, p): self._read_to(spec.name, p)
             for spec in self.references for p in range(spec.partitions)
@@ -255,6 +267,17 @@ class Pipeline:
         self.inputs[REPAIRS] = [reg[REPAIRS_TOPIC]]  # read like a raw topic, held with them
         self.network = load_network()
         self.inputs[STOCK] = [reg[FEED]]  # likewise: partition N of the feed goes to task N
+        # One partition each: every customer's records meet in task 0, whichever raw partition
+        # they came from (a customer's records share no key the raw topics could be keyed by).
+        self.rules = load_rules()
+        self.inputs[CUSTOMERS] = [reg[CHANGES]]
+        self.inputs[DECISIONS] = [reg[REQUESTS]]
+        single = [reg[CHANGES], reg[REQUESTS]]
+        for spec in single:
+            if spec.partitions != 1:
+                raise RegistryError(f"{spec.id} must declare 1 partition in the topic registry "
+                                    f"(the identity stage reads it whole); it declares "
+                                    f"{spec.partitions}")  # fmt: skip
         # Raw topic name → (system, dead-letter topic name).
         self.routes = {
             spec.name: (system, reg[specs[0].dlq or ""].name)
@@ -267,7 +290,8 @@ class Pipeline:
             if spec.source and (spec.source.system, spec.source.table) in reference
         ]  # fmt: skip
         self.input_names = set(self.routes) - {spec.name for spec in self.references}
-        counts = {spec.partitions for spec in reg.topics.values() if spec.name in self.input_names}
+        counts = {spec.partitions for spec in reg.topics.values()
+                  if spec.name in self.input_names - {spec.name for spec in single}}  # fmt: skip
         if len(counts) != 1:
             raise RegistryError(
                 "the raw topics (but reference ones) and the repairs topic must declare the same "
@@ -289,13 +313,15 @@ class Pipeline:
         )
         # Per task number: the next input offsets of what it handled since its last commit.
         self.pending: dict[int, dict[tuple[str, int], int]] = {}
-        # Stock feed records (partition, offset) applied as they were committed, not yet fetched.
-        self.applied: set[tuple[int, int]] = set()
+        # Feed records (topic, partition, offset) applied as they were committed, not fetched yet.
+        self.applied: set[tuple[str, int, int]] = set()
         self.group: Any = None  # the consumer group metadata of the latest batch
         self.committed_at = time.monotonic()
         self.held: frozenset[tuple[str, int]] = frozenset()  # replaced whole: read by the watchdog
         self.taking_over = False
-        self.guard = ContinuityGuard(frozenset({reg[FEED].name}))  # the feed: transactions
+        # The feeds are written in transactions, the requests compacted: their offsets have holes.
+        self.guard = ContinuityGuard(frozenset({reg[FEED].name, reg[CHANGES].name,
+                                                reg[REQUESTS].name}))  # fmt: skip
         self.frozen = False  # the liveness drill (SIGUSR2): consume nothing more
         self.watchdog = Watchdog(
             Liveness(settings.worker_stall_timeout),
@@ -328,7 +354,7 @@ class Pipeline:
         for number in numbers:
             self.pending.pop(number, None)
             self.tasks.pop(number).close()
-        self.applied = {(number, offset) for number, offset in self.applied
+        self.applied = {(topic, number, offset) for topic, number, offset in self.applied
                         if number not in numbers}  # fmt: skip
 
     def assign(self, partitions: Iterable[tuple[str, int]]) -> None:
@@ -396,6 +422,7 @@ class Pipeline:
                 self.published,
                 self.frontiers,
                 self.network,
+                self.rules,
             )
             for number in sorted(numbers)
         ]
@@ -465,7 +492,7 @@ class Pipeline:
         now = datetime.now(UTC)
         counts: Counter[tuple[str, str]] = Counter()
         done: dict[int, dict[tuple[str, int], int]] = {}
-        levels: dict[int, list[Message]] = {}  # the stock feed's records, per task
+        feeds: dict[tuple[str, int], list[Message]] = {}  # the feeds' records, per partition
         message: Message | None = None
         with self._failures(lambda: message):
             try:
@@ -490,17 +517,18 @@ class Pipeline:
                         continue  # fetched before a rebalance that gave its partition to another
                     offset = message.offset() or 0
                     self.guard.check(topic, partition, offset)
-                    if self.routes[topic][0] != STOCK:
+                    system = self.routes[topic][0]
+                    if system not in FEEDS:
                         self.handle(held, message, now, counts)
-                    elif (partition, offset) in self.applied:  # applied as it was committed
-                        self.applied.discard((partition, offset))
-                        counts[(STOCK, "in")] += 1
-                        counts[(STOCK, "duplicate")] += 1
+                    elif (topic, partition, offset) in self.applied:  # applied as committed
+                        self.applied.discard((topic, partition, offset))
+                        counts[(system, "in")] += 1
+                        counts[(system, "duplicate")] += 1
                     else:  # applied together, after the loop
-                        levels.setdefault(partition, []).append(message)
+                        feeds.setdefault((topic, partition), []).append(message)
                     done.setdefault(partition, {})[(topic, partition)] = offset + 1
-                for number, feed in levels.items():
-                    self.handle_levels(self.tasks[number], feed, now, counts)
+                for (_, number), feed in feeds.items():
+                    self.handle_feed(self.tasks[number], feed, now, counts)
                 for task in self.tasks.values():
                     task.producer.serve()
             finally:
@@ -540,46 +568,47 @@ class Pipeline:
             leave(1, f"cannot produce for {where}, stopping: {exc!r}")
 
     def commit_pending(self, at_once: bool = True) -> None:
-        """Commit what the tasks handled since their last commit (blocks), then apply the stock
-        feed records it made visible (``apply_committed_levels``)."""
+        """Commit what the tasks handled since their last commit (blocks), then apply the feed
+        records it made visible (``apply_committed_feeds``)."""
         if self.pending:
             self._commit(self.pending, self.group)
             self.pending = {}
-            self.apply_committed_levels(at_once)
+            self.apply_committed_feeds(at_once)
         self.committed_at = time.monotonic()
 
-    def apply_committed_levels(self, at_once: bool = True) -> None:
-        """Apply the stock feed's records the tasks just committed, with the tasks holding their
-        feed partitions, and commit what they made (``at_once``; else with the next commit):
-        availability follows its levels by one commit, not by a commit interval and a fetch. The
-        same records fetched later are skipped (``applied``); had this worker died in between,
-        the next holder applies them from the feed (the state and the feed offsets are committed
-        together)."""
-        feed = self.topic_names[FEED]
-        batches: dict[int, list[Message]] = {}
+    def apply_committed_feeds(self, at_once: bool = True) -> None:
+        """Apply the feeds' records (stock levels, customer records) the tasks just committed,
+        with the tasks holding their feed partitions, and commit what they made (``at_once``;
+        else with the next commit): availability and golden customers follow their inputs by
+        one commit, not by a commit interval and a fetch. The same records fetched later are
+        skipped (``applied``); had this worker died in between, the next holder applies them
+        from the feed (the state and the feed offsets are committed together)."""
+        batches: dict[tuple[str, int], list[Message]] = {}
         for task in self.tasks.values():
             task.producer.serve()  # the delivery reports of what the commit sent (never blocks)
             fed, task.fed = task.fed, []
             for message in fed:
-                number = message.partition() or 0
-                if (feed, number) in self.held and number in self.tasks:
-                    batches.setdefault(number, []).append(message)
+                held = (message.topic() or "", message.partition() or 0)
+                if held in self.held and held[1] in self.tasks:
+                    batches.setdefault(held, []).append(message)
         if not batches:
             return
         now = datetime.now(UTC)
         counts: Counter[tuple[str, str]] = Counter()
         with self._failures(None):
             try:
-                for number, messages in batches.items():
+                for (topic, number), messages in batches.items():
                     messages.sort(key=lambda message: message.offset() or 0)  # log order
-                    self.handle_levels(self.tasks[number], messages, now, counts)
-                    self.applied.update((number, message.offset() or 0) for message in messages)
+                    self.handle_feed(self.tasks[number], messages, now, counts)
+                    self.applied.update((topic, number, message.offset() or 0)
+                                        for message in messages)  # fmt: skip
             finally:
                 tally(counts)
+        numbers = {number for _, number in batches}
         if at_once:
-            self._commit({number: {} for number in batches}, self.group)
+            self._commit({number: {} for number in numbers}, self.group)
         else:
-            for number in batches:
+            for number in numbers:
                 self.pending.setdefault(number, {})
 
     def _commit(self, done: Mapping[int, Mapping[tuple[str, int], int]], group: Any) -> None:
@@ -641,6 +670,12 @@ class Pipeline:
                     system, outcome = task.repairer.apply(value, now)
                     log.info("repaired %s from %s: %d outputs", key, REPAIRS_TOPIC,
                              len(outcome.outputs))  # fmt: skip
+                elif system == DECISIONS:
+                    decision = request_decision(value)
+                    outcome = task.identity.decide(decision, now)
+                    log.info("customer decision: %s %s %s by %s (%s): %d outputs", decision.kind,
+                             decision.a, decision.b, decision.who, decision.why,
+                             len(outcome.outputs))  # fmt: skip
                 else:
                     outcome = task.engine.process(system, key, value, now)
             except InvalidEvent:
@@ -657,6 +692,9 @@ class Pipeline:
             if output.topic_id == INVENTORY:  # and to the availability stage, in this transaction
                 feed_key, feed_value = feed_record(output)
                 producer.send(names[FEED], feed_key, feed_value, [], delivered=task.fed.append)
+            elif output.topic_id == RECORDS:  # and to the identity stage, likewise
+                feed_key, feed_value = customer_record(output)
+                producer.send(names[CHANGES], feed_key, feed_value, [], delivered=task.fed.append)
         counts[(system, "applied")] += len(outcome.outputs)
         counts[(system, "duplicate")] += outcome.duplicates
         counts[(system, "noop")] += outcome.noops
@@ -668,6 +706,51 @@ class Pipeline:
             self._dead_letter(task, system, dlq, failure.ref.encode(), orjson.dumps(failure.row),
                               message, failure.error, [("hub.dlq.row_ref", failure.ref.encode())],
                               counts)  # fmt: skip
+
+    def handle_feed(
+        self, task: Task, messages: Sequence[Message], now: datetime,
+        counts: Counter[tuple[str, str]],
+    ) -> None:  # fmt: skip
+        """Apply records of one feed partition (in log order) with ``task``'s stage."""
+        if self.routes[messages[0].topic() or ""][0] == STOCK:
+            self.handle_levels(task, messages, now, counts)
+        else:
+            self.handle_customers(task, messages, now, counts)
+
+    def handle_customers(
+        self, task: Task, messages: Sequence[Message], now: datetime,
+        counts: Counter[tuple[str, str]],
+    ) -> None:  # fmt: skip
+        """Apply records of the customer feed, in order, with ``task``'s identity stage: golden
+        customers, links and events into its open transaction; a change it refuses (or cannot
+        read) to the DLQ. Raises as ``handle``."""
+        _, dlq = self.routes[messages[0].topic() or ""]
+        self.handling = task
+        for message in messages:
+            counts[(CUSTOMERS, "in")] += 1
+            try:
+                try:
+                    change = customer_change(message.value())
+                    outcome = task.identity.apply(change.ref, change.record, change.position, now,
+                                                  change.committed_at)  # fmt: skip
+                except InvalidEvent:
+                    raise
+                except Exception as exc:  # a bug met by this input: dead-letter it, go on
+                    raise InvalidEvent("internal_error", repr(exc)) from exc
+            except InvalidEvent as error:
+                self._dead_letter(task, CUSTOMERS, dlq, message.key(), message.value(), message,
+                                  error, _replay_headers(message), counts)  # fmt: skip
+                continue
+            for output in outcome.outputs:
+                task.producer.publish(self.topic_names[output.topic_id], output)
+            counts[(CUSTOMERS, "applied")] += len(outcome.outputs)
+            if outcome.skipped == "duplicate":
+                counts[(CUSTOMERS, "duplicate")] += 1
+            for failure in outcome.failures:
+                self._dead_letter(task, CUSTOMERS, dlq, message.key(), message.value(), message,
+                                  failure.error, _replay_headers(message), counts)  # fmt: skip
+            if not outcome.failures:
+                self.breakers.record((message.topic() or "", message.partition() or 0), True)
 
     def handle_levels(
         self, task: Task, messages: Sequence[Message], now: datetime,

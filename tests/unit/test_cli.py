@@ -38,6 +38,13 @@ BAD = {
         ["stock", "explain", "3760000000017", "--location", "store:PAR01", "--group", "stores"],
         "--location or --group, not both",
     ),
+    "customer check": (["customer", "check", "identity.yaml"], "unexpected extra argument"),
+    "customer explain": (["customer", "explain"], "missing argument 'ref'"),
+    "customer link": (["customer", "link", "shop:1", "shop:1", "--why", "x"], "two different"),
+    "customer unlink": (
+        ["customer", "unlink", "g-0123456789abcdef", "shop:1", "--why", "x"],
+        "a record ref like shop:17",
+    ),
     "secrets set": (["secrets", "set", "nope.password"], "defined: erp.password,"),
     "secrets list": (["secrets", "list", "--all"], "no such option"),
     "topics apply": (["topics", "apply", "raw.pos.stock"], "unexpected extra argument"),

@@ -28,6 +28,8 @@ RAW_STOCK = "raw.pos.pos.stock"
 NOW = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
 CHANGELOG = "unified-commerce-hub-engine-rows-changelog"
 FEED = "hub.stock.levels"
+CUSTOMER_FEED, REQUESTS = "hub.customer.changes", "hub.customer.requests"
+RAW_ERP_CUSTOMER = "raw.erp.erp.CUST_MAST"
 
 
 @dataclass
@@ -92,7 +94,8 @@ class Kafka:
 
     def outputs(self) -> list[tuple[str, bytes | None, bytes | None, dict[str, bytes]]]:
         """What went anywhere but the engine's changelog and the stock feed (the worker's own)."""
-        return [(t, k, v, h) for t, k, v, h, _ in self.sent if t not in (CHANGELOG, FEED)]
+        return [(t, k, v, h) for t, k, v, h, _ in self.sent
+                if t not in (CHANGELOG, FEED, CUSTOMER_FEED)]  # fmt: skip
 
     def feed(self) -> list[tuple[bytes | None, bytes | None, int]]:
         """What went to the stock feed: key, value, partition."""
@@ -213,14 +216,18 @@ def stock(op: str | None, offset: int = 0, partition: int = 0) -> Message:
     return Message(RAW_STOCK, partition, offset, record.key, record.value)
 
 
-def test_every_routed_raw_topic_the_repairs_topic_and_the_stock_feed_are_read(settings):
+def test_every_routed_raw_topic_the_repairs_topic_and_the_stages_feeds_are_read(settings):
     pipeline = Pipeline(settings())
     assert {system for system, _ in pipeline.routes.values()} == {
         *load_definitions(),
         "hub-repair",
         "hub-stock",
+        "hub-customers",
+        "hub-customer-requests",
     }
     assert pipeline.routes["hub.stock.levels"] == ("hub-stock", "hub.dlq")
+    assert pipeline.routes["hub.customer.changes"] == ("hub-customers", "hub.dlq")
+    assert pipeline.partitions == 4  # the customer feed's one partition goes to task 0
     shop = {topic for topic, (system, _) in pipeline.routes.items() if system == "shop"}
     assert shop == {f"raw.shop.shop.{t}" for t in ("variant", "inventory_level", "customer",
                                                   "orders", "order_line")}  # fmt: skip
@@ -344,6 +351,54 @@ def test_behind_the_figures_of_a_commit_wait_for_the_next_one(pipeline, kafka, m
     }  # made already, in the open transaction
     pipeline.process([], "group")  # the next commit takes them
     assert [call[0] for call in kafka.calls] == ["commit", "commit"]
+
+
+def erp_customer(op: str | None, offset: int = 0) -> Message:
+    record = pick("erp_customer", "erp.CUST_MAST", op)
+    return Message(RAW_ERP_CUSTOMER, 0, offset, record.key, record.value)
+
+
+def test_a_customer_record_feeds_the_identity_stage_and_its_golden_customer_follows_one_commit_on(
+    pipeline, kafka
+):
+    pipeline.assign([(RAW_ERP_CUSTOMER, 0), (CUSTOMER_FEED, 0), (REQUESTS, 0)])
+    kafka.calls.clear()
+    pipeline.process([erp_customer("c")], "group")
+    ((key, value, _),) = [(k, v, p) for t, k, v, _, p in kafka.sent if t == CUSTOMER_FEED]
+    assert key == b"erp:990001" and orjson.loads(value)["record"]["family_name"] == "Le Gall"
+    assert [call[0] for call in kafka.calls] == ["commit", "commit"]  # the record, then its golden
+    made = {t: (k.decode(), orjson.loads(v)) for t, k, v, _ in kafka.outputs()}
+    gid, golden = made["unified.customer"]
+    assert golden["members"] == ["erp:990001"] and gid.startswith("g-")
+    assert golden["fields"]["email"]["value"] == "anne-sophie.legall@example.fr"
+    assert made["unified.customer.links"] == ("erp:990001", {
+        "schema_version": 1, "ref": "erp:990001", "golden_id": gid,
+        "emitted_at": made["unified.customer.links"][1]["emitted_at"]})  # fmt: skip
+    # Fetched later, the same feed record is skipped; its offset is committed then.
+    kafka.sent.clear()
+    pipeline.process([Message(CUSTOMER_FEED, 0, 0, key, value)], "group")
+    assert kafka.outputs() == []
+
+
+def test_a_manual_decision_is_applied_and_a_bad_one_dead_lettered(pipeline, kafka):
+    from hub.core.golden import request_record
+    from hub.core.identity import Decision
+
+    pipeline.assign([(RAW_ERP_CUSTOMER, 0), (CUSTOMER_FEED, 0), (REQUESTS, 0)])
+    pipeline.process([erp_customer("c")], "group")
+    other = orjson.dumps({"key": "shop:5", "position": "pg:1", "committed_at": None,
+                          "record": {"given_name": "Anne", "family_name": "Martin"}})  # fmt: skip
+    pipeline.process([Message(CUSTOMER_FEED, 0, 1, b"shop:5", other)], "group")
+    kafka.sent.clear()
+    key, value = request_record(Decision("link", "shop:5", "erp:990001", "ops", "same card", "t1"))
+    batch = [Message(REQUESTS, 0, 0, key, value), Message(REQUESTS, 0, 1, b"x", b'{"kind": "x"}')]
+    pipeline.process(batch, "group")
+    made = [(t, orjson.loads(v)) for t, k, v, _ in kafka.outputs() if v is not None]
+    [golden] = [v for t, v in made if t == "unified.customer"]
+    assert golden["members"] == ["erp:990001", "shop:5"]
+    assert golden["links"][0]["rule"] == "manual-link"
+    [letter] = [h for t, _, _, h in kafka.outputs() if t == "hub.dlq"]
+    assert letter["hub.dlq.reason"] == b"invalid_request"
 
 
 def test_a_level_whose_feed_partition_another_worker_holds_waits_for_it(pipeline, kafka):
