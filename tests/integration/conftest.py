@@ -215,3 +215,18 @@ def availability(stack: StackHandle) -> Iterator[TopicReader]:
 @pytest.fixture
 def alerts(stack: StackHandle) -> Iterator[TopicReader]:
     yield from _reader(stack, "unified.alerts")
+
+
+@pytest.fixture
+def golden(stack: StackHandle) -> Iterator[TopicReader]:
+    yield from _reader(stack, "unified.customer")
+
+
+@pytest.fixture
+def customer_links(stack: StackHandle) -> Iterator[TopicReader]:
+    yield from _reader(stack, "unified.customer.links")
+
+
+@pytest.fixture
+def customer_events(stack: StackHandle) -> Iterator[TopicReader]:
+    yield from _reader(stack, "unified.customer.events")
