@@ -445,6 +445,30 @@ def customer_unlink(a: str, b: str, why: str, who: str | None) -> None:
     _decide("unlink", a, b, why, who)
 
 
+@customer.command("erase")
+@click.argument("ref")
+@click.option("--why", required=True, help="The reason (e.g. the request's reference), audited.")
+@click.option("--who", help="Who asks (default: the OS user).")
+def customer_erase(ref: str, why: str, who: str | None) -> None:
+    """Erase the customer of REF (a golden id or any record ref) everywhere the hub writes, and
+    keep them from coming back until their source deletes the rows (README, 'Erasure')."""
+    import getpass
+
+    from hub.customers import erase
+
+    if ":" not in ref and not ref.startswith("g-"):
+        raise click.BadParameter(f"{ref!r}: a golden id (g-…) or a record ref like shop:17",
+                                 param_hint="REF")  # fmt: skip
+    try:
+        erasure = erase(get_settings(), ref, who or getpass.getuser(), why)
+    except KeyError as exc:
+        click.echo(str(exc.args[0]), err=True)
+        sys.exit(1)
+    err.print(f"[green]✓[/] erasure of {ref} asked by {erasure.who} at {erasure.at}: the identity "
+              "stage tombstones the customer's records, links and golden record and publishes an "
+              "erasure event on unified.customer.erasures")  # fmt: skip
+
+
 @main.group()
 def schemas() -> None:
     """The JSON Schemas under schemas/, generated from the canonical models."""

@@ -15,7 +15,16 @@ from confluent_kafka import Producer
 from rich.console import Console
 from rich.table import Table
 
-from hub.core.golden import LINKS, RECORDS, REQUESTS, request_decision, request_record
+from hub.core.golden import (
+    LINKS,
+    RECORDS,
+    REQUESTS,
+    Erasure,
+    erasure_record,
+    request_decision,
+    request_of,
+    request_record,
+)
 from hub.core.identity import (
     Decision,
     Decisions,
@@ -44,36 +53,64 @@ def load_rules(path: Path | None = None) -> Rules:
     return parse_rules(document, str(path))
 
 
+def erasure_salt(settings: HubSettings) -> bytes:
+    """The key of the erased records' hashes: ``HUB_ERASURE_SALT``, or the local stack's."""
+    if settings.erasure_salt is not None:
+        return settings.erasure_salt.get_secret_value().encode()
+    from hub.stack.secrets import StackSecrets
+
+    return StackSecrets(settings.state_dir).password("hub.erasure-salt").get_secret_value().encode()
+
+
 # -- manual decisions
 
 
 def decide(settings: HubSettings, kind: str, a: str, b: str, who: str, why: str) -> Decision:
     """Write a manual decision for the identity stage (it applies it when it reads it)."""
     decision = request_decision(orjson.dumps({
-        "kind": kind, "a": a, "b": b, "who": who, "why": why,
-        "at": datetime.now(UTC).isoformat(timespec="milliseconds"),
+        "kind": kind, "a": a, "b": b, "who": who, "why": why, "at": _now(),
     }))  # fmt: skip
-    producer = Producer({"bootstrap.servers": settings.bootstrap, "enable.idempotence": True,
-                         "acks": "all", "log_level": 3})  # fmt: skip
-    failures: list[str] = []
-    key, value = request_record(decision)
-    producer.produce(registry()[REQUESTS].name, value, key,
-                     on_delivery=lambda err, _: failures.append(str(err)) if err else None)  # fmt: skip
-    left = producer.flush(30)
-    if left or failures:
-        raise StackError(f"could not write the decision to {registry()[REQUESTS].name}: "
-                         f"{failures or f'{left} not delivered'}; is Kafka up (hub stack status)?")  # fmt: skip
+    _send(settings, *request_record(decision))
     return decision
 
 
+def erase(settings: HubSettings, ref: str, who: str, why: str) -> Erasure:
+    """Ask the identity stage to erase the customer of ``ref`` (a golden id or a record ref).
+    Raises ``KeyError`` for a golden id no record links to."""
+    if ref.startswith("g-") and ref not in set(read_links(settings).values()):
+        raise KeyError(f"no customer {ref} on {registry()[LINKS].name}")
+    erasure = Erasure(ref, who, why, _now())
+    _send(settings, *erasure_record(erasure))
+    return erasure
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def _send(settings: HubSettings, key: bytes, value: bytes) -> None:
+    producer = Producer({"bootstrap.servers": settings.bootstrap, "enable.idempotence": True,
+                         "acks": "all", "log_level": 3})  # fmt: skip
+    failures: list[str] = []
+    topic = registry()[REQUESTS].name
+    producer.produce(topic, value, key,
+                     on_delivery=lambda err, _: failures.append(str(err)) if err else None)  # fmt: skip
+    left = producer.flush(30)
+    if left or failures:
+        raise StackError(f"could not write to {topic}: {failures or f'{left} not delivered'}; "
+                         "is Kafka up (hub stack status)?")  # fmt: skip
+
+
 def read_decisions(settings: HubSettings) -> Decisions:
-    """Every manual decision made, in the order they were written."""
+    """Every manual decision in force, in the order they were written."""
     made = []
     for message in read_to_end(settings.bootstrap, [registry()[REQUESTS]]):
         try:
-            made.append(request_decision(message.value()))
+            request = request_of(message.value())
         except InvalidEvent:
-            continue  # the stage dead-letters it; it decides nothing
+            continue  # a tombstone (an erasure applied) or a bad record (the stage's DLQ has it)
+        if isinstance(request, Decision):
+            made.append(request)
     return Decisions.of(made)
 
 

@@ -143,7 +143,10 @@ class OrderLine(SourceFields):
     quantity: Decimal
     unit_price: Decimal = Field(description="Exact decimal, in the order's currency (EUR).")
     customer_ref: str | None = Field(
-        default=None, description="shop:<customer id> or loyalty:<card no>; None when anonymous."
+        default=None,
+        description="The customer's record on unified.customer.records (shop:<customer id>, "
+        "pos:<loyalty card no>); unified.customer.links turns it into the golden customer. None "
+        "when anonymous.",
     )
     location_id: str | None = Field(default=None, description="store:<code> for till tickets.")
     status: Literal["open", "completed", "cancelled", "voided"]
@@ -411,6 +414,29 @@ class CustomerEvent(BaseModel):
     emitted_at: datetime
 
 
+class CustomerErasure(BaseModel):
+    """A customer erased (GDPR): every record of theirs the hub wrote is now a tombstone; a
+    channel or sink that copied them erases them too.
+
+    Key on ``unified.customer.erasures``: the golden id (the record ref when the hub had not
+    seen the record yet).
+    """
+
+    model_config = _config("CustomerErasure", "customer_erasure/v1.json")
+
+    @property
+    def key(self) -> str:
+        return self.golden_id or self.records[0]
+
+    schema_version: Literal[1] = 1
+    golden_id: str | None = Field(pattern=r"^g-[0-9a-f]{16}$")
+    records: list[str] = Field(
+        min_length=1, description="The record refs erased, as on unified.customer.records."
+    )
+    requested_at: str = Field(description="When the erasure was asked for (ISO time).")
+    emitted_at: datetime
+
+
 Canonical = InventoryLevel | CustomerRecord | OrderLine
 # What a connector mapping can make of a source row.
 MODELS: dict[str, type[InventoryLevel] | type[CustomerRecord] | type[OrderLine]] = {
@@ -426,4 +452,5 @@ UNIFIED_MODELS: dict[str, type[BaseModel]] = {
     "GoldenCustomer": GoldenCustomer,
     "CustomerLink": CustomerLink,
     "CustomerEvent": CustomerEvent,
+    "CustomerErasure": CustomerErasure,
 }

@@ -157,6 +157,12 @@ class HubSettings(BaseSettings):
         "when webhooks are declared; never logged)."
     )  # fmt: skip
     webhook_timeout: float = Field(default=5.0, gt=0, description="Seconds per delivery attempt.")
+    erasure_salt: SecretStr | None = Field(
+        default=None, description="The key of the salted hashes kept of erased customer records "
+        "(hub.customer.erased): the same for every worker of a deployment, and kept secret (with "
+        "it, a record ref can be tested against the list). By default the local stack's own, "
+        "generated once under state_dir/secrets.",
+    )  # fmt: skip
     webhook_max_backoff: float = Field(
         default=30.0, gt=0, description="Longest wait between two attempts of one delivery."
     )

@@ -355,6 +355,29 @@ class Engine:
         self.published.put(ref, seed_entry(None, position, snapshot))
         return Outcome([Tombstone(topic_id, key, position, snapshot)])
 
+    def forget(self, record_key: str) -> int:
+        """Forget the kept source rows of the record ``record_key`` (``<system>:<source id>``)
+        of a model keyed so, e.g. an erased customer: the rows of that system's tables mapped to
+        such a model whose ``source_id`` comes from one column, found by that column's value
+        (as text, and as a whole number when it is one). Returns how many rows were dropped;
+        the published marks stay (they hold no row data)."""
+        system, _, source_id = record_key.partition(":")
+        values: list[Any] = [source_id] + ([int(source_id)] if source_id.isdigit() else [])
+        dropped = 0
+        for (owner, table), compiled in self.mappings.items():
+            if owner != system or (system, table) not in self.keep:
+                continue
+            for mapping in compiled:
+                expr = mapping.spec.fields.get("source_id")
+                if expr is None or expr.col is None:
+                    continue
+                for value in values:
+                    ref = row_ref(system, table, {expr.col: value})
+                    if self.store.get(ref) is not None:
+                        self.store.put(ref, None)
+                        dropped += 1
+        return dropped
+
     def _finish(self, outcome: Outcome) -> Outcome:
         expired = self._expire(self._committed) if self.retention else 0
         duplicates, noops = self._duplicates, self._noops

@@ -24,6 +24,7 @@ Pure apart from the ``Store`` it is given.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -51,20 +52,64 @@ RECORDS = "unified.customer.records"  # the stage's input, through CHANGES
 CHANGES = "hub.customer.changes"  # the feed: each record of RECORDS, written with it
 REQUESTS = "hub.customer.requests"  # manual decisions (``hub customer link|unlink``)
 GOLDEN = "unified.customer"
+ERASURES = "unified.customer.erasures"  # erasure events: which records the channels erase
+ERASED_TOPIC = "hub.customer.erased"  # salted hashes of erased record refs, for every worker
 LINKS = "unified.customer.links"
 EVENTS = "unified.customer.events"
 REC, BLOCK, OF, CLUSTER = "identity:rec:", "identity:block:", "identity:of:", "identity:golden:"
 DECISIONS = "identity:decisions"  # the manual decisions, in the order they were made
+ERASED = "identity:erased:"  # + salted hash of an erased record ref
 IDENTIFYING = ("email", "phone_e164", "given_name", "family_name")  # one is needed
 
 
 class IdentityStage:
     """Keeps the golden customers of the records it is given (``apply``), in its ``Store``."""
 
-    def __init__(self, rules: Rules, store: Store) -> None:
-        self.rules, self.store = rules, store
+    def __init__(self, rules: Rules, store: Store, salt: bytes = b"") -> None:
+        self.rules, self.store, self.salt = rules, store, salt
         made = (self.store.get(DECISIONS) or {}).get("made", ())
         self.decisions = Decisions.of(Decision(**entry) for entry in made)  # links and bans
+
+    def erased(self, ref: str) -> bool:
+        """Whether ``ref`` was erased and its source has not deleted it since."""
+        return self.store.get(ERASED + erasure_key(self.salt, ref)) is not None
+
+    def erase(self, request: Erasure, now: datetime) -> Outcome:
+        """Erase the customer of ``request.ref`` (a golden id, or any of its record refs): every
+        member's record, link and the golden record become tombstones, the customers they were
+        related to are republished without them, the manual decisions naming them are forgotten
+        (and their requests tombstoned), an erasure event tells the channels which records to
+        erase, and only a salted hash of each record ref is kept (published to ``ERASED`` for
+        every worker) so that no replay or late change brings the person back until the source
+        deletes the row (``apply`` of a deletion lifts it). A ref the stage has not seen yet is
+        blocked all the same."""
+        asked = request.ref
+        gid = asked if asked.startswith("g-") else self._golden_of(asked)
+        refs = set(self._members(gid))
+        if not asked.startswith("g-"):
+            refs.add(asked)
+        if not refs:
+            return Outcome(skipped="unknown")
+        outputs = self._update(dict.fromkeys(sorted(refs)), None, None, now)
+        emitted = json_time(now)
+        for ref in sorted(refs):
+            self.store.put(REC + ref, None)  # not even its position: the hash below blocks it
+            key = erasure_key(self.salt, ref)
+            self.store.put(ERASED + key, {"at": request.at})
+            outputs += [Tombstone(RECORDS, ref),
+                        Document(ERASED_TOPIC, key, {"at": request.at, "who": request.who})]  # fmt: skip
+        forgotten = [made for made in self.decisions.made if {made.a, made.b} & refs]
+        if forgotten:
+            trail = [made for made in self.decisions.made if made not in forgotten]
+            self.store.put(
+                DECISIONS, {"made": [made.as_json() for made in trail]} if trail else None
+            )
+            self.decisions = Decisions.of(trail)
+            outputs += [Tombstone(REQUESTS, request_record(made)[0].decode()) for made in forgotten]
+        event = {"schema_version": 1, "golden_id": gid, "records": sorted(refs),
+                 "requested_at": request.at, "emitted_at": emitted}  # fmt: skip
+        outputs.append(Document(ERASURES, gid or asked, event))
+        return Outcome(outputs)
 
     def decide(self, decision: Decision, now: datetime) -> Outcome:
         """A manual decision (``hub customer link`` / ``unlink``), kept with the others in the
@@ -95,6 +140,12 @@ class IdentityStage:
         stored = self.store.get(REC + ref)
         if stored is not None and position and stored["pos"] >= position:
             return Outcome(skipped="duplicate")
+        key = erasure_key(self.salt, ref)
+        if self.store.get(ERASED + key) is not None:
+            if value is not None:  # a replay or a late change of an erased record: erased again
+                return Outcome([Tombstone(RECORDS, ref, position)], skipped="erased")
+            self.store.put(ERASED + key, None)  # deleted at its source: nothing left to block
+            return Outcome([Tombstone(ERASED_TOPIC, key, position)], skipped="erased")
         person = Person.of_record(ref, value) if value is not None else None
         refused: list[DependentFailure] = []
         if person is not None and not any(person.value(name) for name in IDENTIFYING):
@@ -103,24 +154,37 @@ class IdentityStage:
                 "customer is; it stays out of the golden customers until its source fills one in",
             )))  # fmt: skip
             person = None
-        before = set(stored.get("keys", ())) if stored else set()
-        after = set(blocking_keys(self.rules, person)) if person is not None else set()
-        seeds = {ref} | set(self._members(self._golden_of(ref)))
-        for key in sorted(before ^ after):
-            seeds |= self._move(key, ref, joins=key in after)
-        if person is None:
-            self.store.put(REC + ref, {"pos": position, "gone": True})
-        else:
-            self.store.put(REC + ref, {"pos": position, "keys": sorted(after),
-                                       "person": _person_json(person)})  # fmt: skip
+        if committed_at is None and value is not None:
+            committed_at = value.get("source_committed_at")
+        return Outcome(self._update({ref: person}, position, committed_at, now), failures=refused)
+
+    def _update(
+        self, changes: Mapping[str, Person | None], position: str | None,
+        committed_at: str | None, now: datetime,
+    ) -> list[Output]:  # fmt: skip
+        """Records changed (None: gone) at ``position``: their customers evaluated again."""
+        seeds: set[str] = set()
+        for ref, person in changes.items():
+            stored = self.store.get(REC + ref)
+            before = set(stored.get("keys", ())) if stored else set()
+            after = set(blocking_keys(self.rules, person)) if person is not None else set()
+            seeds |= {ref} | set(self._members(self._golden_of(ref)))
+            for key in sorted(before - after):  # its old neighbours: their related records change
+                refs = (self.store.get(BLOCK + key) or {}).get("refs", ())
+                if len(refs) <= self.rules.spec.max_block:
+                    seeds.update(refs)
+            for key in sorted(before ^ after):
+                seeds |= self._move(key, ref, joins=key in after)
+            if person is None:
+                self.store.put(REC + ref, {"pos": position or "", "gone": True})
+            else:
+                self.store.put(REC + ref, {"pos": position, "keys": sorted(after),
+                                           "person": _person_json(person)})  # fmt: skip
         component = self._component(seeds)
         people = [self._person(member) for member in sorted(component)]
         result = resolve(self.rules, people, self.decisions, self._held)
-        gone = {ref} if person is None else set()
-        if committed_at is None and value is not None:
-            committed_at = value.get("source_committed_at")
-        outputs = self._publish(result, people, gone, (position, committed_at), now).outputs
-        return Outcome(outputs, failures=refused)
+        gone = {ref for ref, person in changes.items() if person is None}
+        return self._publish(result, people, gone, (position, committed_at), now).outputs
 
     # -- state
 
@@ -284,6 +348,44 @@ def request_record(decision: Decision) -> tuple[bytes, bytes]:
     compacted topic keeps every decision ever made, the audit trail)."""
     key = f"{decision.at}|{decision.kind}|{decision.a}|{decision.b}"
     return key.encode(), orjson.dumps(decision.as_json())
+
+
+@dataclass(frozen=True, slots=True)
+class Erasure:
+    """A request to erase a customer (``hub customer erase``): a golden id or a record ref."""
+
+    ref: str
+    who: str
+    why: str
+    at: str
+
+    def as_json(self) -> dict[str, str]:
+        return {"kind": "erase", "ref": self.ref, "who": self.who, "why": self.why, "at": self.at}
+
+
+def erasure_record(erasure: Erasure) -> tuple[bytes, bytes]:
+    """The record of ``hub.customer.requests`` asking for ``erasure`` (the stage tombstones it
+    once done: the ref it names does not stay there)."""
+    return f"{erasure.at}|erase|{erasure.ref}".encode(), orjson.dumps(erasure.as_json())
+
+
+def erasure_key(salt: bytes, ref: str) -> str:
+    """What is kept of an erased record ref: a keyed hash, unreadable without the salt."""
+    return hashlib.blake2b(ref.encode(), key=salt[:64], digest_size=16).hexdigest()
+
+
+def request_of(value: bytes | None) -> Decision | Erasure:
+    """What a record of ``hub.customer.requests`` asks for; raises ``InvalidEvent``."""
+    try:
+        fields = orjson.loads(value or b"")
+        if isinstance(fields, dict) and fields.get("kind") == "erase":
+            erasure = Erasure(**{name: fields[name] for name in ("ref", "who", "why", "at")})
+            if not all(isinstance(v, str) and v for v in (erasure.ref, erasure.who, erasure.at)):
+                raise TypeError("ref, who and at must be text")
+            return erasure
+    except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+        raise InvalidEvent("invalid_request", f"not a customer erasure: {exc!r}") from exc
+    return request_decision(value)
 
 
 def request_decision(value: bytes | None) -> Decision:

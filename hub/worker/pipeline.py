@@ -38,15 +38,23 @@ from hub.core.availability import (
     feed_record,
 )
 from hub.core.dlq import Provenance, StreamBreakers, dead_letter_headers
-from hub.core.engine import STEP, Engine, MemoryStore, Store, SystemMappings
-from hub.core.golden import CHANGES, RECORDS, REQUESTS, IdentityStage, request_decision
+from hub.core.engine import STEP, Engine, MemoryStore, Outcome, Store, SystemMappings
+from hub.core.golden import (
+    CHANGES,
+    RECORDS,
+    REQUESTS,
+    Erasure,
+    IdentityStage,
+    request_of,
+)
 from hub.core.golden import feed_change as customer_change
 from hub.core.golden import feed_record as customer_record
 from hub.core.identity import Rules
 from hub.core.network import Network
 from hub.core.positions import Frontiers
+from hub.core.records import Tombstone
 from hub.core.repair import REPAIRS_TOPIC, Repairer
-from hub.customers import load_rules
+from hub.customers import erasure_salt, load_rules
 from hub.errors import DeadLetterFlood, InvalidEvent, RegistryError
 from hub.kafka_io import resume_offsets
 from hub.settings import HubSettings
@@ -54,6 +62,7 @@ from hub.stock import load_network
 from hub.topics import TopicSpec, registry
 from hub.worker import metrics
 from hub.worker.continuity import EXIT_RESTART, ContinuityGuard, OffsetGap
+from hub.worker.erasures import ErasureWatch
 from hub.worker.liveness import Liveness, Verdict
 from hub.worker.logs import KAFKA_LOG
 from hub.worker.output import Fenced, OutputProducer, TransactionFailed, transactional_id
@@ -146,10 +155,10 @@ class Task:
     def __init__(
         self, number: int, settings: HubSettings, systems: Sequence[SystemMappings],
         topic_for_model: Mapping[str, str], references: Sequence[TopicSpec], disk: Path,
-        published: Store, frontiers: Frontiers, network: Network, rules: Rules,
+        published: Store, frontiers: Frontiers, network: Network, rules: Rules, salt: bytes,
     ) -> None:  # fmt: skip
         self.number, self.settings, self.references = number, settings, references
-        self.rules = rules
+        self.rules, self.salt = rules, salt
         self.producer = OutputProducer(settings.bootstrap, f"{settings.worker_id}-p{number}")
         self.producer.config["logger"] = KAFKA_LOG
         self.producer.use(transactional_id(settings.worker_id, number))
@@ -167,7 +176,7 @@ class Task:
         # same state, committed in the same transactions.
         self.stock = AvailabilityStage(network, self.rows)
         # The golden customers, if this number holds the customer feed's one partition (0).
-        self.identity = IdentityStage(rules, self.rows)
+        self.identity = IdentityStage(rules, self.rows, salt)
         # The feeds' records this task wrote (stock levels, customer records), as delivered, until
         # its next commit makes them visible: then the worker applies those of the feed
         # partitions it holds at once (``Pipeline.apply_committed_feeds``).
@@ -185,7 +194,7 @@ class Task:
         entries = self.rows.replace(
             read_entries(self.settings.bootstrap, self.settings.worker_id, self.number)
         )
-        self.identity = IdentityStage(self.rules, self.rows)  # its decisions, as committed
+        self.identity = IdentityStage(self.rules, self.rows, self.salt)  # as committed
         self.read_to = {
             (spec.name, p): self._read_to(spec.name, p)
             for spec in self.references for p in range(spec.partitions)
@@ -270,6 +279,10 @@ class Pipeline:
         # One partition each: every customer's records meet in task 0, whichever raw partition
         # they came from (a customer's records share no key the raw topics could be keyed by).
         self.rules = load_rules()
+        self.salt = erasure_salt(settings)
+        self.erasures = ErasureWatch(
+            settings.bootstrap, f"{settings.worker_id}-erasures", self.salt
+        )
         self.inputs[CUSTOMERS] = [reg[CHANGES]]
         self.inputs[DECISIONS] = [reg[REQUESTS]]
         single = [reg[CHANGES], reg[REQUESTS]]
@@ -392,6 +405,7 @@ class Pipeline:
             self._drop(moved)
             new += self._fence(moved)
         if new:
+            self.erasures.start()
             rows = [task.read_back() for task in new]
             self.frontiers.reload()  # the newest any held task's state saved
             # What every holder published, whichever group: the unified topics say it.
@@ -401,6 +415,7 @@ class Pipeline:
                 self.tasks[task.number] = task
                 applied = self._catch_up(task)
                 self._heal_stock(task, figures)
+                self._forget(task, self.erasures.refs)
                 metrics.RESEEDS.inc()
                 log.info("given raw partition %d: fenced its previous holder, read %d state "
                          "entries and %d published records back, %d reference changes since",
@@ -423,6 +438,7 @@ class Pipeline:
                 self.frontiers,
                 self.network,
                 self.rules,
+                self.salt,
             )
             for number in sorted(numbers)
         ]
@@ -446,6 +462,15 @@ class Pipeline:
             log.info("raw partition %d: %d availability records differed from the topic (network "
                      "version %d, %s): published again", task.number, len(outcome.outputs),
                      self.network.version, self.network.digest)  # fmt: skip
+
+    def _forget(self, task: Task, refs: Sequence[str]) -> None:
+        """Drop the source rows ``task``'s engine keeps of erased records (committed with its
+        next transaction)."""
+        dropped = sum(task.engine.forget(ref) for ref in refs)
+        if dropped:
+            self.pending.setdefault(task.number, {})
+            log.info("raw partition %d: forgot %d source rows of erased customers", task.number,
+                     dropped)  # fmt: skip
 
     def _catch_up(self, task: Task) -> int:
         """Apply the reference changes ``task`` has not seen yet, up to the current end, before
@@ -494,6 +519,8 @@ class Pipeline:
         done: dict[int, dict[tuple[str, int], int]] = {}
         feeds: dict[tuple[str, int], list[Message]] = {}  # the feeds' records, per partition
         message: Message | None = None
+        for task in self.tasks.values():  # erasures made since the last batch
+            self._forget(task, self.erasures.poll())
         with self._failures(lambda: message):
             try:
                 for number, task in list(self.tasks.items()):
@@ -671,11 +698,10 @@ class Pipeline:
                     log.info("repaired %s from %s: %d outputs", key, REPAIRS_TOPIC,
                              len(outcome.outputs))  # fmt: skip
                 elif system == DECISIONS:
-                    decision = request_decision(value)
-                    outcome = task.identity.decide(decision, now)
-                    log.info("customer decision: %s %s %s by %s (%s): %d outputs", decision.kind,
-                             decision.a, decision.b, decision.who, decision.why,
-                             len(outcome.outputs))  # fmt: skip
+                    if value is None:  # an erasure request, tombstoned once applied
+                        counts[(system, "noop")] += 1
+                        return
+                    outcome = self._request(task, key, request_of(value), now)
                 else:
                     outcome = task.engine.process(system, key, value, now)
             except InvalidEvent:
@@ -687,12 +713,24 @@ class Pipeline:
                               _replay_headers(message), counts)  # fmt: skip
             return
         producer, names = task.producer, self.topic_names
+        made = system != DECISIONS  # by the engine: the stages' inputs
         for output in outcome.outputs:
+            if (
+                made
+                and output.topic_id == RECORDS
+                and not isinstance(output, Tombstone)
+                and (self.erasures.erased(output.key))
+            ):  # an erased customer's row changed: not published, its row forgotten again
+                task.engine.forget(output.key)
+                counts[(system, "erased")] += 1
+                continue
             producer.publish(names[output.topic_id], output)
-            if output.topic_id == INVENTORY:  # and to the availability stage, in this transaction
+            if (
+                made and output.topic_id == INVENTORY
+            ):  # to the availability stage, in this transaction
                 feed_key, feed_value = feed_record(output)
                 producer.send(names[FEED], feed_key, feed_value, [], delivered=task.fed.append)
-            elif output.topic_id == RECORDS:  # and to the identity stage, likewise
+            elif made and output.topic_id == RECORDS:  # to the identity stage, likewise
                 feed_key, feed_value = customer_record(output)
                 producer.send(names[CHANGES], feed_key, feed_value, [], delivered=task.fed.append)
         counts[(system, "applied")] += len(outcome.outputs)
@@ -706,6 +744,20 @@ class Pipeline:
             self._dead_letter(task, system, dlq, failure.ref.encode(), orjson.dumps(failure.row),
                               message, failure.error, [("hub.dlq.row_ref", failure.ref.encode())],
                               counts)  # fmt: skip
+
+    def _request(self, task: Task, key: bytes | None, request: Any, now: datetime) -> Outcome:
+        """A manual decision or an erasure, applied by ``task``'s identity stage."""
+        if isinstance(request, Erasure):
+            outcome = task.identity.erase(request, now)
+            # The request named the person: it does not stay on the topic once applied.
+            outcome.outputs.append(Tombstone(REQUESTS, (key or b"").decode()))
+            log.info("customer erased by %s at %s: %d records", request.who, request.at,
+                     sum(1 for o in outcome.outputs if o.topic_id == RECORDS))  # fmt: skip
+            return outcome
+        outcome = task.identity.decide(request, now)
+        log.info("customer decision: %s %s %s by %s (%s): %d outputs", request.kind, request.a,
+                 request.b, request.who, request.why, len(outcome.outputs))  # fmt: skip
+        return outcome
 
     def handle_feed(
         self, task: Task, messages: Sequence[Message], now: datetime,

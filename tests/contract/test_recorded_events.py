@@ -52,7 +52,7 @@ def test_till_sale_becomes_order_lines_that_follow_the_ticket_status(engine):
     first = latest["store:900001:1"]
     assert (first.channel, first.gtin, first.quantity, first.unit_price) == (
         "store", "3760000000017", Decimal(2), Decimal("12.90"))  # fmt: skip
-    assert first.customer_ref == "loyalty:LC00000042"
+    assert first.customer_ref == "pos:LC00000042"  # its key on unified.customer.records
     assert first.location_id == "store:PAR01"
     assert [line.status for line in lines if line.key == "store:900001:1"] == [
         "open",

@@ -7,9 +7,12 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+import requests
 
 from hub.customers import load_rules
 from hub.models import CustomerEvent, GoldenCustomer
+from tests.integration.conftest import TopicReader
+from tests.integration.harness import wait_until
 
 
 def golden_of(links: Any, golden: Any, ref: str, members: list[str]) -> dict[str, Any]:
@@ -110,3 +113,64 @@ def test_two_people_sharing_a_family_email_stay_two_and_a_manual_link_is_applied
     assert [(a["a"], a["b"], a["rule"]) for a in shown["apart"]] == [
         ("shop:880201", "shop:880202", "manual-ban")
     ]
+
+
+def outcome_count(stack: Any, system: str, outcome: str) -> float:
+    """A counter of the worker's /metrics: hub_outcomes{system, outcome}."""
+    text = requests.get(f"http://127.0.0.1:{stack.env['HUB_WORKER_WEB_PORT']}/metrics",
+                        timeout=5).text  # fmt: skip
+    wanted = f'hub_outcomes_total{{outcome="{outcome}",system="{system}"}}'
+    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(wanted))
+
+
+def test_an_erased_customer_is_gone_everywhere_and_a_later_update_does_not_bring_them_back(
+    stack, worker, golden, customer_links, customers
+):
+    from hub.core.golden import erasure_key
+    from hub.customers import erasure_salt
+    from hub.settings import HubSettings
+
+    stack.sql("shop", "INSERT INTO shop.customer VALUES (880301, 'yann.kerboul@example.fr', 'Yann',"
+              " 'Kerboul', '06 55 44 33 22', true, 'allergic to nuts', '2026-10-01T10:00:00Z',"
+              " now())")  # fmt: skip
+    stack.sql("pos", "INSERT INTO pos.loyalty_member VALUES ('LC88030100', 'Yann Kerboul',"
+              " 'yann.kerboul@example.fr', NULL, '29200', '2026-10-05T09:00:00Z', true)")  # fmt: skip
+    members = ["pos:LC88030100", "shop:880301"]
+    person = golden_of(customer_links, golden, "shop:880301", members)
+    erasures = TopicReader(stack.endpoints["kafka_bootstrap"], "unified.customer.erasures")
+    erased = TopicReader(stack.endpoints["kafka_bootstrap"], "hub.customer.erased")
+    try:
+        done = stack.hub("customer", "erase", person["golden_id"], "--why", "GDPR art. 17",
+                         "--who", "it-test")  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        event = erasures.wait_for(person["golden_id"], lambda v: v is not None)
+        assert event["records"] == members
+        for ref in members:  # tombstones on every topic the hub wrote them to
+            customer_links.wait_for(ref, lambda v: v is None)
+            customers.wait_for(ref, lambda v: v is None)
+        golden.wait_for(person["golden_id"], lambda v: v is None)
+        salt = erasure_salt(HubSettings(state_dir=stack.state_dir))
+        hashed = erasure_key(salt, "shop:880301")
+        assert erased.wait_for(hashed, lambda v: v is not None)["who"] == "it-test"
+        # Later changes of the source rows: counted as erased, never published.
+        blocked = outcome_count(stack, "shop", "erased")
+        stack.sql("shop", "UPDATE shop.customer SET first_name = 'Yannick', updated_at = now()"
+                  " WHERE id = 880301")  # fmt: skip
+        wait_until(lambda: outcome_count(stack, "shop", "erased") > blocked,
+                   "the erased row's change refused")  # fmt: skip
+        customers.poll(2)
+        customer_links.poll(1)
+        assert customers.history["shop:880301"][-1] is None
+        assert customer_links.history["shop:880301"][-1] is None
+        shown = stack.hub("customer", "explain", "shop:880301")
+        assert shown.returncode == 1 and "no record shop:880301" in shown.stderr
+        # The shop deletes the row: nothing is left to block; a new row of that id is new.
+        stack.sql("shop", "DELETE FROM shop.customer WHERE id = 880301")
+        erased.wait_for(hashed, lambda v: v is None)
+        stack.sql("shop", "INSERT INTO shop.customer VALUES (880301, 'new.person@example.fr',"
+                  " 'Nouvelle', 'Personne', NULL, false, NULL, now(), now())")  # fmt: skip
+        again = golden_of(customer_links, golden, "shop:880301", ["shop:880301"])
+        assert again["fields"]["given_name"]["value"] == "Nouvelle"
+    finally:
+        erasures.close()
+        erased.close()

@@ -45,6 +45,7 @@ BAD = {
         ["customer", "unlink", "g-0123456789abcdef", "shop:1", "--why", "x"],
         "a record ref like shop:17",
     ),
+    "customer erase": (["customer", "erase", "Marie Dupont", "--why", "x"], "a golden id (g-"),
     "secrets set": (["secrets", "set", "nope.password"], "defined: erp.password,"),
     "secrets list": (["secrets", "list", "--all"], "no such option"),
     "topics apply": (["topics", "apply", "raw.pos.stock"], "unexpected extra argument"),

@@ -58,7 +58,7 @@ class Hub:
                 if output.topic_id == EVENTS:
                     self.events.append(output.content)
             elif isinstance(output, Tombstone):
-                self.topics[output.topic_id].pop(output.key, None)
+                self.topics.setdefault(output.topic_id, {}).pop(output.key, None)
 
     def golden_of(self, ref: str) -> dict[str, Any]:
         return self.topics[GOLDEN][self.topics[LINKS][ref]["golden_id"]]
@@ -293,3 +293,78 @@ def test_a_component_judges_merge_storms_by_every_record_holding_the_key():
     hub.put("s:1", record(**paul, email="home@example.fr", phone_e164="+33600000002"))
     hub.put("s:0", record(**paul, email="paul@example.fr", phone_e164="+33600000001"))
     assert final_state(hub)[0] == [("s:0",), ("s:1",), ("s:2",), ("s:3",)]
+
+
+# -- erasure
+
+
+def erasure(ref: str) -> Any:
+    from hub.core.golden import Erasure
+
+    return Erasure(ref, "dpo@example.fr", "GDPR request 2026-118", at(20))
+
+
+def test_erasing_a_customer_tombstones_everything_of_theirs_and_keeps_only_a_salted_hash():
+    from hub.core.golden import ERASED_TOPIC, ERASURES, RECORDS, REQUESTS, erasure_key
+
+    hub = Hub()
+    hub.stage.salt = b"pepper"
+    hub.put("shop:12", MARIE_SHOP)
+    hub.put("loyalty:C042", MARIE_TILL)
+    hub.put(
+        "shop:13", record(email="marie.dupont@example.fr", given_name="Paul", family_name="Dupont")
+    )  # fmt: skip: a household member
+    hub.stage.decide(decision("link", "shop:12", "erp:9"), NOW)
+    gid = hub.topics[LINKS]["shop:12"]["golden_id"]
+    outcome = hub.stage.erase(erasure("loyalty:C042"), NOW)  # any of their refs, or the id
+    dead = {(o.topic_id, o.key) for o in outcome.outputs if isinstance(o, Tombstone)}
+    assert {(GOLDEN, gid), (LINKS, "shop:12"), (LINKS, "loyalty:C042"), (RECORDS, "shop:12"),
+            (RECORDS, "loyalty:C042")} <= dead  # fmt: skip
+    assert (REQUESTS, f"{at(9)}|link|shop:12|erp:9") in dead  # the decision naming them
+    made = {(o.topic_id, o.key): o.content for o in outcome.outputs if isinstance(o, Document)}
+    assert made[(ERASURES, gid)]["records"] == ["loyalty:C042", "shop:12"]
+    assert (ERASED_TOPIC, erasure_key(b"pepper", "shop:12")) in made
+    paul = made[(GOLDEN, hub.topics[LINKS]["shop:13"]["golden_id"])]
+    assert paul["related"] == []  # the household member, republished without them
+    # Nothing of them stays in the state: no ref, no value.
+    text = repr(sorted(hub.store.items()))
+    for trace in (
+        "shop:12",
+        "loyalty:C042",
+        "Marie",
+        "+33612345678",
+        "75011",
+    ):  # (Paul keeps the email)
+        assert trace not in text, trace
+    assert hub.stage.erased("shop:12") and not hub.stage.erased("shop:13")
+
+
+def test_an_erased_record_does_not_come_back_until_its_source_deletes_it():
+    from hub.core.golden import ERASED_TOPIC, RECORDS
+
+    hub = Hub()
+    hub.put("shop:12", MARIE_SHOP, "p:00000001")
+    hub.stage.erase(erasure("shop:12"), NOW)
+    late = hub.stage.apply("shop:12", MARIE_SHOP, "p:00000002", NOW)  # a late change, a replay
+    assert [(type(o).__name__, o.topic_id) for o in late.outputs] == [("Tombstone", RECORDS)]
+    replay = hub.stage.apply("shop:12", MARIE_SHOP, "p:00000001", NOW)
+    assert [o.topic_id for o in replay.outputs] == [RECORDS]
+    deleted = hub.stage.apply("shop:12", None, "p:00000003", NOW)  # the source deleted the row
+    assert [(type(o).__name__, o.topic_id) for o in deleted.outputs] == [
+        ("Tombstone", ERASED_TOPIC)
+    ]
+    assert not hub.stage.erased("shop:12")
+    hub.put("shop:12", MARIE_SHOP, "p:00000004")  # a new row of that id: a new customer
+    assert hub.golden_of("shop:12")["members"] == ["shop:12"]
+
+
+def test_erasing_a_ref_the_stage_has_not_seen_blocks_it_all_the_same():
+    from hub.core.golden import ERASURES
+
+    hub = Hub()
+    outcome = hub.stage.erase(erasure("erp:77"), NOW)
+    [event] = [o for o in outcome.outputs if o.topic_id == ERASURES]
+    assert event.key == "erp:77" and event.content["golden_id"] is None
+    hub.put("erp:77", MARIE_ERP)
+    assert "erp:77" not in hub.topics[LINKS]
+    assert hub.stage.erase(erasure("g-0123456789abcdef"), NOW).skipped == "unknown"

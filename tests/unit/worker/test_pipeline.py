@@ -91,6 +91,7 @@ class Kafka:
     # Reference records (each task's reader reads them all), and the readers made.
     references: list[Message] = field(default_factory=list)
     readers: list[Reader] = field(default_factory=list)
+    erased: list[str] = field(default_factory=list)  # customer record refs erased
 
     def outputs(self) -> list[tuple[str, bytes | None, bytes | None, dict[str, bytes]]]:
         """What went anywhere but the engine's changelog and the stock feed (the worker's own)."""
@@ -100,6 +101,24 @@ class Kafka:
     def feed(self) -> list[tuple[bytes | None, bytes | None, int]]:
         """What went to the stock feed: key, value, partition."""
         return [(k, v, p) for t, k, v, _, p in self.sent if t == FEED]
+
+
+class Watch:
+    """The worker's view of erased customers: the refs erased (``Kafka.erased``)."""
+
+    def __init__(self, kafka: Kafka) -> None:
+        self.kafka, self.refs = kafka, []
+
+    def start(self) -> None:
+        pass
+
+    def poll(self, timeout: float = 0.0) -> list[str]:
+        new = self.kafka.erased[len(self.refs) :]
+        self.refs += new
+        return new
+
+    def erased(self, ref: str) -> bool:
+        return ref in self.kafka.erased
 
 
 class Reader:
@@ -174,6 +193,7 @@ def kafka(monkeypatch) -> Kafka:
     monkeypatch.setattr(pipeline_module, "published_figures", lambda *a: {})  # topic empty
     monkeypatch.setattr(pipeline_module, "resume_offsets", lambda *a: {})
     monkeypatch.setattr(pipeline_module, "Consumer", lambda config: Reader(kafka))
+    monkeypatch.setattr(pipeline_module, "ErasureWatch", lambda *a: Watch(kafka))
     pipeline_module.COUNTS.clear()
     return kafka
 
@@ -399,6 +419,32 @@ def test_a_manual_decision_is_applied_and_a_bad_one_dead_lettered(pipeline, kafk
     assert golden["links"][0]["rule"] == "manual-link"
     [letter] = [h for t, _, _, h in kafka.outputs() if t == "hub.dlq"]
     assert letter["hub.dlq.reason"] == b"invalid_request"
+
+
+def test_an_erasure_is_applied_and_the_erased_customers_later_changes_are_not_published(
+    pipeline, kafka
+):
+    from hub.core.golden import Erasure, erasure_record
+
+    pipeline.assign([(RAW_ERP_CUSTOMER, 0), (CUSTOMER_FEED, 0), (REQUESTS, 0)])
+    pipeline.process([erp_customer("c")], "group")
+    kafka.sent.clear()
+    key, value = erasure_record(Erasure("erp:990001", "dpo", "GDPR request", "t2"))
+    pipeline.process([Message(REQUESTS, 0, 0, key, value)], "group")
+    dead = {(t, k) for t, k, v, _ in kafka.outputs() if v is None}
+    assert {("unified.customer.records", b"erp:990001"), ("unified.customer.links", b"erp:990001"),
+            (REQUESTS, key)} <= dead  # the request named them: tombstoned too  # fmt: skip
+    [event] = [
+        orjson.loads(v) for t, _, v, _ in kafka.outputs() if t == "unified.customer.erasures"
+    ]
+    assert event["records"] == ["erp:990001"]
+    kafka.erased.append("erp:990001")  # as every worker reads it from hub.customer.erased
+    kafka.sent.clear()
+    pipeline.process([erp_customer("u", 1)], "group")  # the source row changes again
+    assert [t for t, _, _, _ in kafka.outputs()] == []
+    assert pipeline_module.COUNTS["erased"] == 1
+    pipeline.process([Message(REQUESTS, 0, 1, key, None)], "group")  # its tombstone, read back
+    assert kafka.outputs() == []
 
 
 def test_a_level_whose_feed_partition_another_worker_holds_waits_for_it(pipeline, kafka):
