@@ -9,13 +9,18 @@ differs (provenance fields — positions, times — are not compared).
 Availability is recomputed from that truth with the same stage and network file as the worker: the
 figures of the source rows as they are now. Alerts are not compared: whether one fires depends on
 the path the figures took (hysteresis), not only on where they are.
+
+Golden customers and links are recomputed likewise, with the same identity rules and the manual
+decisions in force, and without the records erased (whose rows the sources still hold until they
+delete them): the result does not depend on the order the records arrived in. Merge and split
+events and erasure events are not compared: they tell the path, not where it ends.
 """
 
 from __future__ import annotations
 
 import shlex
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -26,9 +31,10 @@ from rich.console import Console
 from rich.table import Table
 
 from hub.connectors import ConnectorDefinition, load_definitions
-from hub.core import availability
+from hub.core import availability, golden
 from hub.core.debezium import ChangeEvent, SourceInfo
 from hub.core.engine import PROVENANCE, Engine, MemoryStore, row_ref
+from hub.core.identity import Decisions, Rules
 from hub.core.records import Document, Tombstone, Upsert
 from hub.errors import InvalidEvent, StackError
 from hub.kafka_io import header, read_to_end
@@ -41,6 +47,7 @@ from hub.worker.output import POSITION_HEADER
 
 EPOCH_DAY = date(1970, 1, 1)
 ALERTS = "unified.alerts"
+PATHS = frozenset({ALERTS, golden.EVENTS, golden.ERASURES})  # events: not compared
 # Where each location's level came from, inside an availability figure's explanation; and the
 # change that made the figure: provenance too.
 SOURCE_OF = frozenset({"source_position", "source_committed_at"})
@@ -162,14 +169,25 @@ class Truth:
     invalid: list[dict[str, str]] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class Identity:
+    """What the identity stage resolves with besides the records: its rules, the manual
+    decisions in force, and which record refs were erased."""
+
+    rules: Rules
+    decisions: Decisions
+    erased: Callable[[str], bool]
+
+
 def truth(
-    definitions: Mapping[str, ConnectorDefinition], connections: Mapping[str, Any], now: datetime
-) -> Truth:
+    definitions: Mapping[str, ConnectorDefinition], connections: Mapping[str, Any], now: datetime,
+    identity: Identity | None = None,
+) -> Truth:  # fmt: skip
     """Map every row of every captured table of the ``connections``' systems."""
     reg = registry()
     topic_names = {spec.id: spec.name for spec in reg.topics.values()}
     result = Truth({spec.name: {} for spec in reg.topics.values()
-                    if spec.kind == "unified" and spec.id != ALERTS})  # fmt: skip
+                    if spec.kind == "unified" and spec.id not in PATHS})  # fmt: skip
     for system, definition in definitions.items():
         if system not in connections:
             continue
@@ -208,7 +226,30 @@ def truth(
             ref = row_ref(system, origin.table, origin.key)
             result.origins[where] = [*looked_up.get(ref, []), origin]
     _availability(result, topic_names, now)
+    if identity is not None:
+        _golden(result, topic_names, now, identity)
     return result
+
+
+def _golden(result: Truth, topic_names: Mapping[str, str], now: datetime,
+            identity: Identity) -> None:  # fmt: skip
+    """The golden customers and links of the truth's customer records, as the worker's identity
+    stage makes them (erased records left out: their rows may still be in the sources)."""
+    records = result.expected[topic_names[golden.RECORDS]]
+    for ref in [ref for ref in records if identity.erased(ref)]:
+        del records[ref]
+    stage = golden.IdentityStage(identity.rules, MemoryStore())
+    stage.decisions = identity.decisions
+    for ref, record in sorted(records.items()):
+        outcome = stage.apply(ref, record, record["source_position"], now)
+        for output in outcome.outputs:
+            if output.topic_id in PATHS:
+                continue
+            held = result.expected[topic_names[output.topic_id]]
+            if isinstance(output, Document):
+                held[output.key] = output.content
+            elif isinstance(output, Tombstone):
+                held.pop(output.key, None)
 
 
 def _availability(result: Truth, topic_names: Mapping[str, str], now: datetime) -> None:
@@ -258,15 +299,21 @@ class TopicState:
 
 
 def _made_of(record: Mapping[str, Any]) -> set[str]:
-    """The systems a record comes from: its own, or those of the levels an availability figure
-    adds up (the change that last made it may be the hub's own, a new network file)."""
+    """The systems a record comes from: its own, those of the levels an availability figure
+    adds up (the change that last made it may be the hub's own, a new network file), those of a
+    golden customer's members or of a linked record."""
     if isinstance(record.get("explanation"), list):
         return {str(entry["source_system"]) for entry in record["explanation"]}
+    if isinstance(record.get("members"), list):
+        return {str(member).partition(":")[0] for member in record["members"]}
+    if "golden_id" in record and "ref" in record:
+        return {str(record["ref"]).partition(":")[0]}
     return {str(record.get("source_system"))}
 
 
 def read_topic_state(settings: HubSettings) -> TopicState:
-    specs = [spec for spec in registry().topics.values() if spec.kind == "unified"]
+    specs = [spec for spec in registry().topics.values()
+             if spec.kind == "unified" and spec.id not in PATHS]  # fmt: skip
     state = TopicState({spec.name: {} for spec in specs}, {})
     for msg in read_to_end(settings.bootstrap, specs):
         topic, key, raw = msg.topic() or "", (msg.key() or b"").decode(), msg.value()
@@ -370,7 +417,7 @@ def reconcile(settings: HubSettings, wait: float) -> Report:
     while True:
         connections, unchecked = open_sources(settings, definitions)
         try:
-            found = truth(definitions, connections, datetime.now(UTC))
+            found = truth(definitions, connections, datetime.now(UTC), identity_of(settings))
         finally:
             for conn in connections.values():
                 conn.close()
@@ -379,6 +426,22 @@ def reconcile(settings: HubSettings, wait: float) -> Report:
         if report.agree or time.monotonic() >= deadline:
             return report
         time.sleep(2)
+
+
+def identity_of(settings: HubSettings) -> Identity:
+    """The identity rules, the decisions in force and the erased refs, as the worker has them."""
+    from hub.customers import erasure_salt, load_rules, read_decisions
+
+    hashes: set[str] = set()
+    for message in read_to_end(settings.bootstrap, [registry()[golden.ERASED_TOPIC]]):
+        key = (message.key() or b"").decode()
+        if message.value() is None:
+            hashes.discard(key)
+        else:
+            hashes.add(key)
+    salt = erasure_salt(settings)
+    return Identity(load_rules(), read_decisions(settings),
+                    lambda ref: golden.erasure_key(salt, ref) in hashes)  # fmt: skip
 
 
 def print_report(report: Report, console: Console, examples: int = 10) -> None:

@@ -1,8 +1,10 @@
-"""A small simulator of the three systems: till sales, web orders, warehouse moves.
+"""A small simulator of the three systems: till sales, web orders, warehouse moves, sign-ups.
 
 A till sale is one transaction, as a till does it: insert the ticket and its lines, decrement
 ``pos.stock.qty`` for each line; now and then a store receives a delivery. A web order moves stock
 from available to committed; its fulfilment releases it. The ERP picks and receives in decimals.
+Now and then a loyalty member opens a web shop account, spelling themselves their own way: the
+hub makes them one golden customer.
 """
 
 from __future__ import annotations
@@ -56,6 +58,19 @@ class SalesSimulator:
 
     def _article(self) -> str:
         return self.rng.choices(self._ranked, cum_weights=self._weights)[0]
+
+    def member(self) -> tuple[str, str, str | None, str | None]:
+        """A loyalty member with an email: card, full name, email, phone."""
+        row = self.conn.execute(
+            "SELECT card_no, full_name, email, phone FROM pos.loyalty_member"
+            " WHERE email IS NOT NULL ORDER BY card_no OFFSET %s LIMIT 1",
+            (self.rng.randrange(max(1, len(self.cards) - 1)),),
+        ).fetchone()
+        self.conn.commit()
+        if row is None:
+            raise RuntimeError("no loyalty member with an email: run 'hub stack up' first")
+        card, name, email, phone = (str(v) if v is not None else None for v in row)
+        return card or "", name or "", email, phone
 
     def sell(self) -> Sale:
         """Ring up one sale in one transaction; returns what was sold."""
@@ -173,6 +188,25 @@ class WebShopSimulator:
             )
         return f"web order #{order_id}: " + ", ".join(f"variant {v} x{q}" for v, q in lines)
 
+    def sign_up(self, member: tuple[str, str, str | None, str | None]) -> str:
+        """A loyalty member opens a web account: their email in another case, their name in two
+        fields, their phone or none."""
+        card, name, email, phone = member
+        given, _, family = name.partition(" ")
+        typed = (email or "").upper() if self.rng.random() < 0.5 else (email or "").capitalize()
+        now = datetime.now(UTC)
+        with self.conn.transaction(), self.conn.cursor() as cur:
+            cur.execute(
+                "INSERT INTO shop.customer (email, first_name, last_name, phone, accepts_marketing,"
+                " created_at, updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id",
+                (typed, given, family, phone if self.rng.random() < 0.5 else None,
+                 self.rng.random() < 0.5, now, now),
+            )  # fmt: skip
+            row = cur.fetchone()
+        customer = int(str(row[0])) if row else 0
+        self.customers.append(customer)
+        return f"web sign-up: shop:{customer} {given} {family}, loyalty card pos:{card}"
+
     def fulfil(self) -> str | None:
         """Ship the oldest paid order: committed stock leaves the warehouse."""
         now = datetime.now(UTC)
@@ -249,6 +283,8 @@ def run_sales(settings: HubSettings, rate: float, count: int, seed: int) -> None
                 sale = tills.sell_out()
                 items = ", ".join(f"{ean} x{qty}" for ean, qty, _ in sale.lines)
                 console.print(f"sale #{sale.ticket_id:<6} {sale.store_code}  {items} (sold out)")
+            elif done % 40 == 17:  # a loyalty member signs up on the web: one golden customer
+                console.print(web.sign_up(tills.member()))
             elif roll < 0.5:
                 sale = tills.sell()
                 items = ", ".join(f"{ean} x{qty}" for ean, qty, _ in sale.lines)

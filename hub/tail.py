@@ -30,6 +30,21 @@ def _describe(spec: TopicSpec, value: dict[str, Any]) -> str:
                           for s in value["explanation"] if s["contributes"] != "0")  # fmt: skip
         return (f"available [bold]{value['available']:>7}[/] {value['unit']}"
                 f" ({gives or 'none anywhere'})")  # fmt: skip
+    if spec.model == "GoldenCustomer":
+        fields = value["fields"]
+        name = " ".join(
+            str(fields[f]["value"]) for f in ("given_name", "family_name") if f in fields
+        )
+        email = fields.get("email", {}).get("value", "-")
+        return (f"[bold]{name or '?'}[/] <{email}>: {len(value['members'])} records "
+                f"({', '.join(value['members'])})")  # fmt: skip
+    if spec.model == "CustomerLink":
+        return f"→ {value['golden_id']}"
+    if spec.model == "CustomerEvent":
+        into = value["into"] if isinstance(value["into"], str) else ", ".join(value["into"])
+        return f"[yellow]{value['event']}[/] into {into}"
+    if spec.model == "CustomerErasure":
+        return f"[red]erased[/] {', '.join(value['records'])}"
     if spec.model == "StockAlert":
         colour = "red" if value["status"] == "firing" else "green"
         return f"[{colour}]{value['event'].replace('_', ' ')}[/] (value {value['value']})"
@@ -39,14 +54,14 @@ def _describe(spec: TopicSpec, value: dict[str, Any]) -> str:
 def _line(spec: TopicSpec, key: str, value: dict[str, Any] | None, appended: datetime) -> str:
     short = spec.name.removeprefix("unified.")
     if value is None:
-        return f"[magenta]{short:<16}[/] [red]{key:<34}[/] deleted"
+        return f"[magenta]{short:<17}[/] [red]{key:<34}[/] deleted"
     # An alert's cause: the figure it carries (none when withdrawn).
     cause = value.get("availability") or value if spec.model == "StockAlert" else value
     committed = datetime.fromisoformat(cause.get("source_committed_at") or value["emitted_at"])
     lag_ms = (appended - committed).total_seconds() * 1000
     made_by = ":".join(str(cause[k]) for k in ("source_system", "source_op") if k in cause)
     return (
-        f"[magenta]{short:<16}[/] [cyan]{key:<34}[/] {_describe(spec, value)}  "
+        f"[magenta]{short:<17}[/] [cyan]{key:<34}[/] {_describe(spec, value)}  "
         f"[dim]{made_by} {lag_ms:6.1f} ms after commit[/]"
     )
 

@@ -83,3 +83,49 @@ def test_repair_is_asked_only_for_keys_the_engine_writes():
     want = truth_of(level("store:PAR01", "5")).expected
     reports = compare(want, {"unified.inventory": {}, "unified.availability": {}})
     assert differing_keys(reports) == [f"{GTIN}@store:PAR01"]  # the level, not its figures
+
+
+# -- golden customers
+
+
+def customers_truth(records: dict[str, dict], erased: set[str] = frozenset(), decisions=None):
+    from hub.core.identity import Decisions
+    from hub.customers import load_rules
+    from hub.reconcile import Identity, _golden
+
+    names = {spec.id: spec.name for spec in registry().topics.values()}
+    result = Truth({"unified.customer.records": dict(records), "unified.customer": {},
+                    "unified.customer.links": {}})  # fmt: skip
+    _golden(
+        result, names, NOW, Identity(load_rules(), decisions or Decisions(), erased.__contains__)
+    )
+    return result
+
+
+def customer(**fields) -> dict:
+    return {"source_position": "truth", "created_at": "2026-01-01T00:00:00+00:00"} | fields
+
+
+def test_golden_customers_are_recomputed_from_the_truths_records_without_the_erased_ones():
+    records = {
+        "shop:1": customer(email="ana@example.fr", given_name="Ana", family_name="Roux"),
+        "erp:1": customer(email="ana@example.fr", given_name="Ana", family_name="ROUX"),
+        "shop:2": customer(email="leo@example.fr", given_name="Léo", family_name="Petit"),
+    }
+    found = customers_truth(records, erased={"shop:2"})
+    assert "shop:2" not in found.expected["unified.customer.records"]  # expected gone
+    links = found.expected["unified.customer.links"]
+    assert (
+        set(links) == {"shop:1", "erp:1"}
+        and links["shop:1"]["golden_id"] == links["erp:1"]["golden_id"]
+    )
+    [person] = found.expected["unified.customer"].values()
+    assert person["members"] == ["erp:1", "shop:1"]
+    # What the topics hold agrees whatever change made it, and is kept to the systems read.
+    held = copy.deepcopy(found.expected)
+    person = next(iter(held["unified.customer"].values()))
+    person["source_position"], person["emitted_at"] = "pg:9", NOW.isoformat()
+    assert all(t.differences == 0 for t in compare(found.expected, held).values())
+    state = TopicState(held, {})
+    assert state.of_systems({"shop"})["unified.customer"] == {}  # made of erp's record too
+    assert len(state.of_systems({"shop", "erp"})["unified.customer"]) == 1

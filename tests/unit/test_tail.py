@@ -26,3 +26,10 @@ def test_an_availability_line_says_where_it_comes_from():
     example = json.loads((SCHEMAS_DIR / (spec.example or "")).read_text())
     line = _line(spec, example["key"], example["value"], datetime.now(UTC))
     assert "2 at store:PAR01" in line and "at warehouse:W001" in line
+
+
+def test_a_golden_customer_line_names_the_person_and_their_records():
+    spec = registry()["unified.customer"]
+    example = json.loads((SCHEMAS_DIR / (spec.example or "")).read_text())
+    line = _line(spec, example["key"], example["value"], datetime.now(UTC))
+    assert "Nathalie Richard" in line and "3 records (erp:1034, pos:LC00000187, shop:412)" in line
