@@ -215,17 +215,24 @@ def demo(rate: float, keep_stack: bool) -> None:
 @click.option("--replay", type=click.IntRange(min=0), default=0, show_default=True,
               help="Then record this many changes on the raw topics and time 1 and 2 workers "
                    "draining them (0: no replay).")  # fmt: skip
+@click.option("--identity", type=click.IntRange(min=1), default=None,
+              help="Instead: the identity stage alone (no stack) on this many synthetic customer "
+                   "records: first load, changes/s, memory, precision and recall.")  # fmt: skip
 @click.option("--seed", type=int, default=2026, show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), default=Path("bench/results"),
               show_default=True)  # fmt: skip
 def bench(
-    rates: str, warmup: float, measure: float, series: str, ramp: bool, replay: int, seed: int,
-    out: Path,
+    rates: str, warmup: float, measure: float, series: str, ramp: bool, replay: int,
+    identity: int | None, seed: int, out: Path,
 ) -> None:  # fmt: skip
     """Benchmark the hub and its baselines on the stack the settings point at: throughput,
     end-to-end latency, CPU and memory per process. `make bench` gives it a fresh stack of its own."""
     from hub.bench.report import write
     from hub.bench.run import SERIES, Bench, Timing
+
+    if identity is not None:
+        _bench_identity(identity, seed, out)
+        return
 
     wanted = [name.strip() for name in series.split(",") if name.strip()]
     unknown = sorted(set(wanted) - set(SERIES))
@@ -244,6 +251,27 @@ def bench(
     paths = write(result, out)
     err.print(f"[green]✓[/] results: {paths['json']}, {paths['md']} and {paths['png']}")
     print(paths["md"].read_text())
+
+
+def _bench_identity(records: int, seed: int, out: Path) -> None:
+    from datetime import UTC, datetime
+
+    from hub.bench.identity import markdown, measure
+    from hub.customers import load_rules
+
+    with err.status(f"identity stage: {records:,} synthetic customer records, then "
+                    f"{records // 5:,} changes…"):  # fmt: skip
+        result = measure(load_rules(), records, records // 5, seed)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%z")
+    folder = out / "identity"
+    folder.mkdir(parents=True, exist_ok=True)
+    text = markdown(result)
+    (folder / f"identity-{records}-{stamp}.json").write_bytes(
+        orjson.dumps(result, option=orjson.OPT_INDENT_2)
+    )
+    (folder / f"identity-{records}-{stamp}.md").write_text(text)
+    err.print(f"[green]✓[/] results in {folder}")
+    print(text)
 
 
 @main.command()

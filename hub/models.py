@@ -360,6 +360,10 @@ class GoldenCustomer(BaseModel):
         default_factory=list, description="Records sharing a contact point, kept apart."
     )
     rules_version: int = Field(description="``version`` of the identity rules file.")
+    source_system: str | None = Field(
+        description="The system of the record change that made this version; None for a manual "
+        "decision."
+    )
     source_position: str | None = Field(
         description="Of the record change that made this version; None for a manual decision."
     )

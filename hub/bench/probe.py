@@ -35,8 +35,10 @@ def committed_ms(spec: TopicSpec, value: bytes) -> tuple[str, float] | None:
     """(system, source commit time in ms) of one record, or None (tombstones, heartbeats)."""
     record = orjson.loads(value)
     if spec.kind == "unified":
-        stamp = datetime.fromisoformat(record["source_committed_at"])
-        return str(record["source_system"]), stamp.timestamp() * 1000
+        committed, system = record.get("source_committed_at"), record.get("source_system")
+        if committed is None or system is None:  # a golden customer made by a manual decision
+            return None
+        return str(system), datetime.fromisoformat(committed).timestamp() * 1000
     source = record.get("source") or {}
     if spec.source is None or not source:
         return None

@@ -217,6 +217,7 @@ def markdown(result: dict[str, Any]) -> str:
         lines += ["", "**Highest sustainable rate of the hub** (ramp, lag stops growing): "
                   f"{ramp['sustainable_rate']} changes/s; {ramp['unsustainable_rate']} was not."]  # fmt: skip
     lines += _stock_table(result)
+    lines += _identity_table(result)
     summary = result.get("summary") or {}
     if summary.get("ratios"):
         lines += ["", "| offered/s | SUT ÷ BL2b throughput | SUT - BL2b p99 ms | BL2a - BL2b p50 ms "
@@ -267,6 +268,33 @@ def _stock_table(result: dict[str, Any]) -> list[str]:
                     f"{_cell(figures.get('p50'))} / {_cell(figures.get('p99'))}",
                     _cell(_diff(figures.get("p99"), levels.get("p99")))]  # fmt: skip
         row.append(str(stock["availability_out_per_s"]))
+        lines.append("| " + " | ".join(row) + " |")
+    return lines
+
+
+def _identity_table(result: dict[str, Any]) -> list[str]:
+    """The identity stage in the SUT's steps: golden customers' latency beside their records'."""
+    steps = [s for s in result["series"].get("SUT", []) if "identity" in s]
+    if not steps:
+        return []
+    lines = ["", "**Golden customers** (SUT): source commit → append of the unified.customer.records "
+             "record and of the unified.customer record it changed (made once the record's "
+             "transaction commits), and both visible to a read_committed consumer:", "",
+             "| offered/s | records p50 / p99 ms | golden p50 / p99 ms | added at p99 ms "
+             "| visible: records p50 / p99 ms | visible: golden p50 / p99 ms "
+             "| visible: added at p99 ms | customer records/s | golden records/s |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+    for step in steps:
+        identity = step["identity"]
+        row = [str(step["rate"])]
+        for records, customers in (
+            (identity["records_latency_ms"], identity["golden_latency_ms"]),
+            (identity["records_visible_ms"], identity["golden_visible_ms"]),
+        ):
+            row += [f"{_cell(records.get('p50'))} / {_cell(records.get('p99'))}",
+                    f"{_cell(customers.get('p50'))} / {_cell(customers.get('p99'))}",
+                    _cell(_diff(customers.get("p99"), records.get("p99")))]  # fmt: skip
+        row += [str(identity["records_out_per_s"]), str(identity["golden_out_per_s"])]
         lines.append("| " + " | ".join(row) + " |")
     return lines
 

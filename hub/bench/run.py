@@ -43,6 +43,7 @@ from hub.bench.replay import replay as replay_run
 from hub.bench.report import growth, latency_by_system, machine, summarize, trough
 from hub.connect_client import ConnectClient
 from hub.connectors import load_definitions, render_config, shared_topics
+from hub.core import golden
 from hub.core.availability import INVENTORY
 from hub.core.availability import TOPIC as AVAILABILITY
 from hub.kafka_io import group_lag
@@ -105,6 +106,7 @@ class Bench:
         self.unified = [s for s in registry().topics.values()
                         if s.kind == "unified" and s.model in MODELS]  # fmt: skip
         self.inventory, self.availability = registry()[INVENTORY], registry()[AVAILABILITY]
+        self.records, self.golden = registry()[golden.RECORDS], registry()[golden.GOLDEN]
         self.logs = settings.state_dir / "logs"
         # Sources whose commit times are whole seconds (binary log): left out of the "all" latency.
         self.coarse = frozenset(
@@ -180,7 +182,9 @@ class Bench:
         if stock:
             levels = LatencyProbe(self.settings.bootstrap, [self.inventory])
             figures = LatencyProbe(self.settings.bootstrap, [self.availability])
-            probes |= {id(levels): levels, id(figures): figures}
+            people = LatencyProbe(self.settings.bootstrap, [self.records])
+            customers = LatencyProbe(self.settings.bootstrap, [self.golden])
+            probes |= {id(p): p for p in (levels, figures, people, customers)}
         for p in probes.values():
             p.start()
         load = FixedClockLoad(load_sources(self.stack), rate, self.seed)
@@ -232,6 +236,18 @@ class Bench:
                                                           self.coarse)["all"],
                 "availability_visible_ms": latency_by_system(figures.visible, start_ms, end_ms,
                                                              self.coarse)["all"],
+            }  # fmt: skip
+            result["identity"] = {
+                "records_latency_ms": latency_by_system(people.samples, start_ms, end_ms,
+                                                        self.coarse)["all"],
+                "golden_latency_ms": latency_by_system(customers.samples, start_ms, end_ms,
+                                                       self.coarse)["all"],
+                "records_visible_ms": latency_by_system(people.visible, start_ms, end_ms,
+                                                        self.coarse)["all"],
+                "golden_visible_ms": latency_by_system(customers.visible, start_ms, end_ms,
+                                                       self.coarse)["all"],
+                "records_out_per_s": round(people.count(start_ms, end_ms) / seconds, 1),
+                "golden_out_per_s": round(customers.count(start_ms, end_ms) / seconds, 1),
             }  # fmt: skip
         if consumer is None:
             # Every change committed in the window reached Kafka. Counted by commit time, not by

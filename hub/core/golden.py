@@ -62,6 +62,16 @@ ERASED = "identity:erased:"  # + salted hash of an erased record ref
 IDENTIFYING = ("email", "phone_e164", "given_name", "family_name")  # one is needed
 
 
+@dataclass(frozen=True, slots=True)
+class Cause:
+    """The record change that made what is published: its system, source position and commit
+    time (all None for a manual decision or an erasure)."""
+
+    system: str | None = None
+    position: str | None = None
+    committed_at: str | None = None
+
+
 class IdentityStage:
     """Keeps the golden customers of the records it is given (``apply``), in its ``Store``."""
 
@@ -90,7 +100,7 @@ class IdentityStage:
             refs.add(asked)
         if not refs:
             return Outcome(skipped="unknown")
-        outputs = self._update(dict.fromkeys(sorted(refs)), None, None, now)
+        outputs = self._update(dict.fromkeys(sorted(refs)), Cause(), now)
         emitted = json_time(now)
         for ref in sorted(refs):
             self.store.put(REC + ref, None)  # not even its position: the hash below blocks it
@@ -125,7 +135,7 @@ class IdentityStage:
             seeds |= set(self._members(self._golden_of(ref)))
         people = [self._person(member) for member in sorted(self._component(seeds))]
         return self._publish(resolve(self.rules, people, self.decisions, self._held), people, set(),
-                             (None, None), now)  # fmt: skip
+                             Cause(), now)  # fmt: skip
 
     def apply(
         self, ref: str, value: Mapping[str, Any] | None, position: str, now: datetime,
@@ -156,13 +166,13 @@ class IdentityStage:
             person = None
         if committed_at is None and value is not None:
             committed_at = value.get("source_committed_at")
-        return Outcome(self._update({ref: person}, position, committed_at, now), failures=refused)
+        cause = Cause(ref.partition(":")[0], position, committed_at)
+        return Outcome(self._update({ref: person}, cause, now), failures=refused)
 
     def _update(
-        self, changes: Mapping[str, Person | None], position: str | None,
-        committed_at: str | None, now: datetime,
-    ) -> list[Output]:  # fmt: skip
-        """Records changed (None: gone) at ``position``: their customers evaluated again."""
+        self, changes: Mapping[str, Person | None], cause: Cause, now: datetime
+    ) -> list[Output]:
+        """Records changed (None: gone) by ``cause``: their customers evaluated again."""
         seeds: set[str] = set()
         for ref, person in changes.items():
             stored = self.store.get(REC + ref)
@@ -176,15 +186,15 @@ class IdentityStage:
             for key in sorted(before ^ after):
                 seeds |= self._move(key, ref, joins=key in after)
             if person is None:
-                self.store.put(REC + ref, {"pos": position or "", "gone": True})
+                self.store.put(REC + ref, {"pos": cause.position or "", "gone": True})
             else:
-                self.store.put(REC + ref, {"pos": position, "keys": sorted(after),
+                self.store.put(REC + ref, {"pos": cause.position, "keys": sorted(after),
                                            "person": _person_json(person)})  # fmt: skip
         component = self._component(seeds)
         people = [self._person(member) for member in sorted(component)]
         result = resolve(self.rules, people, self.decisions, self._held)
         gone = {ref for ref, person in changes.items() if person is None}
-        return self._publish(result, people, gone, (position, committed_at), now).outputs
+        return self._publish(result, people, gone, cause, now).outputs
 
     # -- state
 
@@ -240,12 +250,11 @@ class IdentityStage:
     # -- output
 
     def _publish(
-        self, result: Resolution, people: list[Person], gone: set[str],
-        cause: tuple[str | None, str | None], now: datetime,
+        self, result: Resolution, people: list[Person], gone: set[str], cause: Cause,
+        now: datetime,
     ) -> Outcome:  # fmt: skip
-        """The records that changed, after a change at ``cause`` (source position and commit
-        time; None, None for a manual decision)."""
-        position, committed_at = cause
+        """The records that changed, after ``cause``."""
+        position = cause.position
         by_ref = {person.ref: person for person in people}
         previous = {ref: self._golden_of(ref) for ref in (*by_ref, *gone)}
         was = {gid: self._members(gid) for gid in set(previous.values()) if gid}
@@ -260,8 +269,8 @@ class IdentityStage:
             digest = content_digest(content)
             kept = self.store.get(CLUSTER + gid) or {}
             if kept.get("d") != digest:
-                stamp = {"source_position": position, "source_committed_at": committed_at,
-                         "emitted_at": emitted}  # fmt: skip
+                stamp = {"source_system": cause.system, "source_position": position,
+                         "source_committed_at": cause.committed_at, "emitted_at": emitted}  # fmt: skip
                 outputs.append(Document(GOLDEN, gid, content | stamp, position or ""))
                 self.store.put(CLUSTER + gid, {"members": list(cluster), "d": digest})
         for ref in sorted(previous):

@@ -39,3 +39,15 @@ def test_this_process_is_measured_from_proc():
     assert use.cpu_s > 0
     assert use.rss_mb >= own_rss_mb * 0.9  # the tree holds at least this process
     assert use.peak_rss_mb >= own_rss_mb * 0.9  # no process of it peaked below its current size
+
+
+def test_a_golden_customer_made_by_a_manual_decision_has_no_source_commit_to_measure():
+    import orjson
+
+    from hub.bench.probe import committed_ms
+
+    spec = registry()["unified.customer"]
+    made = {"source_system": "shop", "source_committed_at": "2026-12-07T12:00:00Z"}
+    assert committed_ms(spec, orjson.dumps(made)) == ("shop", 1796644800000.0)
+    manual = {"source_system": None, "source_committed_at": None}
+    assert committed_ms(spec, orjson.dumps(manual)) is None

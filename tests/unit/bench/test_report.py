@@ -181,3 +181,20 @@ def test_the_availability_stage_is_reported_beside_the_inventory_it_is_made_from
             "| 850.0 |") in table  # fmt: skip
     del result["series"]["SUT"][0]["stock"]
     assert "**Availability**" not in markdown(result)
+
+
+def test_golden_customers_are_reported_beside_the_records_they_are_made_from():
+    result = _result()
+    result["series"]["SUT"][0]["identity"] = {
+        "records_latency_ms": {"p50": 20.0, "p99": 70.0},
+        "golden_latency_ms": {"p50": 60.0, "p99": 150.0},
+        "records_visible_ms": {"p50": 90.0, "p99": 180.0},
+        "golden_visible_ms": {"p50": 120.0, "p99": 230.0},
+        "records_out_per_s": 120.0,
+        "golden_out_per_s": 95.5,
+    }
+    table = markdown(result)
+    assert ("| 2000 | 20.0 / 70.0 | 60.0 / 150.0 | 80.0 | 90.0 / 180.0 | 120.0 / 230.0 | 50.0 "
+            "| 120.0 | 95.5 |") in table  # fmt: skip
+    del result["series"]["SUT"][0]["identity"]
+    assert "**Golden customers**" not in markdown(result)
