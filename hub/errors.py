@@ -54,7 +54,8 @@ REASONS: dict[str, str] = {
     "system's definition (or stop capturing the table), restart the worker, replay.",
     "missing_column": "A mapping names a column the row does not have (renamed or dropped "
     "upstream). Fix the mapping, restart the worker, replay.",
-    "bad_value": "A value a transform cannot read (a phone that is no phone, a GTIN with a wrong "
+    "bad_value": "A value a transform cannot read (a phone that is no phone, an email that is no "
+    "email, a GTIN with a wrong "
     "check digit, more decimals than the scale). Fix the source row (its change comes again) or "
     "the mapping, then replay.",
     "invalid_record": "The mapped record breaks the model (a required field null, a location id "

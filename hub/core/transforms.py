@@ -14,6 +14,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import phonenumbers
+from email_validator import EmailNotValidError, validate_email
 from stdnum import ean
 from stdnum.exceptions import ValidationError as NumberError
 
@@ -170,6 +171,21 @@ def _e164(value: str, region: str) -> str:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
+def email(value: Any) -> str | None:
+    """An email address, trimmed and lower-cased, checked for its form (not its delivery): an
+    address that is no address is refused rather than compared with others."""
+    if not isinstance(value, str):
+        raise _bad("email", value, "not text")
+    text = value.strip()
+    if not text:
+        return None
+    try:
+        validate_email(text, check_deliverability=False, allow_smtputf8=True)
+    except EmailNotValidError as exc:
+        raise _bad("email", value, str(exc)) from None
+    return text.lower()
+
+
 def name_part(part: str, order: str) -> Transform:
     """One part of a full name.
 
@@ -266,6 +282,7 @@ TRANSFORMS: dict[str, TransformSpec] = {
         TransformSpec("epoch_days", plain=epoch_days),
         TransformSpec("iso_datetime", plain=iso_datetime),
         TransformSpec("gtin", plain=gtin),
+        TransformSpec("email", plain=email),
         TransformSpec("scale", build=lambda arg: scale(int(arg))),
         TransformSpec("e164", build=lambda arg: e164(str(arg))),
         TransformSpec("name", build=lambda arg: name_part(arg["part"], arg["order"])),

@@ -8,6 +8,7 @@ import pytest
 from hub.core.transforms import (
     build_transform,
     e164,
+    email,
     epoch_days,
     epoch_micros,
     epoch_millis,
@@ -94,6 +95,23 @@ def test_e164_defaults_french_national_numbers_to_plus_33(raw, expected):
 def test_e164_rejects_invalid_numbers(raw):
     with pytest.raises(InvalidEvent, match="e164"):
         e164("FR")(raw)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [(" Marc.Fontaine@Example.FR ", "marc.fontaine@example.fr"), ("jean_paul@x.fr", "jean_paul@x.fr"),
+     ("françoise.morel@example.fr", "françoise.morel@example.fr"), ("   ", None)],
+)  # fmt: skip
+def test_email_is_trimmed_and_lower_cased(raw, expected):
+    assert email(raw) == expected
+
+
+@pytest.mark.parametrize(
+    "raw", ["not an email", "marc.fontaine@", "a@b", "@example.fr", "a b@x.fr"]
+)
+def test_an_email_that_is_no_email_is_refused_with_what_is_wrong(raw):
+    with pytest.raises(InvalidEvent, match="email: cannot handle"):
+        email(raw)
 
 
 @pytest.mark.parametrize(
