@@ -59,6 +59,7 @@ EVENTS = "unified.customer.events"
 REC, BLOCK, OF, CLUSTER = "identity:rec:", "identity:block:", "identity:of:", "identity:golden:"
 DECISIONS = "identity:decisions"  # the manual decisions, in the order they were made
 ERASED = "identity:erased:"  # + salted hash of an erased record ref
+RULES = "identity:rules"  # the digest of the rules the state was made with
 IDENTIFYING = ("email", "phone_e164", "given_name", "family_name")  # one is needed
 
 
@@ -79,6 +80,50 @@ class IdentityStage:
         self.rules, self.store, self.salt = rules, store, salt
         made = (self.store.get(DECISIONS) or {}).get("made", ())
         self.decisions = Decisions.of(Decision(**entry) for entry in made)  # links and bans
+
+    def rules_changed(self) -> bool:
+        """Whether the state was made with other rules (``rebuild`` applies these); a state
+        that noted none takes these."""
+        noted = (self.store.get(RULES) or {}).get("digest")
+        if noted is None:
+            self.store.put(RULES, {"digest": self.rules.digest, "version": self.rules.version})
+        return noted is not None and noted != self.rules.digest
+
+    def rebuild(self, refs: Iterable[str], now: datetime) -> Outcome:
+        """Every record of ``refs`` this state holds evaluated again with the rules as they are
+        now (new blocking keys, new clusters, new golden values): what differs is published, a
+        customer the new rules split or merge gets its event, as a change would."""
+        live = [ref for ref in sorted(set(refs)) if self._live(ref)]
+        for ref in live:
+            stored = self.store.get(REC + ref) or {}
+            before = set(stored.get("keys", ()))
+            after = set(blocking_keys(self.rules, self._person(ref)))
+            for key in sorted(before ^ after):
+                self._move(key, ref, joins=key in after)
+            self.store.put(REC + ref, stored | {"keys": sorted(after)})
+        outputs: list[Output] = []
+        done: set[str] = set()
+        for ref in live:
+            if ref in done:
+                continue
+            together = self._closure({ref})
+            done |= together
+            people = [self._person(member) for member in sorted(together)]
+            result = resolve(self.rules, people, self.decisions, self._held)
+            outputs += self._publish(result, people, set(), Cause(), now).outputs
+        self.store.put(RULES, {"digest": self.rules.digest, "version": self.rules.version})
+        return Outcome(outputs)
+
+    def _closure(self, seeds: set[str]) -> set[str]:
+        """The records reachable from ``seeds`` and, again and again, the members of the
+        customers they belonged to: all that a change of rules can move together."""
+        found: set[str] = set()
+        todo = {seed for seed in seeds if self._live(seed)}
+        while todo:
+            found |= self._component(todo)
+            todo = {member for ref in found for member in self._members(self._golden_of(ref))
+                    if self._live(member)} - found  # fmt: skip
+        return found
 
     def erased(self, ref: str) -> bool:
         """Whether ``ref`` was erased and its source has not deleted it since."""

@@ -112,6 +112,11 @@ class Rules:
     def version(self) -> int:
         return self.spec.version
 
+    @property
+    def digest(self) -> str:
+        """What tells two rule sets apart (a changed threshold without a new version too)."""
+        return hashlib.blake2b(self.spec.model_dump_json().encode(), digest_size=8).hexdigest()
+
 
 def parse_rules(document: Any, origin: str = "the identity rules") -> Rules:
     """Validate a parsed rules document; raises ``IdentityRulesError`` saying what is wrong where."""

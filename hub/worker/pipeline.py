@@ -56,7 +56,7 @@ from hub.core.records import Tombstone
 from hub.core.repair import REPAIRS_TOPIC, Repairer
 from hub.customers import erasure_salt, load_rules
 from hub.errors import DeadLetterFlood, InvalidEvent, RegistryError
-from hub.kafka_io import resume_offsets
+from hub.kafka_io import read_to_end, resume_offsets
 from hub.settings import HubSettings
 from hub.stock import load_network
 from hub.topics import TopicSpec, registry
@@ -416,6 +416,8 @@ class Pipeline:
                 applied = self._catch_up(task)
                 self._heal_stock(task, figures)
                 self._forget(task, self.erasures.refs)
+                if (self.topic_names[CHANGES], task.number) in mine:
+                    self._heal_identity(task)
                 metrics.RESEEDS.inc()
                 log.info("given raw partition %d: fenced its previous holder, read %d state "
                          "entries and %d published records back, %d reference changes since",
@@ -462,6 +464,24 @@ class Pipeline:
             log.info("raw partition %d: %d availability records differed from the topic (network "
                      "version %d, %s): published again", task.number, len(outcome.outputs),
                      self.network.version, self.network.digest)  # fmt: skip
+
+    def _heal_identity(self, task: Task) -> None:
+        """The task that resolves customers, taken over with a state made with other identity
+        rules: every customer on ``unified.customer.records`` made again with these, what
+        differs published in its next transaction."""
+        if not task.identity.rules_changed():
+            self.pending.setdefault(task.number, {})  # a first state notes the rules it takes
+            return
+        started = time.monotonic()
+        refs = [(m.key() or b"").decode() for m in read_to_end(
+            self.settings.bootstrap, [registry()[RECORDS]]) if m.value() is not None]  # fmt: skip
+        outcome = task.identity.rebuild(refs, datetime.now(UTC))
+        for output in outcome.outputs:
+            task.producer.publish(self.topic_names[output.topic_id], output)
+        self.pending.setdefault(task.number, {})
+        log.info("identity rules version %d (%s): %d customer records resolved again in %.1f s, "
+                 "%d records published", self.rules.version, self.rules.digest, len(set(refs)),
+                 time.monotonic() - started, len(outcome.outputs))  # fmt: skip
 
     def _forget(self, task: Task, refs: Sequence[str]) -> None:
         """Drop the source rows ``task``'s engine keeps of erased records (committed with its

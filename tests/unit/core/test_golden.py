@@ -368,3 +368,40 @@ def test_erasing_a_ref_the_stage_has_not_seen_blocks_it_all_the_same():
     hub.put("erp:77", MARIE_ERP)
     assert "erp:77" not in hub.topics[LINKS]
     assert hub.stage.erase(erasure("g-0123456789abcdef"), NOW).skipped == "unknown"
+
+
+# -- a change of rules
+
+
+def test_new_rules_rebuild_every_customer_and_publish_what_they_change():
+    hub = Hub()
+    assert not hub.stage.rules_changed()  # a new state takes the rules it is given
+    hub.put("shop:12", MARIE_SHOP)
+    hub.put("loyalty:C042", MARIE_TILL)  # one customer by phone and family name
+    hub.put("erp:4711", MARIE_ERP | {"given_name": "Marion"})  # 0.89 < 0.9: alone
+    assert len(hub.topics[GOLDEN]) == 2
+    looser = parse_rules(DOCUMENT | {"version": 2, "match": [
+        rule if rule["name"] != "name-and-postcode" else
+        rule | {"when": [*rule["when"][:2], {"field": "given_name", "compare": "name", "min": 0.8}]}
+        for rule in DOCUMENT["match"]]})  # fmt: skip
+    stage = IdentityStage(looser, hub.store)
+    assert stage.rules_changed()
+    outcome = stage.rebuild(["shop:12", "loyalty:C042", "erp:4711", "shop:99"], NOW)
+    hub.stage = stage
+    for output in outcome.outputs:
+        if isinstance(output, Document):
+            hub.topics[output.topic_id][output.key] = output.content
+        else:
+            hub.topics[output.topic_id].pop(output.key, None)
+    [customer] = hub.topics[GOLDEN].values()
+    assert customer["members"] == ["erp:4711", "loyalty:C042", "shop:12"]
+    assert customer["rules_version"] == 2
+    assert not stage.rules_changed()
+    # The same as a store built with the new rules from the start.
+    fresh = Hub(looser)
+    for ref, value in (("erp:4711", MARIE_ERP | {"given_name": "Marion"}), ("shop:12", MARIE_SHOP),
+                       ("loyalty:C042", MARIE_TILL)):  # fmt: skip
+        fresh.put(ref, value)
+    assert {k: v["members"] for k, v in fresh.topics[GOLDEN].items()} == {
+        k: v["members"] for k, v in hub.topics[GOLDEN].items()
+    }
