@@ -49,10 +49,10 @@ from hub.core.golden import (
 )
 from hub.core.golden import feed_change as customer_change
 from hub.core.golden import feed_record as customer_record
-from hub.core.identity import Rules
+from hub.core.identity import Decision, Rules
 from hub.core.network import Network
 from hub.core.positions import Frontiers
-from hub.core.records import Tombstone
+from hub.core.records import Output, Tombstone
 from hub.core.repair import REPAIRS_TOPIC, Repairer
 from hub.customers import erasure_salt, load_rules
 from hub.errors import DeadLetterFlood, InvalidEvent, RegistryError
@@ -539,8 +539,9 @@ class Pipeline:
         done: dict[int, dict[tuple[str, int], int]] = {}
         feeds: dict[tuple[str, int], list[Message]] = {}  # the feeds' records, per partition
         message: Message | None = None
-        for task in self.tasks.values():  # erasures made since the last batch
-            self._forget(task, self.erasures.poll())
+        erased = self.erasures.poll()  # erasures made since the last batch
+        for task in self.tasks.values():
+            self._forget(task, erased)
         with self._failures(lambda: message):
             try:
                 for number, task in list(self.tasks.items()):
@@ -735,24 +736,13 @@ class Pipeline:
         producer, names = task.producer, self.topic_names
         made = system != DECISIONS  # by the engine: the stages' inputs
         for output in outcome.outputs:
-            if (
-                made
-                and output.topic_id == RECORDS
-                and not isinstance(output, Tombstone)
-                and (self.erasures.erased(output.key))
-            ):  # an erased customer's row changed: not published, its row forgotten again
-                task.engine.forget(output.key)
+            if made and output.topic_id == RECORDS and self._erased(output):
+                task.engine.forget(output.key)  # not published, its row forgotten again
                 counts[(system, "erased")] += 1
                 continue
             producer.publish(names[output.topic_id], output)
-            if (
-                made and output.topic_id == INVENTORY
-            ):  # to the availability stage, in this transaction
-                feed_key, feed_value = feed_record(output)
-                producer.send(names[FEED], feed_key, feed_value, [], delivered=task.fed.append)
-            elif made and output.topic_id == RECORDS:  # to the identity stage, likewise
-                feed_key, feed_value = customer_record(output)
-                producer.send(names[CHANGES], feed_key, feed_value, [], delivered=task.fed.append)
+            if made:
+                self._feed(task, output)
         counts[(system, "applied")] += len(outcome.outputs)
         counts[(system, "duplicate")] += outcome.duplicates
         counts[(system, "noop")] += outcome.noops
@@ -765,7 +755,26 @@ class Pipeline:
                               message, failure.error, [("hub.dlq.row_ref", failure.ref.encode())],
                               counts)  # fmt: skip
 
-    def _request(self, task: Task, key: bytes | None, request: Any, now: datetime) -> Outcome:
+    def _erased(self, output: Output) -> bool:
+        """Whether ``output`` is a change of an erased customer's record (a deletion is not: it
+        lifts the block)."""
+        return not isinstance(output, Tombstone) and self.erasures.erased(output.key)
+
+    def _feed(self, task: Task, output: Output) -> None:
+        """Hand an engine output to the stage it feeds, in the same transaction."""
+        if output.topic_id == INVENTORY:
+            key, value = feed_record(output)
+            feed = FEED
+        elif output.topic_id == RECORDS:
+            key, value = customer_record(output)
+            feed = CHANGES
+        else:
+            return
+        task.producer.send(self.topic_names[feed], key, value, [], delivered=task.fed.append)
+
+    def _request(
+        self, task: Task, key: bytes | None, request: Decision | Erasure, now: datetime
+    ) -> Outcome:
         """A manual decision or an erasure, applied by ``task``'s identity stage."""
         if isinstance(request, Erasure):
             outcome = task.identity.erase(request, now)
