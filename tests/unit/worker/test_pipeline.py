@@ -447,6 +447,17 @@ def test_an_erasure_is_applied_and_the_erased_customers_later_changes_are_not_pu
     assert kafka.outputs() == []
 
 
+def test_every_task_forgets_the_rows_of_a_customer_erased_meanwhile(kafka, left, settings):
+    pipeline = Pipeline(settings())
+    pipeline.assign([(RAW_ERP_CUSTOMER, 0), (RAW_ERP_CUSTOMER, 1)])
+    forgotten: list[tuple[int, str]] = []
+    for number, task in pipeline.tasks.items():
+        task.engine.forget = lambda ref, n=number: forgotten.append((n, ref)) or 0  # type: ignore[method-assign]
+    kafka.erased.append("shop:7")
+    pipeline.process([], "group")
+    assert sorted(forgotten) == [(0, "shop:7"), (1, "shop:7")]
+
+
 def test_a_level_whose_feed_partition_another_worker_holds_waits_for_it(pipeline, kafka):
     pipeline.process([stock("u")], "group")  # the feed's partition 0 is not held here
     assert [call[0] for call in kafka.calls] == ["commit"]
