@@ -381,9 +381,11 @@ def compare(
 
 
 def _content(record: Mapping[str, Any]) -> dict[str, Any]:
-    """What is compared of a record: its provenance left out (an availability figure's: the change
-    that made it, and where each location's level came from)."""
+    """What is compared of a record: its provenance left out (an availability figure's and a
+    golden customer's: the change that made it, and where each location's level came from)."""
     content = {name: value for name, value in record.items() if name not in PROVENANCE}
+    if isinstance(content.get("members"), list):  # a golden customer: made by a record's change
+        content.pop("source_system", None)
     if isinstance(content.get("explanation"), list):
         content.pop("source_system", None)
         content["explanation"] = [

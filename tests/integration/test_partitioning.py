@@ -63,8 +63,12 @@ def test_the_worker_partitions_every_unified_key_as_the_java_producer(stack, wor
         assert not differ, (
             f"{topic}: {len(differ)} keys (worker, java) differ: {list(differ.items())[:5]}"
         )
-        # Every partition is used: the keys really spread, the comparison is not vacuous.
-        assert set(partition_of.values()) == set(range(spec.partitions))
+        # Every partition is used: the keys really spread, the comparison is not vacuous (a
+        # topic of rare events, merges or erasures, may hold a few keys only).
+        if len(keys) >= 20 * spec.partitions:
+            assert set(partition_of.values()) == set(range(spec.partitions))
+    spread = [topic for topic, keys in seen.items() if len(keys) >= 80]
+    assert len(spread) >= 5, {t: len(k) for t, k in seen.items()}
 
 
 def test_confluent_kafka_with_murmur2_partitions_as_the_java_producer(stack):
