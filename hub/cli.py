@@ -218,20 +218,25 @@ def demo(rate: float, keep_stack: bool) -> None:
 @click.option("--identity", type=click.IntRange(min=1), default=None,
               help="Instead: the identity stage alone (no stack) on this many synthetic customer "
                    "records: first load, changes/s, memory, precision and recall.")  # fmt: skip
+@click.option("--through-stack", is_flag=True,
+              help="With --identity: also insert them into the running stack's source databases "
+                   "and time until each is linked to a golden customer (a worker must run).")  # fmt: skip
 @click.option("--seed", type=int, default=2026, show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), default=Path("bench/results"),
               show_default=True)  # fmt: skip
 def bench(
     rates: str, warmup: float, measure: float, series: str, ramp: bool, replay: int,
-    identity: int | None, seed: int, out: Path,
+    identity: int | None, through_stack: bool, seed: int, out: Path,
 ) -> None:  # fmt: skip
     """Benchmark the hub and its baselines on the stack the settings point at: throughput,
     end-to-end latency, CPU and memory per process. `make bench` gives it a fresh stack of its own."""
     from hub.bench.report import write
     from hub.bench.run import SERIES, Bench, Timing
 
+    if through_stack and identity is None:
+        raise click.UsageError("--through-stack goes with --identity N")
     if identity is not None:
-        _bench_identity(identity, seed, out)
+        _bench_identity(identity, seed, out, through_stack)
         return
 
     wanted = [name.strip() for name in series.split(",") if name.strip()]
@@ -253,15 +258,22 @@ def bench(
     print(paths["md"].read_text())
 
 
-def _bench_identity(records: int, seed: int, out: Path) -> None:
+def _bench_identity(records: int, seed: int, out: Path, through_stack: bool) -> None:
     from datetime import UTC, datetime
 
-    from hub.bench.identity import markdown, measure
+    from hub.bench.identity import first_load, markdown, measure
     from hub.customers import load_rules
+    from hub.stack.manager import Stack
 
     with err.status(f"identity stage: {records:,} synthetic customer records, then "
                     f"{records // 5:,} changes…"):  # fmt: skip
         result = measure(load_rules(), records, records // 5, seed)
+    if through_stack:
+        settings = get_settings()
+        with err.status(f"inserting {records:,} customers into the sources, waiting for their "
+                        "golden customers…"):  # fmt: skip
+            result["through_stack"] = first_load(Stack(settings, err), settings.bootstrap,
+                                                 records, seed)  # fmt: skip
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%z")
     folder = out / "identity"
     folder.mkdir(parents=True, exist_ok=True)

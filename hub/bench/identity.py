@@ -202,5 +202,110 @@ def markdown(result: dict[str, Any]) -> str:
         f"| state entries | {result['state_entries']:,} |",
         f"| people → customers made | {q['people']:,} → {q['customers']:,} |",
         f"| pairwise precision / recall | {q['precision']} / {q['recall']} |",
-        f"| merge storms refused | {result['merge_storms']} |", "",
+        f"| merge storms refused | {result['merge_storms']} |",
+        *_through_stack(result.get("through_stack")), "",
     ])  # fmt: skip
+
+
+def _through_stack(run: dict[str, Any] | None) -> list[str]:
+    if not run:
+        return []
+    done = "all" if run["all_linked"] else f"{run['linked']:,} of {run['records']:,}"
+    return [f"| through the stack: inserted in the sources → {done} linked to a golden customer "
+            f"| {run['seconds']} s ({run['records_per_s'] or 0:,} records/s; inserts "
+            f"{run['inserted_s']} s) |"]  # fmt: skip
+
+
+# -- a first load through the whole stack
+
+
+def _rows(found: Synthetic) -> tuple[dict[str, list[tuple[Any, ...]]], dict[str, str]]:
+    """The synthetic records as source rows of each system, and each record's real ref."""
+    rows: dict[str, list[tuple[Any, ...]]] = {"shop": [], "pos": [], "erp": []}
+    real: dict[str, str] = {}
+    for ref, r in found.records:
+        system, serial = ref.split(":")
+        n = int(serial)
+        created = datetime.fromisoformat(r["created_at"])
+        updated = datetime.fromisoformat(r["updated_at"])
+        if system == "shop":
+            rows["shop"].append((FIRST_ID + n, r["email"], r["given_name"], r["family_name"],
+                                 r["phone_e164"], r["marketing_consent"], created, updated))  # fmt: skip
+            real[ref] = f"shop:{FIRST_ID + n}"
+        elif system == "pos":
+            card = f"LB{n:08d}"
+            rows["pos"].append((card, f"{r['given_name']} {r['family_name']}", r["email"],
+                                r["phone_e164"], r["postcode"], created, r["marketing_consent"]))  # fmt: skip
+            real[ref] = f"pos:{card}"
+        else:
+            rows["erp"].append((FIRST_ID + n, f"{r['family_name'].upper()} {r['given_name']}",
+                                r["email"], r["phone_e164"], r["postcode"], created.date(),
+                                updated.replace(tzinfo=None)))  # fmt: skip
+            real[ref] = f"erp:{FIRST_ID + n}"
+    return rows, real
+
+
+FIRST_ID = 50_000_000  # ids the demo data and the simulator never reach
+
+
+def first_load(
+    stack: Any, bootstrap: str, count: int, seed: int, timeout: float = 900
+) -> dict[str, Any]:
+    """Insert ``count`` synthetic customers into the three source databases (about a third each,
+    in large transactions) and time, from the first insert, until every one of them is linked
+    to a golden customer on ``unified.customer.links``. The stack and a worker must be running."""
+    import uuid
+
+    from confluent_kafka import Consumer, TopicPartition
+
+    from hub.core.golden import LINKS
+    from hub.topics import registry
+
+    found = synthetic(count, seed)
+    rows, real = _rows(found)
+    wanted = set(real.values())
+    spec = registry()[LINKS]
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"hub-bench-{uuid.uuid4()}",
+                         "enable.auto.commit": False, "isolation.level": "read_committed"})  # fmt: skip
+    partitions = [TopicPartition(spec.name, p) for p in range(spec.partitions)]
+    consumer.assign([TopicPartition(tp.topic, tp.partition,
+                                    consumer.get_watermark_offsets(tp, 10)[1]) for tp in partitions])  # fmt: skip
+    started = time.time()
+    with stack.open("shop") as shop, shop.cursor() as cur:
+        with cur.copy("COPY shop.customer (id, email, first_name, last_name, phone,"
+                      " accepts_marketing, created_at, updated_at) FROM STDIN") as copy:  # fmt: skip
+            for row in rows["shop"]:
+                copy.write_row(row)
+        shop.commit()
+    with stack.open("pos") as pos, pos.cursor() as cur:
+        with cur.copy("COPY pos.loyalty_member (card_no, full_name, email, phone, postcode,"
+                      " enrolled_at, optin_marketing) FROM STDIN") as copy:  # fmt: skip
+            for row in rows["pos"]:
+                copy.write_row(row)
+        pos.commit()
+    erp = stack.open("erp")
+    try:
+        with erp.cursor() as cur:
+            for at in range(0, len(rows["erp"]), 5000):
+                cur.executemany("INSERT INTO CUST_MAST VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                                rows["erp"][at : at + 5000])  # fmt: skip
+                erp.commit()
+    finally:
+        erp.close()
+    inserted = time.time() - started
+    linked: set[str] = set()
+    last = started
+    try:
+        while linked != wanted and time.time() - started < timeout:
+            for message in consumer.consume(5000, 0.5):
+                if message.error() is None and message.value() is not None:
+                    key = (message.key() or b"").decode()
+                    if key in wanted and key not in linked:
+                        linked.add(key)
+                        last = time.time()
+    finally:
+        consumer.close()
+    seconds = last - started
+    return {"records": count, "inserted_s": round(inserted, 1), "linked": len(linked),
+            "all_linked": linked == wanted, "seconds": round(seconds, 1),
+            "records_per_s": round(len(linked) / seconds) if seconds else None}  # fmt: skip

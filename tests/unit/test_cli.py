@@ -77,3 +77,8 @@ def test_a_bad_argument_gets_a_short_answer_and_a_non_zero_exit(command):
     assert "Traceback" not in output
     assert expected.lower() in output.lower(), output
     assert len(result.output.strip().splitlines()) <= 4, output
+
+
+def test_bench_through_the_stack_needs_the_identity_measure():
+    result = CliRunner().invoke(main, ["bench", "--through-stack"])
+    assert result.exit_code == 2 and "--through-stack goes with --identity" in result.output
