@@ -145,14 +145,18 @@ class IdentityStage:
             refs.add(asked)
         if not refs:
             return Outcome(skipped="unknown")
+        # The records on unified.customer.records: tombstoned just after their last change.
+        last = {ref: stored["pos"] for ref in refs
+                if (stored := self.store.get(REC + ref)) is not None and not stored.get("gone")}  # fmt: skip
         outputs = self._update(dict.fromkeys(sorted(refs)), Cause(), now)
         emitted = json_time(now)
         for ref in sorted(refs):
             self.store.put(REC + ref, None)  # not even its position: the hash below blocks it
             key = erasure_key(self.salt, ref)
             self.store.put(ERASED + key, {"at": request.at})
-            outputs += [Tombstone(RECORDS, ref),
-                        Document(ERASED_TOPIC, key, {"at": request.at, "who": request.who})]  # fmt: skip
+            if ref in last:
+                outputs.append(Tombstone(RECORDS, ref, after(last[ref])))
+            outputs.append(Document(ERASED_TOPIC, key, {"at": request.at, "who": request.who}))
         forgotten = [made for made in self.decisions.made if {made.a, made.b} & refs]
         if forgotten:
             trail = [made for made in self.decisions.made if made not in forgotten]
@@ -198,7 +202,7 @@ class IdentityStage:
         key = erasure_key(self.salt, ref)
         if self.store.get(ERASED + key) is not None:
             if value is not None:  # a replay or a late change of an erased record: erased again
-                return Outcome([Tombstone(RECORDS, ref, position)], skipped="erased")
+                return Outcome([Tombstone(RECORDS, ref, after(position))], skipped="erased")
             self.store.put(ERASED + key, None)  # deleted at its source: nothing left to block
             return Outcome([Tombstone(ERASED_TOPIC, key, position)], skipped="erased")
         person = Person.of_record(ref, value) if value is not None else None
@@ -421,6 +425,13 @@ def erasure_record(erasure: Erasure) -> tuple[bytes, bytes]:
     """The record of ``hub.customer.requests`` asking for ``erasure`` (the stage tombstones it
     once done: the ref it names does not stay there)."""
     return f"{erasure.at}|erase|{erasure.ref}".encode(), orjson.dumps(erasure.as_json())
+
+
+def after(position: str) -> str:
+    """A position just after ``position`` in its source's order and before any later change
+    (positions sort as text within a source): where the stage puts the tombstone of an erased
+    record on unified.customer.records, after the change it erases."""
+    return f"{position}:erased"
 
 
 def erasure_key(salt: bytes, ref: str) -> str:

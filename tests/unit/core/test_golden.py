@@ -321,6 +321,10 @@ def test_erasing_a_customer_tombstones_everything_of_theirs_and_keeps_only_a_sal
     assert {(GOLDEN, gid), (LINKS, "shop:12"), (LINKS, "loyalty:C042"), (RECORDS, "shop:12"),
             (RECORDS, "loyalty:C042")} <= dead  # fmt: skip
     assert (REQUESTS, f"{at(9)}|link|shop:12|erp:9") in dead  # the decision naming them
+    # Each record's tombstone comes right after its last change, in its source's order.
+    assert {o.key: o.position for o in outcome.outputs if o.topic_id == RECORDS} == {
+        "shop:12": "p:00000001:erased", "loyalty:C042": "p:00000002:erased"
+    }  # fmt: skip
     made = {(o.topic_id, o.key): o.content for o in outcome.outputs if isinstance(o, Document)}
     assert made[(ERASURES, gid)]["records"] == ["loyalty:C042", "shop:12"]
     assert (ERASED_TOPIC, erasure_key(b"pepper", "shop:12")) in made
@@ -347,6 +351,7 @@ def test_an_erased_record_does_not_come_back_until_its_source_deletes_it():
     hub.stage.erase(erasure("shop:12"), NOW)
     late = hub.stage.apply("shop:12", MARIE_SHOP, "p:00000002", NOW)  # a late change, a replay
     assert [(type(o).__name__, o.topic_id) for o in late.outputs] == [("Tombstone", RECORDS)]
+    assert late.outputs[0].position == "p:00000002:erased"  # never the position it erases
     replay = hub.stage.apply("shop:12", MARIE_SHOP, "p:00000001", NOW)
     assert [o.topic_id for o in replay.outputs] == [RECORDS]
     deleted = hub.stage.apply("shop:12", None, "p:00000003", NOW)  # the source deleted the row
