@@ -171,6 +171,15 @@ class Endpoint:
 RULE_FILES = frozenset({"network.yaml", "identity.yaml"})
 
 
+def read_rule_file(path: Path, what: str, error: type[Exception]) -> Any:
+    """The parsed YAML of a rules file beside the definitions (``what``: how to name it);
+    ``error`` when it cannot be read, naming the file."""
+    try:
+        return yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise error(f"cannot read the {what} {path}: {exc}") from exc
+
+
 def load_definitions(directory: Path | None = None) -> dict[str, ConnectorDefinition]:
     """All definitions, by system name: those in ``directory``, by default the settings'
     ``HUB_CONNECTORS_DIR``. Raises ``RegistryError`` naming the file at fault."""

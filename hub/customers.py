@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import yaml
 from confluent_kafka import Producer
 from rich.console import Console
 from rich.table import Table
 
+from hub.connectors import read_rule_file
 from hub.core.golden import (
     LINKS,
     RECORDS,
@@ -46,11 +46,7 @@ def load_rules(path: Path | None = None) -> Rules:
     """The identity rules the settings name (``HUB_IDENTITY_FILE``), validated; raises
     ``IdentityRulesError`` naming the file and what is wrong in it."""
     path = path or get_settings().identity_rules
-    try:
-        document = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise IdentityRulesError(f"cannot read the identity rules {path}: {exc}") from exc
-    return parse_rules(document, str(path))
+    return parse_rules(read_rule_file(path, "identity rules", IdentityRulesError), str(path))
 
 
 def erasure_salt(settings: HubSettings) -> bytes:

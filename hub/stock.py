@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import yaml
 from rich.console import Console
 from rich.table import Table
 
+from hub.connectors import read_rule_file
 from hub.core.availability import TOPIC
 from hub.core.network import Network, NetworkError, parse_network
 from hub.kafka_io import read_to_end
@@ -22,11 +22,7 @@ def load_network(path: Path | None = None) -> Network:
     """The network the settings name (``HUB_NETWORK_FILE``), validated; raises ``NetworkError``
     naming the file and what is wrong in it."""
     path = path or get_settings().stock_network
-    try:
-        document = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise NetworkError(f"cannot read the stock network {path}: {exc}") from exc
-    return parse_network(document, str(path))
+    return parse_network(read_rule_file(path, "stock network", NetworkError), str(path))
 
 
 def read_figures(settings: HubSettings, gtin: str) -> dict[str, dict[str, Any]]:

@@ -271,18 +271,17 @@ def first_load(
     consumer.assign([TopicPartition(tp.topic, tp.partition,
                                     consumer.get_watermark_offsets(tp, 10)[1]) for tp in partitions])  # fmt: skip
     started = time.time()
-    with stack.open("shop") as shop, shop.cursor() as cur:
-        with cur.copy("COPY shop.customer (id, email, first_name, last_name, phone,"
-                      " accepts_marketing, created_at, updated_at) FROM STDIN") as copy:  # fmt: skip
-            for row in rows["shop"]:
-                copy.write_row(row)
-        shop.commit()
-    with stack.open("pos") as pos, pos.cursor() as cur:
-        with cur.copy("COPY pos.loyalty_member (card_no, full_name, email, phone, postcode,"
-                      " enrolled_at, optin_marketing) FROM STDIN") as copy:  # fmt: skip
-            for row in rows["pos"]:
-                copy.write_row(row)
-        pos.commit()
+    for system, statement in (
+        ("shop", "COPY shop.customer (id, email, first_name, last_name, phone, accepts_marketing,"
+                 " created_at, updated_at) FROM STDIN"),
+        ("pos", "COPY pos.loyalty_member (card_no, full_name, email, phone, postcode, enrolled_at,"
+                " optin_marketing) FROM STDIN"),
+    ):  # fmt: skip
+        with stack.open(system) as conn, conn.cursor() as cur:
+            with cur.copy(statement) as copy:
+                for row in rows[system]:
+                    copy.write_row(row)
+            conn.commit()
     erp = stack.open("erp")
     try:
         with erp.cursor() as cur:

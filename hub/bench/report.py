@@ -260,13 +260,10 @@ def _stock_table(result: dict[str, Any]) -> list[str]:
     for step in steps:
         stock = step["stock"]
         row = [str(step["rate"])]
-        for levels, figures in (
-            (stock["inventory_latency_ms"], stock["availability_latency_ms"]),
-            (stock.get("inventory_visible_ms", {}), stock.get("availability_visible_ms", {})),
-        ):
-            row += [f"{_cell(levels.get('p50'))} / {_cell(levels.get('p99'))}",
-                    f"{_cell(figures.get('p50'))} / {_cell(figures.get('p99'))}",
-                    _cell(_diff(figures.get("p99"), levels.get("p99")))]  # fmt: skip
+        row += _added(stock["inventory_latency_ms"], stock["availability_latency_ms"])
+        row += _added(
+            stock.get("inventory_visible_ms", {}), stock.get("availability_visible_ms", {})
+        )
         row.append(str(stock["availability_out_per_s"]))
         lines.append("| " + " | ".join(row) + " |")
     return lines
@@ -287,16 +284,18 @@ def _identity_table(result: dict[str, Any]) -> list[str]:
     for step in steps:
         identity = step["identity"]
         row = [str(step["rate"])]
-        for records, customers in (
-            (identity["records_latency_ms"], identity["golden_latency_ms"]),
-            (identity["records_visible_ms"], identity["golden_visible_ms"]),
-        ):
-            row += [f"{_cell(records.get('p50'))} / {_cell(records.get('p99'))}",
-                    f"{_cell(customers.get('p50'))} / {_cell(customers.get('p99'))}",
-                    _cell(_diff(customers.get("p99"), records.get("p99")))]  # fmt: skip
+        row += _added(identity["records_latency_ms"], identity["golden_latency_ms"])
+        row += _added(identity["records_visible_ms"], identity["golden_visible_ms"])
         row += [str(identity["records_out_per_s"]), str(identity["golden_out_per_s"])]
         lines.append("| " + " | ".join(row) + " |")
     return lines
+
+
+def _added(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    """Cells of a stage's latency beside its input's: p50 / p99 of each, and what it adds at p99."""
+    return [f"{_cell(before.get('p50'))} / {_cell(before.get('p99'))}",
+            f"{_cell(after.get('p50'))} / {_cell(after.get('p99'))}",
+            _cell(_diff(after.get("p99"), before.get("p99")))]  # fmt: skip
 
 
 def _process_table(result: dict[str, Any]) -> list[str]:
