@@ -78,6 +78,9 @@ class IdentityStage:
 
     def __init__(self, rules: Rules, store: Store, salt: bytes = b"") -> None:
         self.rules, self.store, self.salt = rules, store, salt
+        # Blocking keys that crossed the merge-storm limit upwards, and how many records held
+        # them: for the runner to report (``take_storms``).
+        self.storms: list[tuple[str, int]] = []
         made = (self.store.get(DECISIONS) or {}).get("made", ())
         self.decisions = Decisions.of(Decision(**entry) for entry in made)  # links and bans
 
@@ -124,6 +127,11 @@ class IdentityStage:
             todo = {member for ref in found for member in self._members(self._golden_of(ref))
                     if self._live(member)} - found  # fmt: skip
         return found
+
+    def take_storms(self) -> list[tuple[str, int]]:
+        """The merge storms found since the last call: (blocking key, records holding it)."""
+        storms, self.storms = self.storms, []
+        return storms
 
     def erased(self, ref: str) -> bool:
         """Whether ``ref`` was erased and its source has not deleted it since."""
@@ -258,6 +266,8 @@ class IdentityStage:
             refs.remove(ref)
         self.store.put(BLOCK + key, {"refs": sorted(refs)} if refs else None)
         limit = self.rules.spec.max_block
+        if was <= limit < len(refs):
+            self.storms.append((key, len(refs)))
         return set(refs) if (was > limit) != (len(refs) > limit) else set()
 
     def _component(self, seeds: Iterable[str]) -> set[str]:

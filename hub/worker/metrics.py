@@ -33,6 +33,12 @@ DEAD_LETTERS = Counter(
     ["system", "reason"],
     registry=REGISTRY,
 )
+# A blocking key (a placeholder email, a store's phone on every walk-in card) held by more customer
+# records than the identity rules' max_block: it links nothing. The worker logs the key.
+MERGE_STORMS = Counter(
+    "hub_identity_merge_storms", "Blocking keys that crossed the merge-storm limit, by rule.",
+    ["rule"], registry=REGISTRY,
+)  # fmt: skip
 CONNECTOR_RESTARTS = Counter(
     "hub_connector_restarts",
     "FAILED connectors or tasks the worker asked Kafka Connect to restart.",

@@ -824,6 +824,12 @@ class Pipeline:
                 continue
             for output in outcome.outputs:
                 task.producer.publish(self.topic_names[output.topic_id], output)
+            for key, holders in task.identity.take_storms():
+                rule = key.partition("|")[0]
+                metrics.MERGE_STORMS.labels(rule).inc()
+                log.warning("merge storm: %d customer records share the blocking key %s (limit "
+                            "%d): it links none of them", holders, key,
+                            self.rules.spec.max_block)  # fmt: skip
             counts[(CUSTOMERS, "applied")] += len(outcome.outputs)
             if outcome.skipped == "duplicate":
                 counts[(CUSTOMERS, "duplicate")] += 1

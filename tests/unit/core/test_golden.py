@@ -410,3 +410,13 @@ def test_new_rules_rebuild_every_customer_and_publish_what_they_change():
     assert {k: v["members"] for k, v in fresh.topics[GOLDEN].items()} == {
         k: v["members"] for k, v in hub.topics[GOLDEN].items()
     }
+
+
+def test_a_key_crossing_the_merge_storm_limit_is_reported_once():
+    hub = Hub(STORMY)  # max_block 2
+    for n in range(4):
+        hub.put(f"shop:{n}", record(email="noemail@example.com", given_name="Client",
+                                    family_name=f"Walk{n}"))  # fmt: skip
+    assert hub.stage.take_storms() == [("email-and-given-name|noemail@example.com", 3)]
+    assert hub.stage.take_storms() == []
+    assert len(hub.topics[GOLDEN]) == 4  # linked to none
