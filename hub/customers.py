@@ -16,6 +16,7 @@ from rich.table import Table
 
 from hub.connectors import read_rule_file
 from hub.core.golden import (
+    GOLDEN,
     LINKS,
     RECORDS,
     REQUESTS,
@@ -116,6 +117,11 @@ def read_decisions(settings: HubSettings) -> Decisions:
 def read_records(settings: HubSettings) -> dict[str, dict[str, Any]]:
     """What ``unified.customer.records`` holds now: ref → record."""
     return _read_compacted(settings, RECORDS)
+
+
+def read_golden(settings: HubSettings) -> dict[str, dict[str, Any]]:
+    """What ``unified.customer`` holds now: golden id → golden record."""
+    return _read_compacted(settings, GOLDEN)
 
 
 def read_links(settings: HubSettings) -> dict[str, str]:

@@ -84,13 +84,51 @@ class IdentityStage:
         made = (self.store.get(DECISIONS) or {}).get("made", ())
         self.decisions = Decisions.of(Decision(**entry) for entry in made)  # links and bans
 
+    def fresh(self) -> bool:
+        """Whether this state was never made (a new worker group): ``seed`` it."""
+        return self.store.get(RULES) is None
+
     def rules_changed(self) -> bool:
-        """Whether the state was made with other rules (``rebuild`` applies these); a state
-        that noted none takes these."""
+        """Whether the state was made with other rules (``rebuild`` applies these)."""
         noted = (self.store.get(RULES) or {}).get("digest")
-        if noted is None:
-            self.store.put(RULES, {"digest": self.rules.digest, "version": self.rules.version})
         return noted is not None and noted != self.rules.digest
+
+    def seed(
+        self, records: Mapping[str, Mapping[str, Any]], golden: Mapping[str, Mapping[str, Any]],
+        links: Mapping[str, str], decisions: Iterable[Decision], erased: Iterable[str],
+        now: datetime,
+    ) -> Outcome:  # fmt: skip
+        """A new state made from what the topics hold: the records of
+        ``unified.customer.records`` (with their positions: older changes read from the feed
+        afterwards are replays), the golden customers and links as published (so that only what
+        differs from them is published again, never an older state), the manual decisions in
+        force and the erased refs' hashes. A new worker group starts so, not from the start of
+        the feed, which would publish every customer as it was days ago."""
+        for key in erased:
+            self.store.put(ERASED + key, {"at": "before this state"})
+        trail = list(decisions)
+        self.store.put(DECISIONS, {"made": [made.as_json() for made in trail]} if trail else None)
+        self.decisions = Decisions.of(trail)
+        for gid, content in golden.items():
+            self.store.put(CLUSTER + gid, {"members": list(content.get("members", ())),
+                                           "d": content_digest(_unstamped(content))})  # fmt: skip
+        for ref, gid in links.items():
+            self.store.put(OF + ref, {"g": gid})
+        blocks: dict[str, list[str]] = {}
+        live = []
+        for ref, record in sorted(records.items()):
+            person = Person.of_record(ref, record)
+            if not any(person.value(name) for name in IDENTIFYING):
+                continue  # refused, as a change of it would be
+            keys = blocking_keys(self.rules, person)
+            self.store.put(REC + ref, {"pos": record.get("source_position") or "", "keys": keys,
+                                       "person": _person_json(person)})  # fmt: skip
+            for key in keys:
+                blocks.setdefault(key, []).append(ref)
+            live.append(ref)
+        for key, refs in blocks.items():
+            self.store.put(BLOCK + key, {"refs": sorted(refs)})
+        return self._resolve_all(live, now)
 
     def rebuild(self, refs: Iterable[str], now: datetime) -> Outcome:
         """Every record of ``refs`` this state holds evaluated again with the rules as they are
@@ -104,6 +142,11 @@ class IdentityStage:
             for key in sorted(before ^ after):
                 self._move(key, ref, joins=key in after)
             self.store.put(REC + ref, stored | {"keys": sorted(after)})
+        return self._resolve_all(live, now)
+
+    def _resolve_all(self, live: list[str], now: datetime) -> Outcome:
+        """Every customer of the records ``live`` made again, what differs published; the rules
+        noted as the state's."""
         outputs: list[Output] = []
         done: set[str] = set()
         for ref in live:
@@ -479,6 +522,14 @@ def request_decision(value: bytes | None) -> Decision:
 
 
 DECISION_FIELDS = ("kind", "a", "b", "who", "why", "at")
+
+
+STAMPS = ("source_system", "source_position", "source_committed_at", "emitted_at")
+
+
+def _unstamped(content: Mapping[str, Any]) -> dict[str, Any]:
+    """A golden record as the stage compares it: without what says when and why it was made."""
+    return {name: value for name, value in content.items() if name not in STAMPS}
 
 
 def _person_json(person: Person) -> dict[str, Any]:

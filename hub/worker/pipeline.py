@@ -54,9 +54,16 @@ from hub.core.network import Network
 from hub.core.positions import Frontiers
 from hub.core.records import Output, Tombstone
 from hub.core.repair import REPAIRS_TOPIC, Repairer
-from hub.customers import erasure_salt, load_rules
+from hub.customers import (
+    erasure_salt,
+    load_rules,
+    read_decisions,
+    read_golden,
+    read_links,
+    read_records,
+)
 from hub.errors import DeadLetterFlood, InvalidEvent, RegistryError
-from hub.kafka_io import read_to_end, resume_offsets
+from hub.kafka_io import resume_offsets
 from hub.settings import HubSettings
 from hub.stock import load_network
 from hub.topics import TopicSpec, registry
@@ -466,22 +473,30 @@ class Pipeline:
                      self.network.version, self.network.digest)  # fmt: skip
 
     def _heal_identity(self, task: Task) -> None:
-        """The task that resolves customers, taken over with a state made with other identity
-        rules: every customer on ``unified.customer.records`` made again with these, what
-        differs published in its next transaction."""
-        if not task.identity.rules_changed():
-            self.pending.setdefault(task.number, {})  # a first state notes the rules it takes
+        """The task that resolves customers, taken over with no identity state (a new worker
+        group: seeded from what the topics hold, so that the feed read from its start publishes
+        no older customers) or with a state made with other rules (every customer on
+        ``unified.customer.records`` made again with these); what differs is published in its
+        next transaction."""
+        identity = task.identity
+        if not identity.fresh() and not identity.rules_changed():
             return
         started = time.monotonic()
-        refs = [(m.key() or b"").decode() for m in read_to_end(
-            self.settings.bootstrap, [registry()[RECORDS]]) if m.value() is not None]  # fmt: skip
-        outcome = task.identity.rebuild(refs, datetime.now(UTC))
+        records = read_records(self.settings)
+        if identity.fresh():
+            golden = read_golden(self.settings)
+            outcome = identity.seed(records, golden, read_links(self.settings),
+                                    read_decisions(self.settings).made, self.erasures.hashes,
+                                    datetime.now(UTC))  # fmt: skip
+            what = f"a new state seeded from {len(golden)} published customers"
+        else:
+            outcome = identity.rebuild(records, datetime.now(UTC))
+            what = f"rules version {self.rules.version} ({self.rules.digest}): resolved again"
         for output in outcome.outputs:
             task.producer.publish(self.topic_names[output.topic_id], output)
         self.pending.setdefault(task.number, {})
-        log.info("identity rules version %d (%s): %d customer records resolved again in %.1f s, "
-                 "%d records published", self.rules.version, self.rules.digest, len(set(refs)),
-                 time.monotonic() - started, len(outcome.outputs))  # fmt: skip
+        log.info("identity: %s, %d customer records in %.1f s, %d records published", what,
+                 len(records), time.monotonic() - started, len(outcome.outputs))  # fmt: skip
 
     def _forget(self, task: Task, refs: Sequence[str]) -> None:
         """Drop the source rows ``task``'s engine keeps of erased records (committed with its

@@ -380,7 +380,9 @@ def test_erasing_a_ref_the_stage_has_not_seen_blocks_it_all_the_same():
 
 def test_new_rules_rebuild_every_customer_and_publish_what_they_change():
     hub = Hub()
-    assert not hub.stage.rules_changed()  # a new state takes the rules it is given
+    assert hub.stage.fresh()
+    hub.stage.seed({}, {}, {}, [], [], NOW)  # a new state (empty topics) takes the rules it has
+    assert not hub.stage.fresh() and not hub.stage.rules_changed()
     hub.put("shop:12", MARIE_SHOP)
     hub.put("loyalty:C042", MARIE_TILL)  # one customer by phone and family name
     hub.put("erp:4711", MARIE_ERP | {"given_name": "Marion"})  # 0.89 < 0.9: alone
@@ -420,3 +422,35 @@ def test_a_key_crossing_the_merge_storm_limit_is_reported_once():
     assert hub.stage.take_storms() == [("email-and-given-name|noemail@example.com", 3)]
     assert hub.stage.take_storms() == []
     assert len(hub.topics[GOLDEN]) == 4  # linked to none
+
+
+# -- a new state, made from what the topics hold
+
+
+def test_a_new_state_seeded_from_the_topics_publishes_nothing_and_skips_older_feed_records():
+    hub = Hub()
+    hub.put("shop:12", MARIE_SHOP, "p:00000001")
+    hub.put("loyalty:C042", MARIE_TILL, "p:00000002")
+    hub.put("shop:13", record(email="marie.dupont@example.fr", given_name="Paul",
+                              family_name="Dupont"), "p:00000003")  # fmt: skip
+    hub.put("shop:12", MARIE_SHOP | {"marketing_consent": True}, "p:00000004")
+    records = {"shop:12": MARIE_SHOP | {"marketing_consent": True, "source_position": "p:00000004"},
+               "loyalty:C042": MARIE_TILL | {"source_position": "p:00000002"},
+               "shop:13": record(email="marie.dupont@example.fr", given_name="Paul",
+                                 family_name="Dupont") | {"source_position": "p:00000003"}}  # fmt: skip
+    links = {ref: link["golden_id"] for ref, link in hub.topics[LINKS].items()}
+    fresh = IdentityStage(RULES, MemoryStore())
+    assert fresh.fresh()
+    outcome = fresh.seed(records, hub.topics[GOLDEN], links, [], [], NOW)
+    assert outcome.outputs == [] and not fresh.fresh()
+    # The feed read from its start: every record older than the state is a replay.
+    for ref, value, position in (("shop:12", MARIE_SHOP, "p:00000001"),
+                                 ("shop:12", MARIE_SHOP, "p:00000004")):  # fmt: skip
+        assert fresh.apply(ref, value, position, NOW).skipped == "duplicate"
+    # A golden record the topic holds stale is published right.
+    stale = {gid: dict(golden) for gid, golden in hub.topics[GOLDEN].items()}
+    marie = links["shop:12"]
+    stale[marie]["fields"] = {}
+    again = IdentityStage(RULES, MemoryStore()).seed(records, stale, links, [], [], NOW)
+    assert [(o.topic_id, o.key) for o in again.outputs] == [(GOLDEN, marie)]
+    assert again.outputs[0].content["fields"] == hub.topics[GOLDEN][marie]["fields"]

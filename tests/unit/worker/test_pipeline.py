@@ -14,6 +14,7 @@ import pytest
 from hub.connectors import load_definitions
 from hub.core.availability import feed_record
 from hub.core.engine import row_ref
+from hub.core.identity import Decisions
 from hub.core.records import Upsert
 from hub.models import InventoryLevel
 from hub.settings import HubSettings
@@ -92,6 +93,8 @@ class Kafka:
     references: list[Message] = field(default_factory=list)
     readers: list[Reader] = field(default_factory=list)
     erased: list[str] = field(default_factory=list)  # customer record refs erased
+    # What unified.customer.records, unified.customer and unified.customer.links hold.
+    customer_topics: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def outputs(self) -> list[tuple[str, bytes | None, bytes | None, dict[str, bytes]]]:
         """What went anywhere but the engine's changelog and the stock feed (the worker's own)."""
@@ -108,6 +111,7 @@ class Watch:
 
     def __init__(self, kafka: Kafka) -> None:
         self.kafka, self.refs = kafka, []
+        self.hashes: set[str] = set()
 
     def start(self) -> None:
         pass
@@ -194,6 +198,11 @@ def kafka(monkeypatch) -> Kafka:
     monkeypatch.setattr(pipeline_module, "resume_offsets", lambda *a: {})
     monkeypatch.setattr(pipeline_module, "Consumer", lambda config: Reader(kafka))
     monkeypatch.setattr(pipeline_module, "ErasureWatch", lambda *a: Watch(kafka))
+    for name, topic in (("read_records", "records"), ("read_golden", "golden"),
+                        ("read_links", "links")):  # fmt: skip
+        monkeypatch.setattr(pipeline_module, name,
+                            lambda settings, t=topic: dict(kafka.customer_topics.get(t, {})))  # fmt: skip
+    monkeypatch.setattr(pipeline_module, "read_decisions", lambda settings: Decisions())
     pipeline_module.COUNTS.clear()
     return kafka
 
@@ -398,6 +407,30 @@ def test_a_customer_record_feeds_the_identity_stage_and_its_golden_customer_foll
     kafka.sent.clear()
     pipeline.process([Message(CUSTOMER_FEED, 0, 0, key, value)], "group")
     assert kafka.outputs() == []
+
+
+def test_a_new_worker_group_seeds_its_customers_from_the_topics_and_publishes_none_again(
+    kafka, left, settings
+):
+    first = Pipeline(settings())
+    first.assign([(RAW_ERP_CUSTOMER, 0), (CUSTOMER_FEED, 0), (REQUESTS, 0)])
+    first.process([erp_customer("c")], "group")
+    made = {t: {k.decode(): orjson.loads(v)} for t, k, v, _ in kafka.outputs() if v is not None}
+    record = next(orjson.loads(v) for t, k, v, _, _ in kafka.sent
+                  if t == "unified.customer.records")  # fmt: skip
+    kafka.customer_topics = {
+        "records": {"erp:990001": record}, "golden": made["unified.customer"],
+        "links": {"erp:990001": made["unified.customer.links"]["erp:990001"]["golden_id"]},
+    }  # fmt: skip
+    kafka.sent.clear()
+    other = Pipeline(settings(worker_id="another-group"))
+    other.assign([(RAW_ERP_CUSTOMER, 0), (CUSTOMER_FEED, 0), (REQUESTS, 0)])
+    task = other.tasks[0]
+    assert not task.identity.fresh()
+    assert [t for t, _, _, _ in kafka.outputs()] == []
+    # The feed read from its start: the record is a replay for the seeded state.
+    change = task.identity.apply("erp:990001", record, record["source_position"], NOW)
+    assert change.skipped == "duplicate"
 
 
 def test_a_manual_decision_is_applied_and_a_bad_one_dead_lettered(pipeline, kafka):
