@@ -57,7 +57,7 @@ def synthetic(count: int, seed: int) -> Synthetic:
         family = rng.choice(ROOTS) + rng.choice(ENDS) + ("" if rng.random() < 0.6 else
                                                          rng.choice(ENDS))  # fmt: skip
         email = f"{given}.{family}{person}@example.fr".lower().replace("é", "e")
-        phone = f"+33{rng.choice('67')}{person:08d}"
+        phone = f"+3361{person:07d}"  # a French mobile number phonenumbers takes as valid
         postcode = f"{rng.randrange(1000, 96000):05d}"
         if rng.random() < 0.04 and found.records:  # a household: the partner's email
             partner = found.records[-1][1]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from hub.bench.identity import PLACEHOLDER, markdown, measure, synthetic
+from hub.core.transforms import e164, email
 from hub.customers import load_rules
 
 
@@ -14,6 +15,12 @@ def test_the_synthetic_customers_are_the_same_for_a_seed_and_spell_people_severa
     systems = {ref.partition(":")[0] for ref, _ in first.records}
     assert systems == {"shop", "pos", "erp"}
     assert any(record["email"] == PLACEHOLDER for _, record in synthetic(20000, 7).records)
+    # Valid as the sources' mappings check them: inserted through the stack, none is refused.
+    for _, record in first.records:
+        if record["phone_e164"]:
+            assert e164("FR")(record["phone_e164"]) == record["phone_e164"]
+        if record["email"]:
+            assert email(record["email"]) == record["email"]
 
 
 def test_the_measure_reports_rates_memory_and_how_well_the_customers_match_the_people():
