@@ -44,6 +44,7 @@ from hub.core.identity import (
     golden_id,
     resolve,
 )
+from hub.core.lists import ChunkedList
 from hub.core.records import Document, Output, Tombstone, Upsert, content_digest, json_time
 from hub.errors import InvalidEvent
 
@@ -59,6 +60,7 @@ EVENTS = "unified.customer.events"
 REC, BLOCK, OF, CLUSTER = "identity:rec:", "identity:block:", "identity:of:", "identity:golden:"
 DECISIONS = "identity:decisions"  # the manual decisions, in the order they were made
 ERASED = "identity:erased:"  # + salted hash of an erased record ref
+STORM = "identity:storm:"  # + blocking key: a merge storm's holders, as a log of joins/leaves
 RULES = "identity:rules"  # the digest of the rules the state was made with
 IDENTIFYING = ("email", "phone_e164", "given_name", "family_name")  # one is needed
 
@@ -127,7 +129,7 @@ class IdentityStage:
                 blocks.setdefault(key, []).append(ref)
             live.append(ref)
         for key, refs in blocks.items():
-            self.store.put(BLOCK + key, {"refs": sorted(refs)})
+            self._set_block(key, set(refs))
         return self._resolve_all(live, now)
 
     def rebuild(self, refs: Iterable[str], now: datetime) -> Outcome:
@@ -300,18 +302,43 @@ class IdentityStage:
 
     def _move(self, key: str, ref: str, joins: bool) -> set[str]:
         """Put ``ref`` in or out of the block of ``key``; the refs whose candidates change with
-        it (all of the block's when it crossed the merge-storm limit, either way)."""
-        refs = list((self.store.get(BLOCK + key) or {}).get("refs", ()))
-        was = len(refs)
-        if joins:
-            refs.append(ref)
-        else:
-            refs.remove(ref)
-        self.store.put(BLOCK + key, {"refs": sorted(refs)} if refs else None)
+        it (all of the block's when it crossed the merge-storm limit, either way).
+
+        A block under the limit keeps its refs in its entry. A merge storm (over the limit)
+        keeps only a count there, and its holders as a log of joins and leaves (``STORM``,
+        appended at a bounded cost however many hold the key), read back only when it falls
+        under the limit again."""
         limit = self.rules.spec.max_block
-        if was <= limit < len(refs):
+        head = self.store.get(BLOCK + key) or {}
+        if "count" in head:
+            count = head["count"] + (1 if joins else -1)
+            log = ChunkedList(self.store, STORM + key)
+            if count > limit:
+                log.append(("+" if joins else "-") + ref)
+                self.store.put(BLOCK + key, {"count": count})
+                return set()
+            holders = _replay([*log.items(), ("+" if joins else "-") + ref])
+            log.drop()
+            self.store.put(BLOCK + key, {"refs": sorted(holders)} if holders else None)
+            return holders
+        refs = set(head.get("refs", ()))
+        if joins:
+            refs.add(ref)
+        else:
+            refs.discard(ref)
+        self._set_block(key, refs)
+        if len(refs) > limit:
             self.storms.append((key, len(refs)))
-        return set(refs) if (was > limit) != (len(refs) > limit) else set()
+            return refs
+        return set()
+
+    def _set_block(self, key: str, refs: set[str]) -> None:
+        """The entry of a block held by ``refs``: the refs, or a merge storm's count and log."""
+        if len(refs) > self.rules.spec.max_block:
+            self.store.put(BLOCK + key, {"count": len(refs)})
+            ChunkedList(self.store, STORM + key).rewrite("+" + ref for ref in sorted(refs))
+        else:
+            self.store.put(BLOCK + key, {"refs": sorted(refs)} if refs else None)
 
     def _component(self, seeds: Iterable[str]) -> set[str]:
         """The live records reachable from ``seeds`` through blocking keys under the limit."""
@@ -333,7 +360,8 @@ class IdentityStage:
 
     def _held(self, key: str) -> int:
         """How many records hold blocking key ``key`` (merge storms are judged on all)."""
-        return len((self.store.get(BLOCK + key) or {}).get("refs", ()))
+        head = self.store.get(BLOCK + key) or {}
+        return int(head.get("count") or len(head.get("refs", ())))
 
     def _live(self, ref: str) -> bool:
         stored = self.store.get(REC + ref)
@@ -525,6 +553,17 @@ DECISION_FIELDS = ("kind", "a", "b", "who", "why", "at")
 
 
 STAMPS = ("source_system", "source_position", "source_committed_at", "emitted_at")
+
+
+def _replay(log: Iterable[str]) -> set[str]:
+    """The holders a merge storm's log of joins (``+ref``) and leaves (``-ref``) leaves."""
+    holders: set[str] = set()
+    for entry in log:
+        if entry[0] == "+":
+            holders.add(entry[1:])
+        else:
+            holders.discard(entry[1:])
+    return holders
 
 
 def _unstamped(content: Mapping[str, Any]) -> dict[str, Any]:
