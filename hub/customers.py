@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -32,13 +32,15 @@ from hub.core.identity import (
     IdentityRulesError,
     Person,
     Rules,
+    block_index,
     blocking_keys,
     explain,
     parse_rules,
+    reachable,
     resolve,
 )
 from hub.errors import InvalidEvent, StackError
-from hub.kafka_io import read_to_end
+from hub.kafka_io import read_compacted, read_to_end
 from hub.settings import HubSettings, get_settings
 from hub.topics import registry
 
@@ -116,54 +118,20 @@ def read_decisions(settings: HubSettings) -> Decisions:
 
 def read_records(settings: HubSettings) -> dict[str, dict[str, Any]]:
     """What ``unified.customer.records`` holds now: ref → record."""
-    return _read_compacted(settings, RECORDS)
+    return read_compacted(settings.bootstrap, registry()[RECORDS])
 
 
 def read_golden(settings: HubSettings) -> dict[str, dict[str, Any]]:
     """What ``unified.customer`` holds now: golden id → golden record."""
-    return _read_compacted(settings, GOLDEN)
+    return read_compacted(settings.bootstrap, registry()[GOLDEN])
 
 
 def read_links(settings: HubSettings) -> dict[str, str]:
     """What ``unified.customer.links`` holds now: record ref → golden id."""
-    return {ref: link["golden_id"] for ref, link in _read_compacted(settings, LINKS).items()}
-
-
-def _read_compacted(settings: HubSettings, topic_id: str) -> dict[str, dict[str, Any]]:
-    held: dict[str, dict[str, Any]] = {}
-    for message in read_to_end(settings.bootstrap, [registry()[topic_id]]):
-        key, raw = (message.key() or b"").decode(), message.value()
-        if raw is None:
-            held.pop(key, None)
-        else:
-            held[key] = orjson.loads(raw)
-    return held
-
-
-def around(rules: Rules, people: Iterable[Person], seeds: Iterable[str],
-           decisions: Decisions) -> list[Person]:  # fmt: skip
-    """The records a customer of ``seeds`` can be made of: reachable through blocking keys under
-    the merge-storm limit and through manual decisions (what the identity stage resolves)."""
-    by_ref = {person.ref: person for person in people}
-    blocks: dict[str, list[str]] = {}
-    keys: dict[str, list[str]] = {}
-    for ref, person in by_ref.items():
-        keys[ref] = blocking_keys(rules, person)
-        for key in keys[ref]:
-            blocks.setdefault(key, []).append(ref)
-    decided = decisions.links | decisions.bans
-    seen: set[str] = set()
-    todo = [seed for seed in seeds if seed in by_ref]
-    while todo:
-        ref = todo.pop()
-        if ref in seen:
-            continue
-        seen.add(ref)
-        for key in keys[ref]:
-            if len(blocks[key]) <= rules.spec.max_block:
-                todo += blocks[key]
-        todo += [other for pair in decided if ref in pair for other in pair if other in by_ref]
-    return [by_ref[ref] for ref in sorted(seen)]
+    return {
+        ref: link["golden_id"]
+        for ref, link in read_compacted(settings.bootstrap, registry()[LINKS]).items()
+    }
 
 
 def explanation(settings: HubSettings, rules: Rules, ref: str) -> dict[str, Any]:
@@ -183,9 +151,9 @@ def explanation(settings: HubSettings, rules: Rules, ref: str) -> dict[str, Any]
             raise KeyError(f"no record links to {ref} on {registry()[LINKS].name}")
     elif ref not in records:
         raise KeyError(f"no record {ref} on {registry()[RECORDS].name}")
-    component = around(rules, people, seeds, decisions)
-    held = _holders(rules, people)
-    resolution = resolve(rules, component, decisions, lambda key: held.get(key, 0))
+    blocks = block_index(rules, people)
+    component = reachable(rules, people, seeds, decisions, blocks)
+    resolution = resolve(rules, component, decisions, lambda key: len(blocks.get(key, ())))
     found = explain(rules, resolution, component, seeds[0], decisions)
     when = {key: value.get("source_committed_at") for key, value in records.items()}
     for link in found["links"]:
@@ -196,14 +164,6 @@ def explanation(settings: HubSettings, rules: Rules, ref: str) -> dict[str, Any]
                        if any(key in blocking_keys(rules, p) for p in component
                               if p.ref in found["members"])}  # fmt: skip
     return found
-
-
-def _holders(rules: Rules, people: Iterable[Person]) -> dict[str, int]:
-    held: dict[str, int] = {}
-    for person in people:
-        for key in blocking_keys(rules, person):
-            held[key] = held.get(key, 0) + 1
-    return held
 
 
 def print_explanation(console: Console, found: Mapping[str, Any]) -> None:

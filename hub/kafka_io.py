@@ -8,6 +8,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 
 from hub.topics import TopicSpec
@@ -63,6 +64,18 @@ def read_to_end(
                 todo.discard((topic, partition))
     finally:
         consumer.close()
+
+
+def read_compacted(bootstrap: str, spec: TopicSpec) -> dict[str, dict[str, Any]]:
+    """What a compacted topic holds now: key → its latest JSON value (a tombstone removes it)."""
+    held: dict[str, dict[str, Any]] = {}
+    for message in read_to_end(bootstrap, [spec]):
+        key, raw = (message.key() or b"").decode(), message.value()
+        if raw is None:
+            held.pop(key, None)
+        else:
+            held[key] = orjson.loads(raw)
+    return held
 
 
 def header(msg: Message, name: str) -> str | None:

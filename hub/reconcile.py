@@ -37,7 +37,7 @@ from hub.core.engine import PROVENANCE, Engine, MemoryStore, row_ref
 from hub.core.identity import Decisions, Rules
 from hub.core.records import Document, Tombstone, Upsert
 from hub.errors import InvalidEvent, StackError
-from hub.kafka_io import header, read_to_end
+from hub.kafka_io import header, read_compacted, read_to_end
 from hub.models import MODELS
 from hub.settings import HubSettings
 from hub.sources import connect, login_for
@@ -238,18 +238,12 @@ def _golden(result: Truth, topic_names: Mapping[str, str], now: datetime,
     records = result.expected[topic_names[golden.RECORDS]]
     for ref in [ref for ref in records if identity.erased(ref)]:
         del records[ref]
+    # All at once, as a new worker group's state is made (one resolution per component).
     stage = golden.IdentityStage(identity.rules, MemoryStore())
-    stage.decisions = identity.decisions
-    for ref, record in sorted(records.items()):
-        outcome = stage.apply(ref, record, record["source_position"], now)
-        for output in outcome.outputs:
-            if output.topic_id in PATHS:
-                continue
-            held = result.expected[topic_names[output.topic_id]]
-            if isinstance(output, Document):
-                held[output.key] = output.content
-            elif isinstance(output, Tombstone):
-                held.pop(output.key, None)
+    outcome = stage.seed(records, {}, {}, identity.decisions.made, (), now)
+    for output in outcome.outputs:
+        if isinstance(output, Document) and output.topic_id not in PATHS:
+            result.expected[topic_names[output.topic_id]][output.key] = output.content
 
 
 def _availability(result: Truth, topic_names: Mapping[str, str], now: datetime) -> None:
@@ -434,13 +428,7 @@ def identity_of(settings: HubSettings) -> Identity:
     """The identity rules, the decisions in force and the erased refs, as the worker has them."""
     from hub.customers import erasure_salt, load_rules, read_decisions
 
-    hashes: set[str] = set()
-    for message in read_to_end(settings.bootstrap, [registry()[golden.ERASED_TOPIC]]):
-        key = (message.key() or b"").decode()
-        if message.value() is None:
-            hashes.discard(key)
-        else:
-            hashes.add(key)
+    hashes = set(read_compacted(settings.bootstrap, registry()[golden.ERASED_TOPIC]))
     salt = erasure_salt(settings)
     return Identity(load_rules(), read_decisions(settings),
                     lambda ref: golden.erasure_key(salt, ref) in hashes)  # fmt: skip

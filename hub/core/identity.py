@@ -294,6 +294,38 @@ def blocking_keys(rules: Rules, person: Person) -> list[str]:
     return keys
 
 
+def block_index(rules: Rules, people: Iterable[Person]) -> dict[str, list[str]]:
+    """Blocking key → the refs of ``people`` holding it, sorted."""
+    blocks: dict[str, list[str]] = {}
+    for person in sorted(people, key=lambda person: person.ref):
+        for key in blocking_keys(rules, person):
+            blocks.setdefault(key, []).append(person.ref)
+    return blocks
+
+
+def reachable(
+    rules: Rules, people: Iterable[Person], seeds: Iterable[str], decisions: Decisions,
+    blocks: Mapping[str, list[str]],
+) -> list[Person]:  # fmt: skip
+    """The records a customer of ``seeds`` can be made of: reachable through the blocking keys
+    of ``blocks`` (``block_index`` of all records) under the merge-storm limit and through manual
+    decisions. ``resolve`` on them gives the clusters a resolution of all records gives them."""
+    by_ref = {person.ref: person for person in people}
+    decided = decisions.links | decisions.bans
+    seen: set[str] = set()
+    todo = [seed for seed in seeds if seed in by_ref]
+    while todo:
+        ref = todo.pop()
+        if ref in seen:
+            continue
+        seen.add(ref)
+        for key in blocking_keys(rules, by_ref[ref]):
+            if len(blocks[key]) <= rules.spec.max_block:
+                todo += blocks[key]
+        todo += [other for pair in decided if ref in pair for other in pair if other in by_ref]
+    return [by_ref[ref] for ref in sorted(seen)]
+
+
 # -- clusters
 
 
@@ -362,10 +394,7 @@ def resolve(
     blocking key in all (by default: how many of ``people`` do); a part of the records resolved
     alone must judge merge storms by the whole, as a resolution of every record would."""
     by_ref = {person.ref: person for person in people}
-    blocks: dict[str, list[str]] = {}
-    for ref in sorted(by_ref):
-        for key in blocking_keys(rules, by_ref[ref]):
-            blocks.setdefault(key, []).append(ref)
+    blocks = block_index(rules, by_ref.values())
     result = Resolution()
     pairs: set[tuple[str, str]] = set()
     for key, refs in sorted(blocks.items()):

@@ -420,3 +420,21 @@ def test_exact_values_differ_by_every_character_but_case_and_spaces():
     c = person("shop:3", email=" Jean_Paul@Example.FR", given_name="Jean Paul")
     assert match(RULES, a, b) is None
     assert match(RULES, a, c) is not None
+
+
+def test_the_records_reachable_from_one_resolve_to_its_cluster_in_a_resolution_of_all():
+    from hub.core.identity import block_index, reachable
+
+    people = [
+        person("shop:1", email="ana@example.fr", given_name="Ana", family_name="Roux"),
+        person("erp:1", email="ana@example.fr", given_name="Ana", phone_e164="+33600000001"),
+        person("pos:1", phone_e164="+33600000001", family_name="Roux", given_name="Anna"),
+        person("shop:2", email="leo@example.fr", given_name="Léo"),
+    ]
+    people += [person(f"pos:{n}", email="noemail@example.com", given_name="Ana")
+               for n in range(10, 70)]  # a merge storm: it reaches nothing  # fmt: skip
+    blocks = block_index(RULES, people)
+    found = reachable(RULES, people, ["pos:1"], Decisions(), blocks)
+    assert [p.ref for p in found] == ["erp:1", "pos:1", "shop:1"]
+    alone = resolve(RULES, found, Decisions(), lambda key: len(blocks.get(key, ())))
+    assert alone.cluster_of("pos:1") == resolve(RULES, people).cluster_of("pos:1")
