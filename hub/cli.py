@@ -159,6 +159,34 @@ def worker(loglevel: str, child: bool) -> None:
 
 
 @main.command()
+@click.option("--host", default=None, help="Address to bind (default: HUB_HOST, 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Port (default: HUB_API_PORT, 18080).")
+@click.option(
+    "--openapi",
+    "openapi_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write the OpenAPI document to this file and exit.",
+)
+def api(host: str | None, port: int | None, openapi_file: Path | None) -> None:
+    """Serve the HTTP API, the change stream and the dashboard over the unified topics.
+
+    Reads the topics at start (503 with Retry-After until it has caught up), then keeps
+    current. Routes under /v1 (see /docs); the dashboard at /dashboard; metrics at /metrics.
+    """
+    settings = get_settings()
+    if openapi_file is not None:
+        from hub.api.spec import write_openapi
+
+        write_openapi(settings, openapi_file)
+        return
+    from hub.api import serve
+
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s] [api] %(message)s")
+    serve(settings, host or settings.host, port or settings.api_port)
+
+
+@main.command()
 @click.argument("topic_ids", nargs=-1, required=True)
 @click.option("--from-beginning", is_flag=True, help="Start at the oldest record, not the newest.")
 @click.option(

@@ -1,5 +1,5 @@
 """``hub demo`` (what ``make run`` runs): stack up, worker, sales simulator, the unified topics live
-(inventory, availability, alerts, customers, order lines)."""
+(inventory, availability, alerts, customers, order lines), and the API with its live dashboard."""
 
 from __future__ import annotations
 
@@ -46,12 +46,19 @@ def run_demo(settings: HubSettings, rate: float, keep_stack: bool) -> int:
     logs = stack.state_dir / "logs"
     worker = _spawn(["worker", "--loglevel", "warning"], logs / "worker.log")
     simulator = _spawn(["simulate", "--rate", str(rate)], logs / "simulator.log")
-    console.print(f"[green]✓[/] worker (log {logs / 'worker.log'}) and sales simulator "
-                  f"(log {logs / 'simulator.log'}) started — Ctrl-C to stop")  # fmt: skip
+    api = _spawn(["api"], logs / "api.log")
+    url = f"http://{settings.host}:{settings.api_port}"
+    console.print(f"[green]✓[/] worker (log {logs / 'worker.log'}), sales simulator "
+                  f"(log {logs / 'simulator.log'}) and API (log {logs / 'api.log'}) started — "
+                  "Ctrl-C to stop")  # fmt: skip
+    console.print(f"[bold]Dashboard:[/] {url}/dashboard   [bold]API:[/] {url}/docs")
     code = 0
     try:
-        if wait_for(lambda: worker.poll() is not None, 3.0):
-            raise StackError(f"the worker exited at start-up; see {logs / 'worker.log'}")
+        if wait_for(lambda: worker.poll() is not None or api.poll() is not None, 3.0):
+            which = "worker" if worker.poll() is not None else "api"
+            raise StackError(f"the {which} exited at start-up; see {logs / f'{which}.log'}"
+                             + (f" (is port {settings.api_port} taken? set HUB_API_PORT)"
+                                if which == "api" else ""))  # fmt: skip
         unified = [spec.id for spec in registry().topics.values() if spec.kind == "unified"]
         tail(settings, unified, from_beginning=False, limit=0, as_json=False)
     except StackError as exc:
@@ -60,6 +67,7 @@ def run_demo(settings: HubSettings, rate: float, keep_stack: bool) -> int:
     finally:
         with console.status("Stopping simulator and worker…"):
             _stop(simulator)
+            _stop(api)
             _stop(worker)
         if not keep_stack:
             stack.down()

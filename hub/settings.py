@@ -167,6 +167,21 @@ class HubSettings(BaseSettings):
         default=30.0, gt=0, description="Longest wait between two attempts of one delivery."
     )
 
+    api_port: int = Field(default=18080, description="Where `hub api` listens (on host).")
+    api_keys: SecretStr | None = Field(
+        default=None, description="API keys `hub api` accepts, comma-separated: a request "
+        "carries one as `Authorization: Bearer <key>` or `X-API-Key: <key>`. Unset: no key asked "
+        "(the API binds to 127.0.0.1). Never logged.",
+    )  # fmt: skip
+    api_cors_origins: list[str] = Field(
+        default=[], description='Origins a browser may call the API from, as JSON, e.g. '
+        '["https://shop.example.com"] (none by default; "*" for any).',
+    )  # fmt: skip
+    api_log_size: int = Field(
+        default=100_000, gt=0, description="Changes `hub api` keeps for streams to resume from; "
+        "a client further behind gets the current state of what it follows instead.",
+    )  # fmt: skip
+
     @model_validator(mode="after")
     def _webhooks_are_signed(self) -> HubSettings:
         if self.webhooks and self.webhook_secret is None:

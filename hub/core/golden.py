@@ -130,7 +130,24 @@ class IdentityStage:
             live.append(ref)
         for key, refs in blocks.items():
             self._set_block(key, set(refs))
-        return self._resolve_all(live, now)
+        outcome = self._resolve_all(live, now)
+        return Outcome(outcome.outputs + self._drop_orphans(set(links), set(golden)))
+
+    def _drop_orphans(self, refs: set[str], gids: set[str]) -> list[Output]:
+        """Tombstones for the links of ``refs`` with no live record behind them any more and for
+        the customers of ``gids`` none of whose members points at them (what a holder that
+        stopped between a record's change and its customer's left on the topics)."""
+        outputs: list[Output] = []
+        for ref in sorted(refs):
+            if not self._live(ref) and self._golden_of(ref) is not None:
+                self.store.put(OF + ref, None)
+                outputs.append(Tombstone(LINKS, ref, ""))
+        for gid in sorted(gids):
+            members = self._members(gid)
+            if members and not any(self._golden_of(member) == gid for member in members):
+                self.store.put(CLUSTER + gid, None)
+                outputs.append(Tombstone(GOLDEN, gid, ""))
+        return outputs
 
     def rebuild(self, refs: Iterable[str], now: datetime) -> Outcome:
         """Every record of ``refs`` this state holds evaluated again with the rules as they are

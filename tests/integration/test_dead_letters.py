@@ -15,6 +15,8 @@ import psycopg
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
+from hub.bench.replay import scratch_registry
+from hub.settings import HubSettings
 from hub.simulator import SalesSimulator
 from hub.stack.procs import free_port
 from hub.topics import registry
@@ -79,8 +81,12 @@ def test_a_flood_of_bad_records_stops_the_worker_loudly(stack):
     # streams interleave with it (they once reset a shared breaker, and the worker never stopped).
     bootstrap = stack.endpoints["kafka_bootstrap"]
     group = f"hub-flood-{uuid.uuid4().hex[:8]}"
+    # Unified and control topics of its own: a second group writing the session's would race its
+    # worker (each publishes customers and figures as its own state says, the last writer wins).
+    topics = scratch_registry(HubSettings(kafka_bootstrap=bootstrap), group,
+                              stack.state_dir / "logs")  # fmt: skip
     env = {**stack.env, "HUB_WORKER_ID": group, "HUB_DLQ_MAX_CONSECUTIVE": "5",
-           "HUB_WORKER_WEB_PORT": str(free_port())}  # fmt: skip
+           "HUB_WORKER_WEB_PORT": str(free_port()), "HUB_TOPICS_FILE": str(topics)}  # fmt: skip
     log = stack.state_dir / "logs" / f"{group}.log"
     marker = f"flood-{uuid.uuid4()}".encode()
     produce_garbage(bootstrap, 8, marker)

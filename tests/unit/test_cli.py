@@ -24,6 +24,7 @@ BAD = {
         "defined: " + ", ".join(sorted(load_definitions())),
     ),
     "worker": (["worker", "--loglevel", "loud"], "'loud' is not one of"),
+    "api": (["api", "--port", "http"], "'http' is not a valid integer"),
     "tail": (["tail", "inventory"], "did you mean unified.inventory"),
     "simulate": (["simulate", "--rate", "-1"], "not in the range"),
     "demo": (["demo", "--rate", "0"], "not in the range"),

@@ -454,3 +454,23 @@ def test_a_new_state_seeded_from_the_topics_publishes_nothing_and_skips_older_fe
     again = IdentityStage(RULES, MemoryStore()).seed(records, stale, links, [], [], NOW)
     assert [(o.topic_id, o.key) for o in again.outputs] == [(GOLDEN, marie)]
     assert again.outputs[0].content["fields"] == hub.topics[GOLDEN][marie]["fields"]
+
+
+def test_a_seed_drops_the_links_and_customers_of_records_the_topics_no_longer_hold():
+    # The previous holder stopped after a record's deletion committed and before its customer's
+    # did: the topics still link shop:13 (gone) to Marie, and hold Paul's customer (all gone).
+    hub = Hub()
+    hub.put("shop:12", MARIE_SHOP, "p:00000001")
+    hub.put("loyalty:C042", MARIE_TILL, "p:00000002")
+    hub.put("shop:20", record(email="paul@example.fr", given_name="Paul"), "p:00000003")
+    links = {ref: link["golden_id"] for ref, link in hub.topics[LINKS].items()}
+    records = {"shop:12": MARIE_SHOP | {"source_position": "p:00000001"}}
+    marie, paul = links["shop:12"], links["shop:20"]
+    outcome = IdentityStage(RULES, MemoryStore()).seed(records, hub.topics[GOLDEN], links, [],
+                                                       [], NOW)  # fmt: skip
+    published = {(o.topic_id, o.key): o for o in outcome.outputs}
+    assert isinstance(published[(LINKS, "loyalty:C042")], Tombstone)
+    assert isinstance(published[(LINKS, "shop:20")], Tombstone)
+    assert isinstance(published[(GOLDEN, paul)], Tombstone)
+    assert published[(GOLDEN, marie)].content["members"] == ["shop:12"]
+    assert (LINKS, "shop:12") not in published  # unchanged
