@@ -14,7 +14,9 @@ import uuid
 import pytest
 import requests
 
+from hub.bench.replay import scratch_registry
 from hub.bench.run import TUNING
+from hub.settings import HubSettings
 from hub.stack.procs import free_port
 
 pytestmark = pytest.mark.integration
@@ -35,8 +37,13 @@ def processes_of(step):
 
 
 def test_the_benchmark_harness_measures_a_tiny_load_in_every_series(stack, tmp_path):
-    env = {**stack.env, "HUB_WORKER_ID": f"hub-bench-it-{uuid.uuid4().hex[:8]}",
-           "HUB_WORKER_WEB_PORT": str(free_port())}  # fmt: skip
+    group = f"hub-bench-it-{uuid.uuid4().hex[:8]}"
+    # Unified and control topics of its own: its worker group must not race the session's worker
+    # on the session's topics (each publishes as its own state says; the last writer wins).
+    topics = scratch_registry(HubSettings(kafka_bootstrap=stack.endpoints["kafka_bootstrap"]),
+                              group, tmp_path)  # fmt: skip
+    env = {**stack.env, "HUB_WORKER_ID": group, "HUB_WORKER_WEB_PORT": str(free_port()),
+           "HUB_TOPICS_FILE": str(topics)}  # fmt: skip
     run = subprocess.run(
         [sys.executable, "-m", "hub", "bench", "--rates", "40", "--warmup", "3", "--measure", "8",
          "--no-ramp", "--replay", "3000", "--out", str(tmp_path)],
