@@ -7,7 +7,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
 
-.PHONY: help install jars run test chaos bench bench-quick lint format typecheck unit contract integration up down status env clean
+.PHONY: help install jars run test chaos bench bench-quick bench-api lint format typecheck unit contract integration up down status env clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -47,6 +47,10 @@ bench: install ## Benchmark: the hub and 4 baselines, steps 500-8000 changes/s, 
 
 bench-quick: BENCH_ARGS = --rates 500,2000 --warmup 5 --measure 10 --no-ramp --replay 50000 --out bench/results/quick
 bench-quick: install ## A short benchmark for development (two steps, every series, no ramp, a 50k replay; about 5 minutes)
+	@$(BENCH_RUN)
+
+bench-api: BENCH_ARGS = --api --rates 1000 --measure 30 --out bench/results
+bench-api: install ## hub api under read load (wrk) while the pipeline runs at 1,000 changes/s, and the change stream's latency, on a fresh stack
 	@$(BENCH_RUN)
 
 unit: install ## Unit and contract tests only (no I/O)

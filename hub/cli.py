@@ -249,12 +249,19 @@ def demo(rate: float, keep_stack: bool) -> None:
 @click.option("--through-stack", is_flag=True,
               help="With --identity: also insert them into the running stack's source databases "
                    "and time until each is linked to a golden customer (a worker must run).")  # fmt: skip
+@click.option("--api", "api_load", is_flag=True,
+              help="Instead: hub api under read load (wrk, availability by article) for --measure "
+                   "seconds while the pipeline runs at the first of --rates, and the change "
+                   "stream's latency from a till's commit.")  # fmt: skip
+@click.option("--connections", type=click.IntRange(min=1), default=32, show_default=True,
+              help="With --api: wrk's open connections.")  # fmt: skip
 @click.option("--seed", type=int, default=2026, show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), default=Path("bench/results"),
               show_default=True)  # fmt: skip
 def bench(
     rates: str, warmup: float, measure: float, series: str, ramp: bool, replay: int,
-    identity: int | None, through_stack: bool, seed: int, out: Path,
+    identity: int | None, through_stack: bool, api_load: bool, connections: int, seed: int,
+    out: Path,
 ) -> None:  # fmt: skip
     """Benchmark the hub and its baselines on the stack the settings point at: throughput,
     end-to-end latency, CPU and memory per process. `make bench` gives it a fresh stack of its own."""
@@ -278,6 +285,9 @@ def bench(
                                  param_hint="--rates") from None  # fmt: skip
     if not steps or min(steps) <= 0:
         raise click.BadParameter(f"{rates!r}: rates above 0", param_hint="--rates")
+    if api_load:
+        _bench_api(steps[0], measure, connections, seed, out)
+        return
     result = Bench(get_settings(), err, seed, Timing(warmup, measure)).run(
         steps, wanted, ramp, replay
     )
@@ -310,6 +320,24 @@ def _bench_identity(records: int, seed: int, out: Path, through_stack: bool) -> 
         orjson.dumps(result, option=orjson.OPT_INDENT_2)
     )
     (folder / f"identity-{records}-{stamp}.md").write_text(text)
+    err.print(f"[green]✓[/] results in {folder}")
+    print(text)
+
+
+def _bench_api(rate: int, duration: float, connections: int, seed: int, out: Path) -> None:
+    from datetime import UTC, datetime
+
+    from hub.bench.api import markdown, measure
+
+    result = measure(get_settings(), err, rate, duration, connections, seed)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%z")
+    folder = out / "api"
+    folder.mkdir(parents=True, exist_ok=True)
+    text = markdown(result)
+    (folder / f"api-{rate}-{stamp}.json").write_bytes(
+        orjson.dumps(result, option=orjson.OPT_INDENT_2)
+    )
+    (folder / f"api-{rate}-{stamp}.md").write_text(text)
     err.print(f"[green]✓[/] results in {folder}")
     print(text)
 
