@@ -51,6 +51,23 @@ class AlertsAnswer(BaseModel):
     freshness: Freshness | None
 
 
+class StockAtLocation(BaseModel):
+    on_hand: str = Field(description="Decimal, as a string (exact).")
+    available: str | None = Field(description="Its location figure; None before the first.")
+
+
+class ArticleStock(BaseModel):
+    gtin: str
+    locations: dict[str, StockAtLocation] = Field(description="By location id.")
+    groups: dict[str, str] = Field(description="Available units by group (group:<name>).")
+
+
+class StockAnswer(BaseModel):
+    articles: list[ArticleStock]
+    position: str = Field(description="The stream position this is as of: follow the stream "
+                          "from here (`/v1/stream?from=`) and nothing is missed.")  # fmt: skip
+
+
 class StatusAnswer(BaseModel):
     ready: bool = Field(description="Whether the API has caught up with the topics.")
     reader_error: str | None

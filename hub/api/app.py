@@ -35,6 +35,7 @@ from hub.api.answers import (
     InventoryAnswer,
     OrderLinesAnswer,
     StatusAnswer,
+    StockAnswer,
 )
 from hub.core.readmodel import TOPICS, Cursor, Position, QueryError, ReadModel, check_gtin
 from hub.settings import HubSettings
@@ -164,7 +165,7 @@ def create_app(settings: HubSettings, source: Source) -> FastAPI:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return error(exc.status_code, code, str(exc.detail), dict(exc.headers or {}))
 
-    def authorised(authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
+    async def authorised(authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
                    x_api_key: Annotated[str | None, Header(include_in_schema=False)] = None) -> None:  # fmt: skip
         if not keys:
             return
@@ -174,7 +175,7 @@ def create_app(settings: HubSettings, source: Source) -> FastAPI:
                                                "needed: Authorization: Bearer <key> or X-API-Key"},
                                          headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
 
-    def caught_up() -> None:
+    async def caught_up() -> None:
         if source.error is not None:
             raise HTTPException(503, {"error": "reader_failed", "detail": "the API "
                                                f"stopped reading the topics: {source.error}; "
@@ -187,54 +188,57 @@ def create_app(settings: HubSettings, source: Source) -> FastAPI:
     guarded = [Depends(authorised), Depends(caught_up)]
     model = source.model
 
-    def ask(question: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    def ask(question: Callable[[], dict[str, Any]]) -> Response:
+        """The answer to ``question``, asked under the reader's lock, as JSON (returned as a
+        response: FastAPI would otherwise walk the whole answer with its generic encoder)."""
         with source.lock:
-            return question()
+            return OrjsonResponse(question())
 
     @app.get("/v1/articles/{gtin}/availability", dependencies=guarded, response_model=None,
              responses={200: {"model": AvailabilityAnswer}, **ERRORS}, tags=["stock"])  # fmt: skip
-    def availability(gtin: Gtin, channel: Annotated[str | None, Query(
+    async def availability(gtin: Gtin, channel: Annotated[str | None, Query(
             description="Only this channel's groups (web, store, …) and their locations.")] = None,
-    ) -> dict[str, Any]:  # fmt: skip
+    ) -> Response:  # fmt: skip
         """What can be sold of an article: per channel group and per location, each figure with
         its explanation (which location gives what, and what is kept back)."""
         return ask(lambda: model.availability(gtin, channel))
 
     @app.get("/v1/articles/{gtin}/inventory", dependencies=guarded, response_model=None,
              responses={200: {"model": InventoryAnswer}, **ERRORS}, tags=["stock"])  # fmt: skip
-    def inventory(gtin: Gtin, location: Annotated[str | None, Query(
+    async def inventory(gtin: Gtin, location: Annotated[str | None, Query(
             description="Only this location (store:PAR01, warehouse:W001, web:1).")] = None,
-    ) -> dict[str, Any]:  # fmt: skip
+    ) -> Response:  # fmt: skip
         """An article's inventory levels, as each source reports them."""
         return ask(lambda: model.inventory(gtin, location))
 
     @app.get("/v1/customers/{ref}", dependencies=guarded, response_model=None,
              responses={200: {"model": CustomerAnswer}, **ERRORS}, tags=["customers"])  # fmt: skip
-    def customer(ref: Ref) -> dict[str, Any]:
+    async def customer(ref: Ref) -> Response:
         """The golden customer of a golden id or of any of its member records."""
         return ask(lambda: model.customer(ref))
 
     @app.get("/v1/customers/{ref}/order-lines", dependencies=guarded, response_model=None,
              responses={200: {"model": OrderLinesAnswer}, **ERRORS}, tags=["customers"])  # fmt: skip
-    def order_lines(ref: Ref) -> dict[str, Any]:
+    async def order_lines(ref: Ref) -> Response:
         """A customer's order lines across every channel (each member record's), newest first."""
         return ask(lambda: model.order_lines(ref))
 
     @app.get("/v1/alerts", dependencies=guarded, response_model=None,
              responses={200: {"model": AlertsAnswer}, **ERRORS}, tags=["stock"])  # fmt: skip
-    def alerts(
+    async def alerts(
         gtin: Annotated[str | None, Query(description="Only this article's.")] = None,
         location: Annotated[
             str | None,
             Query(description="Only alerts on this location or on a group it is part of."),
         ] = None,
         status: Literal["firing", "resolved", "all"] = "firing",
-    ) -> dict[str, Any]:
+    ) -> Response:
         """Stock alerts: firing (by default), resolved or all; by article, by location."""
         return ask(lambda: model.alerts(gtin, location, None if status == "all" else status))
 
-    @app.get("/v1/stock", dependencies=guarded, tags=["stock"])
-    def stock() -> dict[str, Any]:
+    @app.get("/v1/stock", dependencies=guarded, response_model=None,
+             responses={200: {"model": StockAnswer}, **ERRORS}, tags=["stock"])  # fmt: skip
+    async def stock() -> Response:
         """Every article's on-hand and available units per location and its group figures (the
         dashboard's table), and the stream position they are as of (follow the stream from
         there: nothing is missed in between)."""
@@ -242,7 +246,7 @@ def create_app(settings: HubSettings, source: Source) -> FastAPI:
 
     @app.get("/v1/status", dependencies=[Depends(authorised)], response_model=None,
              responses={200: {"model": StatusAnswer}}, tags=["pipeline"])  # fmt: skip
-    def status() -> dict[str, Any]:
+    async def status() -> dict[str, Any]:
         """The pipeline as the API sees it: each source's newest change (its commit, when the hub
         appended it), the worker group's lag, dead letters by reason, what the model holds, and
         whether it has caught up. Answers before it has."""
@@ -328,23 +332,23 @@ def create_app(settings: HubSettings, source: Source) -> FastAPI:
             metrics.STREAMS.dec()
 
     @app.get("/health", include_in_schema=False)
-    def health() -> dict[str, Any]:
+    async def health() -> dict[str, Any]:
         return {"ready": source.ready.is_set(), "reader_error": source.error}
 
     @app.get("/ready", include_in_schema=False)
-    def ready() -> Response:
+    async def ready() -> Response:
         """200 once caught up, else 503 (a load balancer's readiness check)."""
         if source.ready.is_set() and source.error is None:
             return OrjsonResponse({"ready": True})
         return error(503, "not_ready", "reading the unified topics", {"Retry-After": "2"})
 
     @app.get("/metrics", include_in_schema=False)
-    def prometheus() -> Response:
+    async def prometheus() -> Response:
         return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/", include_in_schema=False)
     @app.get("/dashboard", include_in_schema=False)
-    def dashboard() -> HTMLResponse:
+    async def dashboard() -> HTMLResponse:
         page = resources.files("hub.api").joinpath("dashboard.html").read_text()
         return HTMLResponse(page)
 

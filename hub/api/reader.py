@@ -102,7 +102,7 @@ class TopicReader:
             consumer.assign(partitions)
             self._check_ready(consumer)
             while not self._stop.is_set():
-                messages = consumer.consume(1000, 0.05)
+                messages = consumer.consume(250, 0.05)
                 if messages:
                     self._apply(messages)
                 if not self.ready.is_set():
