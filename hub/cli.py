@@ -250,17 +250,17 @@ def demo(rate: float, keep_stack: bool) -> None:
               help="With --identity: also insert them into the running stack's source databases "
                    "and time until each is linked to a golden customer (a worker must run).")  # fmt: skip
 @click.option("--api", "api_load", is_flag=True,
-              help="Instead: hub api under read load (wrk, availability by article) for --measure "
+              help="Instead: hub api under read load (availability by article) for --measure "
                    "seconds while the pipeline runs at the first of --rates, and the change "
                    "stream's latency from a till's commit.")  # fmt: skip
-@click.option("--connections", type=click.IntRange(min=1), default=32, show_default=True,
-              help="With --api: wrk's open connections.")  # fmt: skip
+@click.option("--http-rate", type=click.IntRange(min=1), default=2000, show_default=True,
+              help="With --api: availability requests/s offered (an open loop).")  # fmt: skip
 @click.option("--seed", type=int, default=2026, show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), default=Path("bench/results"),
               show_default=True)  # fmt: skip
 def bench(
     rates: str, warmup: float, measure: float, series: str, ramp: bool, replay: int,
-    identity: int | None, through_stack: bool, api_load: bool, connections: int, seed: int,
+    identity: int | None, through_stack: bool, api_load: bool, http_rate: int, seed: int,
     out: Path,
 ) -> None:  # fmt: skip
     """Benchmark the hub and its baselines on the stack the settings point at: throughput,
@@ -286,7 +286,7 @@ def bench(
     if not steps or min(steps) <= 0:
         raise click.BadParameter(f"{rates!r}: rates above 0", param_hint="--rates")
     if api_load:
-        _bench_api(steps[0], measure, connections, seed, out)
+        _bench_api(steps[0], http_rate, measure, seed, out)
         return
     result = Bench(get_settings(), err, seed, Timing(warmup, measure)).run(
         steps, wanted, ramp, replay
@@ -324,12 +324,12 @@ def _bench_identity(records: int, seed: int, out: Path, through_stack: bool) -> 
     print(text)
 
 
-def _bench_api(rate: int, duration: float, connections: int, seed: int, out: Path) -> None:
+def _bench_api(rate: int, http_rate: int, duration: float, seed: int, out: Path) -> None:
     from datetime import UTC, datetime
 
     from hub.bench.api import markdown, measure
 
-    result = measure(get_settings(), err, rate, duration, connections, seed)
+    result = measure(get_settings(), err, rate, http_rate, duration, seed)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%z")
     folder = out / "api"
     folder.mkdir(parents=True, exist_ok=True)

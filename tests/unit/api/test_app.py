@@ -226,3 +226,15 @@ def test_the_openapi_file_in_the_repo_is_the_apps():
     assert json.loads(OPENAPI_FILE.read_text()) == json.loads(json.dumps(openapi(HubSettings()))), (
         "schemas/openapi.json differs from the app: run `hub api --openapi schemas/openapi.json`"
     )
+
+
+def test_an_answer_follows_the_article_as_it_changes(source):
+    key, figure = example("availability.v1")
+    path = f"/v1/articles/{figure['gtin']}/availability"
+    with client(source) as api:
+        assert api.get(path).json()["groups"][0]["available"] == figure["available"]
+        source.put(AVAILABILITY, key, figure | {"available": "1"})
+        assert api.get(path).json()["groups"][0]["available"] == "1"
+        source.put(AVAILABILITY, key, None)  # its only record: the article is gone
+        gone = api.get(path)
+        assert (gone.status_code, gone.json()["error"]) == (404, "unknown_article")

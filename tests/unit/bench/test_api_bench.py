@@ -1,36 +1,24 @@
-"""What `hub bench --api` reads of wrk's report, and what its stream probe counts."""
+"""What `hub bench --api` reads of vegeta's report, and what its stream probe counts."""
 
 from __future__ import annotations
 
-from hub.bench.api import StreamProbe, wrk_report
+from hub.bench.api import StreamProbe, vegeta_report
 from hub.client import StreamEvent
 
-WRK = """Running 30s test @ http://127.0.0.1:18080
-  2 threads and 32 connections
-  Thread Stats   Avg      Stdev     Max   +/- Stdev
-    Latency    10.12ms    4.01ms  95.30ms   80.12%
-    Req/Sec     1.60k   120.44     1.90k    70.00%
-  Latency Distribution
-     50%    9.40ms
-     75%   11.80ms
-     90%   14.90ms
-     99%   23.10ms
-  95704 requests in 30.01s, 120.33MB read
-  Non-2xx or 3xx responses: 12
-Requests/sec:   3189.04
-Transfer/sec:      4.01MB
-"""
+REPORT = {
+    "latencies": {"total": 1, "mean": 865679, "50th": 594767, "90th": 1508000, "95th": 2234000,
+                  "99th": 4887000, "max": 17337000, "min": 254339},
+    "requests": 20000, "rate": 2000.26, "throughput": 1999.70, "success": 1,
+    "status_codes": {"200": 20000}, "errors": [],
+}  # fmt: skip
 
 
-def test_wrk_report_gives_rate_percentiles_and_errors():
-    report = wrk_report(WRK)
-    assert report["requests_per_s"] == 3189.04 and report["requests"] == 95704
-    assert report["latency_ms"] == {"p50": 9.4, "p75": 11.8, "p90": 14.9, "p99": 23.1}
-    assert report["non_2xx"] == 12
-    assert (
-        wrk_report(WRK.replace("     99%   23.10ms", "     99%    1.20s"))["latency_ms"]["p99"]
-        == 1200.0
-    )
+def test_vegeta_report_gives_rates_percentiles_in_ms_and_status_codes():
+    report = vegeta_report(REPORT)
+    assert (report["offered_per_s"], report["answered_per_s"]) == (2000.3, 1999.7)
+    assert report["latency_ms"] == {"p50": 0.59, "p90": 1.51, "p95": 2.23, "p99": 4.89,
+                                    "max": 17.34}  # fmt: skip
+    assert report["status_codes"] == {"200": 20000} and report["success"] == 1
 
 
 def test_the_stream_probe_counts_till_records_only_while_measuring():
