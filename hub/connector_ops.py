@@ -12,7 +12,14 @@ from pathlib import Path
 from rich.console import Console
 
 from hub.connect_client import ConnectClient
-from hub.connectors import ConnectorDefinition, Endpoint, load_definitions, render_config
+from hub.connectors import (
+    ConnectorDefinition,
+    Endpoint,
+    load_definitions,
+    load_sinks,
+    render_config,
+    render_sink_config,
+)
 from hub.errors import StackError
 from hub.settings import HubSettings
 from hub.topics import registry
@@ -71,12 +78,16 @@ def validate(
     client: ConnectClient, definition: ConnectorDefinition, config: dict[str, str]
 ) -> None:
     """Connect's own validation; ``StackError`` listing the errors per key."""
-    errors = client.validate(
-        definition.connector.class_, {**config, "name": definition.connector.name}
-    )
+    validate_config(client, definition.connector.name, config)
+
+
+def validate_config(client: ConnectClient, name: str, config: dict[str, str]) -> None:
+    """Connect's own validation of connector ``name``'s ``config``; ``StackError`` listing the
+    errors per key."""
+    errors = client.validate(config["connector.class"], {**config, "name": name})
     if errors:
         listing = "\n".join(f"  {key}: {'; '.join(messages)}" for key, messages in errors.items())
-        raise StackError(f"Kafka Connect rejects {definition.connector.name}:\n{listing}")
+        raise StackError(f"Kafka Connect rejects {name}:\n{listing}")
 
 
 def apply(
@@ -88,11 +99,13 @@ def apply(
     Returns connector name → created/updated/unchanged/valid. Raises ``StackError``.
     """
     definitions = load_definitions()
-    unknown = set(systems) - set(definitions)
+    sinks = load_sinks()
+    unknown = set(systems) - set(definitions) - set(sinks)
     if unknown:
         raise StackError(
             f"no definition for {', '.join(sorted(unknown))} in {settings.connectors_dir}; "
             f"defined: {', '.join(sorted(definitions))}"
+            + (f"; sinks: {', '.join(sorted(sinks))}" if sinks else "")
         )
     client = ConnectClient(settings.connect)
     verdicts: dict[str, str] = {}
@@ -102,6 +115,21 @@ def apply(
         config = render_config(definition, endpoint_for(settings, definition), registry())
         validate(client, definition, config)
         name = definition.connector.name
+        if dry_run:
+            verdicts[name] = "valid"
+        else:
+            from hub.stack.manager import wait_running
+
+            verdicts[name] = client.apply(name, config)
+            with console.status(f"{name}: {verdicts[name]}, waiting until it runs…"):
+                wait_running(client, name, timeout=120)
+        console.print(f"[green]✓[/] {name}: {verdicts[name]}{'' if dry_run else ', RUNNING'}")
+    for name, sink in sinks.items():
+        if systems and name not in systems and sink.system not in systems:
+            continue
+        endpoint = endpoint_for(settings, definitions[sink.system])
+        config = render_sink_config(sink, definitions, endpoint, registry())
+        validate_config(client, name, config)
         if dry_run:
             verdicts[name] = "valid"
         else:

@@ -296,3 +296,101 @@ def _keying(definition: ConnectorDefinition) -> dict[str, str]:
     if transforms:
         config |= {"transforms": ",".join(transforms), "predicates": ",".join(predicates)}
     return config
+
+
+# -- sinks: the hub's write-back topics into the channels' own databases
+
+
+class SinkDefinition(BaseModel):
+    """A sink connector (``connectors/sinks/*.yaml``): one write-back topic of the registry
+    upserted into a table of a declared system's database, as its own login (write rights on that
+    table only), never captured back: the table is in no source definition's ``tables``, so in
+    none of their publications or include lists (``loop_free`` checks it)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    name: str = Field(description="The connector's name in Kafka Connect.")
+    description: str = ""
+    topic: str = Field(description="The write-back topic's id in the registry.")
+    system: str = Field(description="The system whose database it writes into.")
+    table: str = Field(description="<schema>.<table> it upserts into.")
+    user: str = Field(description="The database login it writes as.")
+    password_secret: str = Field(description="Its password's key in the Connect secrets file.")
+    connector: dict[str, str] = Field(default_factory=dict,
+                                      description="More connector settings, as they are.")  # fmt: skip
+
+    @field_validator("connector", mode="before")
+    @classmethod
+    def _stringify(cls, value: object) -> object:
+        if isinstance(value, dict):
+            return {str(k): str(v) for k, v in value.items()}
+        return value
+
+    @field_validator("connector")
+    @classmethod
+    def _no_inline_secrets(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, setting in value.items():
+            if "password" in key.lower() and not setting.startswith("${"):
+                raise ValueError(f"{key}: passwords only as config-provider references")
+        return value
+
+
+JDBC_SINK = "io.debezium.connector.jdbc.JdbcSinkConnector"
+CONNECT_JSON = "org.apache.kafka.connect.json.JsonConverter"
+
+
+def load_sinks(directory: Path | None = None) -> dict[str, SinkDefinition]:
+    """Every sink definition in ``<connectors dir>/sinks``, by name (none: no sinks)."""
+    folder = (directory or get_settings().connectors_dir) / "sinks"
+    sinks: dict[str, SinkDefinition] = {}
+    for path in sorted(folder.glob("*.yaml")) if folder.is_dir() else ():
+        try:
+            sink = SinkDefinition(**yaml.safe_load(path.read_text()))
+        except (ValidationError, TypeError, yaml.YAMLError) as exc:
+            raise RegistryError(f"{path}: {exc}") from exc
+        if sink.name in sinks:
+            raise RegistryError(f"{path}: sink {sink.name!r} is defined twice")
+        sinks[sink.name] = sink
+    return sinks
+
+
+def loop_free(sink: SinkDefinition, definitions: Mapping[str, ConnectorDefinition]) -> None:
+    """``RegistryError`` when a source would capture what ``sink`` writes (its changes would come
+    back into the pipeline as the system's own)."""
+    for definition in definitions.values():
+        if definition.system == sink.system and sink.table in definition.tables:
+            raise RegistryError(f"sink {sink.name} writes {sink.table}, which the {sink.system} "
+                                "connector captures: its writes would come back as changes")  # fmt: skip
+
+
+def render_sink_config(
+    sink: SinkDefinition, definitions: Mapping[str, ConnectorDefinition], endpoint: Endpoint,
+    registry: TopicRegistry,
+) -> dict[str, str]:  # fmt: skip
+    """The Kafka Connect config of ``sink`` (Debezium's JDBC sink): upserts by the record key,
+    deletes on tombstones, the table as declared (never created or altered by the connector)."""
+    target = definitions.get(sink.system)
+    if target is None:
+        raise RegistryError(f"sink {sink.name}: no system {sink.system!r} in the definitions")
+    if target.connection.kind != "postgres":
+        raise RegistryError(f"sink {sink.name}: only PostgreSQL targets are supported")
+    loop_free(sink, definitions)
+    config = {
+        "connector.class": JDBC_SINK,
+        "tasks.max": "1",
+        "topics": registry[sink.topic].name,
+        "connection.url": f"jdbc:postgresql://{endpoint.hostname}:{endpoint.port}/"
+                          f"{target.connection.database}",
+        "connection.username": sink.user,
+        "connection.password": f"${{file:{endpoint.secrets_file}:{sink.password_secret}}}",
+        "insert.mode": "upsert",
+        "delete.enabled": "true",
+        "primary.key.mode": "record_key",
+        "schema.evolution": "none",
+        "collection.name.format": sink.table,
+        "key.converter": CONNECT_JSON,
+        "key.converter.schemas.enable": "true",
+        "value.converter": CONNECT_JSON,
+        "value.converter.schemas.enable": "true",
+    }  # fmt: skip
+    config.update(sink.connector)
+    return config

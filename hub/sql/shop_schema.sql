@@ -63,3 +63,17 @@ CREATE TABLE IF NOT EXISTS shop.order_line (
 
 -- Deleting a customer checks that no order refers to it: without this, a scan of every order.
 CREATE INDEX IF NOT EXISTS orders_customer_id ON shop.orders (customer_id);
+
+-- Written by the hub, read by the shop: what can be sold per article and channel group, kept
+-- current by the sink connector hub-shop-availability (connectors/sinks/) from
+-- hub.writeback.availability. Not captured: it is in no publication (connectors/shop.yaml).
+CREATE TABLE IF NOT EXISTS shop.channel_availability (
+    gtin            text,
+    group_name      text,
+    channel         text,
+    available       numeric(14,3) NOT NULL,
+    unit            text,
+    source_position text NOT NULL,
+    updated_at      timestamptz NOT NULL,
+    PRIMARY KEY (gtin, group_name)
+);

@@ -19,14 +19,22 @@ from rich.console import Console
 from rich.table import Table
 
 from hub.connect_client import ConnectClient, ConnectError
-from hub.connectors import ConnectorDefinition, Endpoint, load_definitions, render_config
+from hub.connectors import (
+    ConnectorDefinition,
+    Endpoint,
+    SinkDefinition,
+    load_definitions,
+    load_sinks,
+    render_config,
+    render_sink_config,
+)
 from hub.errors import StackError
 from hub.settings import HubSettings
 from hub.stack import demo, prereqs
 from hub.stack.kafka import ConnectWorker, KafkaNode, ensure_topics
 from hub.stack.mariadb import MariaDbSource
 from hub.stack.mariadb import connect as mariadb_connect
-from hub.stack.postgres import SourceDatabase, schema_sql
+from hub.stack.postgres import SourceDatabase, schema_sql, sink_secret
 from hub.stack.procs import Proc, wait_for
 from hub.stack.runtime import ensure_runtime
 from hub.stack.secrets import StackSecrets
@@ -112,13 +120,15 @@ class Stack:
         self.state_dir.chmod(0o755)  # the postgres OS user must reach its data dir
         self._state_file.write_text(json.dumps({"ports": asdict(self.ports)}, indent=2))
         definitions = load_definitions()
+        sinks = [sink for sink in load_sinks().values() if sink.system in self.sources]
 
         self._write_logins(definitions)
         for system, db in self.sources.items():
             label = f"{'PostgreSQL' if isinstance(db, SourceDatabase) else 'MariaDB'} {system}"
             with self._step(f"{label} on {db.host}:{db.port}", db.proc):
                 was = db.start()
-                db.provision(definitions[system], schema_sql(system))
+                into = [sink for sink in sinks if sink.system == system]
+                db.provision(definitions[system], schema_sql(system), into)
                 with self.open(system) as conn:
                     loaded = LOCAL_SOURCES[system].load_demo(conn)
                 note = "started" if was else "already running"
@@ -139,7 +149,7 @@ class Stack:
 
         self.secrets.write_connect_properties({
             d.connection.password_secret: f"{s}.cdc" for s, d in definitions.items() if s in self.sources
-        })  # fmt: skip
+        } | {sink.password_secret: sink_secret(sink) for sink in sinks})  # fmt: skip
         client = ConnectClient(self.connect.url)
         for system, definition in definitions.items():
             if system not in self.sources:
@@ -148,6 +158,11 @@ class Stack:
                 verdict = self.register(client, definition)
                 wait_running(client, definition.connector.name, timeout=120)
             self._done(f"connector {definition.connector.name}", f"{verdict}, RUNNING")
+        for sink in sinks:
+            with self._step(f"sink connector {sink.name}", self.connect.proc):
+                verdict = self.register_sink(client, sink, definitions)
+                wait_running(client, sink.name, timeout=120)
+            self._done(f"sink connector {sink.name}", f"{verdict}, RUNNING")
         self.console.print(f"[bold green]Stack up[/] in {time.monotonic() - started:.1f}s — "
                            f"state in {self.state_dir}")  # fmt: skip
 
@@ -186,6 +201,16 @@ class Stack:
         config = render_config(definition, endpoint_for(self.settings, definition), registry())
         validate(client, definition, config)
         return client.apply(definition.connector.name, config)
+
+    def register_sink(self, client: ConnectClient, sink: SinkDefinition,
+                      definitions: dict[str, ConnectorDefinition]) -> str:  # fmt: skip
+        """A sink connector, validated by Connect, applied idempotently."""
+        from hub.connector_ops import endpoint_for, validate_config
+
+        endpoint = endpoint_for(self.settings, definitions[sink.system])
+        config = render_sink_config(sink, definitions, endpoint, registry())
+        validate_config(client, sink.name, config)
+        return client.apply(sink.name, config)
 
     def _step(self, what: str, proc: Proc) -> _Step:
         return _Step(self.console, what, proc)

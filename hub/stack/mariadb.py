@@ -12,6 +12,7 @@ import pwd
 import shutil
 import signal
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -19,7 +20,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pymysql
 
-from hub.connectors import ConnectorDefinition
+from hub.connectors import ConnectorDefinition, SinkDefinition
 from hub.errors import StackError
 from hub.stack.procs import port_open, require_started
 from hub.stack.source import SourceServer
@@ -138,7 +139,8 @@ class MariaDbSource(SourceServer):
         if result.returncode != 0:
             raise StackError(f"MariaDB {self.system}: {result.stderr.strip()}")
 
-    def provision(self, definition: ConnectorDefinition, schema_sql: str) -> None:
+    def provision(self, definition: ConnectorDefinition, schema_sql: str,
+                  sinks: Sequence[SinkDefinition] = ()) -> None:  # fmt: skip
         """Database, logins, grants, schema; every step idempotent."""
         cdc = definition.connection.user
         app_password = self.secrets.password(f"{self.system}.app").get_secret_value()

@@ -7,6 +7,7 @@ import pwd
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import ClassVar
 import psycopg
 from psycopg import sql
 
-from hub.connectors import ConnectorDefinition
+from hub.connectors import ConnectorDefinition, SinkDefinition
 from hub.errors import StackError
 from hub.stack.prereqs import PG_BIN
 from hub.stack.procs import port_open, require_started
@@ -111,13 +112,16 @@ class SourceDatabase(SourceServer):
 
         return self.proc.stop(signal.SIGINT, timeout=30)
 
-    def provision(self, definition: ConnectorDefinition, schema_sql: str) -> None:
-        """Database, roles, schema, grants and publication; every step idempotent."""
+    def provision(self, definition: ConnectorDefinition, schema_sql: str,
+                  sinks: Sequence[SinkDefinition] = ()) -> None:  # fmt: skip
+        """Database, roles, schema, grants and publication; every step idempotent. ``sinks``
+        writing into this database get a login with write rights on their table only."""
         cdc_role = definition.connection.user
         with psycopg.connect(self.dsn(SUPERUSER, "postgres"), autocommit=True) as admin:
             for role, secret, attributes in (
                 (self.app_role, f"{self.system}.app", sql.SQL("LOGIN")),
                 (cdc_role, f"{self.system}.cdc", sql.SQL("LOGIN REPLICATION")),
+                *((sink.user, sink_secret(sink), sql.SQL("LOGIN")) for sink in sinks),
             ):
                 exists = admin.execute(
                     "SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)
@@ -148,6 +152,12 @@ class SourceDatabase(SourceServer):
                 )
                 app.execute(sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA {} TO {}").format(
                     sql.Identifier(schema), sql.Identifier(cdc_role)))  # fmt: skip
+            for sink in sinks:
+                schema, _, table = sink.table.partition(".")
+                app.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(
+                    sql.Identifier(schema), sql.Identifier(sink.user)))  # fmt: skip
+                app.execute(sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON {} TO {}").format(
+                    sql.Identifier(schema, table), sql.Identifier(sink.user)))  # fmt: skip
             tables = sql.SQL(", ").join(
                 sql.Identifier(*table.split(".", 1)) for table in definition.tables
             )
@@ -161,6 +171,11 @@ class SourceDatabase(SourceServer):
             )
             app.execute(statement.format(sql.Identifier(definition.publication), tables))
             app.commit()
+
+
+def sink_secret(sink: SinkDefinition) -> str:
+    """The local stack's name of a sink login's password."""
+    return f"{sink.system}.sink.{sink.user}"
 
 
 def schema_sql(system: str) -> str:

@@ -22,6 +22,7 @@ PROFILES: dict[str, str] = {
     "kafka": "kafka/lib",
     "debezium-postgres": "plugins/debezium-postgres",
     "debezium-mariadb": "plugins/debezium-mariadb",
+    "debezium-jdbc": "plugins/debezium-jdbc",
 }
 
 

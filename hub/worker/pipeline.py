@@ -37,6 +37,7 @@ from hub.core.availability import (
     feed_change,
     feed_record,
 )
+from hub.core.availability import TOPIC as FIGURES
 from hub.core.dlq import Provenance, StreamBreakers, dead_letter_headers
 from hub.core.engine import STEP, Engine, MemoryStore, Outcome, Store, SystemMappings
 from hub.core.golden import (
@@ -54,6 +55,7 @@ from hub.core.network import Network
 from hub.core.positions import Frontiers
 from hub.core.records import Output, Tombstone
 from hub.core.repair import REPAIRS_TOPIC, Repairer
+from hub.core.writeback import WRITEBACK, writeback_record
 from hub.customers import (
     erasure_salt,
     load_rules,
@@ -319,6 +321,8 @@ class Pipeline:
             )
         self.partitions = counts.pop()  # the most workers of the group active at once
         self.topic_names = {spec.id: spec.name for spec in reg.topics.values()}
+        # Where group figures are written back for the channels' databases (if declared).
+        self.writeback = self.topic_names.get(WRITEBACK)
         self.tasks: dict[int, Task] = {}
         self.committers = ThreadPoolExecutor(thread_name_prefix="hub-commit")
         self.disk = worker_disk(settings)  # where this process keeps its tasks' state databases
@@ -465,12 +469,22 @@ class Pipeline:
         another holder left half made, another worker group's, a new network file's."""
         outcome = task.stock.recompute(datetime.now(UTC), figures)
         for output in outcome.outputs:
-            task.producer.publish(self.topic_names[output.topic_id], output)
+            self._publish_stock(task, output)
         if outcome.outputs:  # else the state's note of the file goes with the next commit
             self.pending.setdefault(task.number, {})
             log.info("raw partition %d: %d availability records differed from the topic (network "
                      "version %d, %s): published again", task.number, len(outcome.outputs),
                      self.network.version, self.network.digest)  # fmt: skip
+
+    def _publish_stock(self, task: Task, output: Output) -> None:
+        """An output of the availability stage into ``task``'s open transaction; a group figure
+        also as its write-back row (``hub.core.writeback``), for the sinks of the channels'
+        databases, in the same transaction."""
+        task.producer.publish(self.topic_names[output.topic_id], output)
+        if output.topic_id == FIGURES and self.writeback is not None:
+            row = writeback_record(output)
+            if row is not None:
+                task.producer.send(self.writeback, row[0], row[1], [])
 
     def _heal_identity(self, task: Task) -> None:
         """The task that resolves customers, taken over with no identity state (a new worker
@@ -875,7 +889,7 @@ class Pipeline:
         self.handling = task
         applied = task.stock.apply_batch(changes, now)
         for output in applied.outputs:
-            task.producer.publish(self.topic_names[output.topic_id], output)
+            self._publish_stock(task, output)
         counts[(STOCK, "applied")] += len(applied.outputs)
         counts[(STOCK, "duplicate")] += applied.duplicates
         counts[(STOCK, "noop")] += applied.noops
