@@ -6,7 +6,7 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 import orjson
@@ -297,8 +297,6 @@ def bench(
 
 
 def _bench_identity(records: int, seed: int, out: Path, through_stack: bool) -> None:
-    from datetime import UTC, datetime
-
     from hub.bench.identity import first_load, markdown, measure
     from hub.customers import load_rules
     from hub.stack.manager import Stack
@@ -312,32 +310,24 @@ def _bench_identity(records: int, seed: int, out: Path, through_stack: bool) -> 
                         "golden customers…"):  # fmt: skip
             result["through_stack"] = first_load(Stack(settings, err), settings.bootstrap,
                                                  records, seed)  # fmt: skip
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%z")
-    folder = out / "identity"
-    folder.mkdir(parents=True, exist_ok=True)
-    text = markdown(result)
-    (folder / f"identity-{records}-{stamp}.json").write_bytes(
-        orjson.dumps(result, option=orjson.OPT_INDENT_2)
-    )
-    (folder / f"identity-{records}-{stamp}.md").write_text(text)
-    err.print(f"[green]✓[/] results in {folder}")
-    print(text)
+    _write_result(out / "identity", f"identity-{records}", result, markdown(result))
 
 
 def _bench_api(rate: int, http_rate: int, duration: float, seed: int, out: Path) -> None:
-    from datetime import UTC, datetime
-
     from hub.bench.api import markdown, measure
 
     result = measure(get_settings(), err, rate, http_rate, duration, seed)
+    _write_result(out / "api", f"api-{rate}", result, markdown(result))
+
+
+def _write_result(folder: Path, stem: str, result: dict[str, Any], text: str) -> None:
+    """A benchmark's result as JSON and Markdown in ``folder``, stamped; the Markdown printed."""
+    from datetime import UTC, datetime
+
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%z")
-    folder = out / "api"
     folder.mkdir(parents=True, exist_ok=True)
-    text = markdown(result)
-    (folder / f"api-{rate}-{stamp}.json").write_bytes(
-        orjson.dumps(result, option=orjson.OPT_INDENT_2)
-    )
-    (folder / f"api-{rate}-{stamp}.md").write_text(text)
+    (folder / f"{stem}-{stamp}.json").write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
+    (folder / f"{stem}-{stamp}.md").write_text(text)
     err.print(f"[green]✓[/] results in {folder}")
     print(text)
 

@@ -6,7 +6,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import orjson
 import yaml
@@ -20,6 +20,21 @@ from hub.settings import REPO_ROOT, get_settings
 from hub.topics import TopicRegistry, TopicSpec
 
 CONNECTORS_DIR = REPO_ROOT / "connectors"
+
+
+def _as_settings(value: object) -> object:
+    """Connector settings as Connect takes them: every key and value a string."""
+    if isinstance(value, dict):
+        return {str(k): str(v) for k, v in value.items()}
+    return value
+
+
+def _no_inline_passwords(value: dict[str, str]) -> dict[str, str]:
+    """Connector settings with no password written out: only config-provider references."""
+    for key, setting in value.items():
+        if "password" in key.lower() and not setting.startswith("${"):
+            raise ValueError(f"{key}: passwords only as config-provider references")
+    return value
 
 
 class ConnectorRef(BaseModel):
@@ -124,17 +139,12 @@ class ConnectorDefinition(BaseModel):
     @field_validator("debezium", mode="before")
     @classmethod
     def _stringify(cls, value: object) -> object:
-        if isinstance(value, dict):
-            return {str(k): str(v) for k, v in value.items()}
-        return value
+        return _as_settings(value)
 
     @field_validator("debezium")
     @classmethod
     def _no_inline_secrets(cls, value: dict[str, str]) -> dict[str, str]:
-        for key, setting in value.items():
-            if "password" in key.lower() and not setting.startswith("${"):
-                raise ValueError(f"{key}: passwords only as config-provider references")
-        return value
+        return _no_inline_passwords(value)
 
     def kafka_key(self, table: str, key: Mapping[str, Any], row: Mapping[str, Any] | None) -> bytes:
         """The Kafka key of a change of ``table``'s row ``row`` (None: deleted) whose primary key
@@ -180,6 +190,17 @@ def read_rule_file(path: Path, what: str, error: type[Exception]) -> Any:
         raise error(f"cannot read the {what} {path}: {exc}") from exc
 
 
+_Model = TypeVar("_Model", bound=BaseModel)
+
+
+def _read(path: Path, model: type[_Model]) -> _Model:
+    """The definition in ``path``; ``RegistryError`` naming the file when it is not one."""
+    try:
+        return model(**yaml.safe_load(path.read_text()))
+    except (ValidationError, TypeError, yaml.YAMLError) as exc:
+        raise RegistryError(f"{path}: {exc}") from exc
+
+
 def load_definitions(directory: Path | None = None) -> dict[str, ConnectorDefinition]:
     """All definitions, by system name: those in ``directory``, by default the settings'
     ``HUB_CONNECTORS_DIR``. Raises ``RegistryError`` naming the file at fault."""
@@ -190,10 +211,7 @@ def load_definitions(directory: Path | None = None) -> dict[str, ConnectorDefini
     for path in sorted(directory.glob("*.yaml")):
         if path.name in RULE_FILES:
             continue
-        try:
-            definition = ConnectorDefinition(**yaml.safe_load(path.read_text()))
-        except (ValidationError, TypeError, yaml.YAMLError) as exc:
-            raise RegistryError(f"{path}: {exc}") from exc
+        definition = _read(path, ConnectorDefinition)
         if definition.system in definitions:
             raise RegistryError(f"{path}: system {definition.system!r} is defined twice")
         definitions[definition.system] = definition
@@ -321,17 +339,12 @@ class SinkDefinition(BaseModel):
     @field_validator("connector", mode="before")
     @classmethod
     def _stringify(cls, value: object) -> object:
-        if isinstance(value, dict):
-            return {str(k): str(v) for k, v in value.items()}
-        return value
+        return _as_settings(value)
 
     @field_validator("connector")
     @classmethod
     def _no_inline_secrets(cls, value: dict[str, str]) -> dict[str, str]:
-        for key, setting in value.items():
-            if "password" in key.lower() and not setting.startswith("${"):
-                raise ValueError(f"{key}: passwords only as config-provider references")
-        return value
+        return _no_inline_passwords(value)
 
 
 JDBC_SINK = "io.debezium.connector.jdbc.JdbcSinkConnector"
@@ -343,10 +356,7 @@ def load_sinks(directory: Path | None = None) -> dict[str, SinkDefinition]:
     folder = (directory or get_settings().connectors_dir) / "sinks"
     sinks: dict[str, SinkDefinition] = {}
     for path in sorted(folder.glob("*.yaml")) if folder.is_dir() else ():
-        try:
-            sink = SinkDefinition(**yaml.safe_load(path.read_text()))
-        except (ValidationError, TypeError, yaml.YAMLError) as exc:
-            raise RegistryError(f"{path}: {exc}") from exc
+        sink = _read(path, SinkDefinition)
         if sink.name in sinks:
             raise RegistryError(f"{path}: sink {sink.name!r} is defined twice")
         sinks[sink.name] = sink

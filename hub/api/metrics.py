@@ -6,21 +6,20 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 REGISTRY = CollectorRegistry()
+DELAYS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)  # seconds
 
 # Source commit → append to the unified topic, per source system: the pipeline's freshness. Rising
 # p99: the worker is behind (see hub_api_worker_lag) or a connector polls slowly.
 COMMIT_TO_APPEND = Histogram(
     "hub_source_commit_to_append_seconds",
     "From a change's commit in its source to its unified record's append, by source system.",
-    ["source"], registry=REGISTRY,
-    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+    ["source"], registry=REGISTRY, buckets=DELAYS,
 )  # fmt: skip
 # Source commit → this API's read model: what a client of the API or the change stream sees.
 COMMIT_TO_READ = Histogram(
     "hub_api_commit_to_read_seconds",
     "From a change's commit in its source to the API's read model holding it, by source system.",
-    ["source"], registry=REGISTRY,
-    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+    ["source"], registry=REGISTRY, buckets=DELAYS,
 )  # fmt: skip
 # Raw records the worker group has not committed: rising means it cannot keep up (add workers).
 WORKER_LAG = Gauge(
