@@ -22,6 +22,7 @@ import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
 from hub.api import metrics
+from hub.connectors import load_definitions, shared_topics
 from hub.core.readmodel import ALERTS, TOPICS, ReadModel
 from hub.kafka_io import group_lag, header
 from hub.settings import HubSettings
@@ -49,7 +50,9 @@ class TopicReader:
         self.specs: dict[str, TopicSpec] = {topic: reg[topic] for topic in TOPICS}
         self.ids = {spec.name: topic for topic, spec in self.specs.items()}
         self.dlqs = [spec for spec in reg.topics.values() if spec.kind == "dlq"]
-        self.raw = [spec for spec in reg.topics.values() if spec.kind == "raw"]
+        # The raw topics whose progress the worker group's offsets show (not the reference ones:
+        # each worker reads those whole and keeps how far with its state).
+        self.raw = shared_topics(load_definitions(), reg)
         self.ready = threading.Event()
         self.ends: dict[tuple[str, int], int] = {}  # what must be read before ready
         self.remaining = -1  # partitions not read up to there yet (-1: not started)
