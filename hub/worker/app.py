@@ -30,7 +30,7 @@ from faust.worker import Worker
 from prometheus_client import generate_latest
 
 from hub.connect_client import ConnectClient, ConnectError
-from hub.connectors import load_definitions
+from hub.connectors import load_definitions, load_sinks
 from hub.core.availability import FEED
 from hub.core.repair import REPAIRS_TOPIC
 from hub.errors import StackError
@@ -84,7 +84,7 @@ def create_app(settings: HubSettings) -> faust.App:
 
     if settings.connector_watch_interval > 0:
         watch = ConnectClient(settings.connect, timeout=5, retries=2)
-        names = [d.connector.name for d in load_definitions().values()]
+        names = [d.connector.name for d in load_definitions().values()] + list(load_sinks())
 
         async def restart_failed_connectors() -> None:
             # Kafka Connect leaves a FAILED task failed (a source database that was down too
