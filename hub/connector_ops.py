@@ -7,6 +7,7 @@ existing cluster (``HUB_CONNECT_URL``) the secrets file is ``HUB_CONNECT_SECRETS
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 from rich.console import Console
@@ -15,6 +16,7 @@ from hub.connect_client import ConnectClient
 from hub.connectors import (
     ConnectorDefinition,
     Endpoint,
+    SinkDefinition,
     load_definitions,
     load_sinks,
     render_config,
@@ -90,6 +92,15 @@ def validate_config(client: ConnectClient, name: str, config: dict[str, str]) ->
         raise StackError(f"Kafka Connect rejects {name}:\n{listing}")
 
 
+def sink_config(
+    settings: HubSettings, sink: SinkDefinition, definitions: Mapping[str, ConnectorDefinition]
+) -> dict[str, str]:
+    """The Kafka Connect config of ``sink``, writing into its system's database where Connect
+    reaches it (``endpoint_for``)."""
+    endpoint = endpoint_for(settings, definitions[sink.system])
+    return render_sink_config(sink, definitions, endpoint, registry())
+
+
 def apply(
     settings: HubSettings, systems: tuple[str, ...], dry_run: bool, console: Console
 ) -> dict[str, str]:
@@ -107,28 +118,18 @@ def apply(
             f"defined: {', '.join(sorted(definitions))}"
             + (f"; sinks: {', '.join(sorted(sinks))}" if sinks else "")
         )
+    wanted = [
+        (definition.connector.name,
+         render_config(definition, endpoint_for(settings, definition), registry()))
+        for system, definition in definitions.items() if not systems or system in systems
+    ] + [
+        (name, sink_config(settings, sink, definitions))
+        for name, sink in sinks.items()
+        if not systems or name in systems or sink.system in systems
+    ]  # fmt: skip
     client = ConnectClient(settings.connect)
     verdicts: dict[str, str] = {}
-    for system, definition in definitions.items():
-        if systems and system not in systems:
-            continue
-        config = render_config(definition, endpoint_for(settings, definition), registry())
-        validate(client, definition, config)
-        name = definition.connector.name
-        if dry_run:
-            verdicts[name] = "valid"
-        else:
-            from hub.stack.manager import wait_running
-
-            verdicts[name] = client.apply(name, config)
-            with console.status(f"{name}: {verdicts[name]}, waiting until it runs…"):
-                wait_running(client, name, timeout=120)
-        console.print(f"[green]✓[/] {name}: {verdicts[name]}{'' if dry_run else ', RUNNING'}")
-    for name, sink in sinks.items():
-        if systems and name not in systems and sink.system not in systems:
-            continue
-        endpoint = endpoint_for(settings, definitions[sink.system])
-        config = render_sink_config(sink, definitions, endpoint, registry())
+    for name, config in wanted:
         validate_config(client, name, config)
         if dry_run:
             verdicts[name] = "valid"

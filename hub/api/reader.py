@@ -35,7 +35,7 @@ LAG_INTERVAL = 5.0
 
 def _seconds(text: Any) -> float | None:
     try:
-        return datetime.fromisoformat(str(text).replace("Z", "+00:00")).timestamp()
+        return datetime.fromisoformat(str(text)).timestamp()
     except ValueError:
         return None
 
@@ -118,7 +118,7 @@ class TopicReader:
     def _apply(self, messages: list[Any]) -> None:
         now = time.time()
         live = self.ready.is_set()
-        changed = False
+        changed = alerted = False
         with self.lock:
             for msg in messages:
                 if msg.error():
@@ -135,6 +135,7 @@ class TopicReader:
                 self.model.apply(topic, (msg.key() or b"").decode(), value, msg.partition() or 0,
                                  msg.offset() or 0)  # fmt: skip
                 changed = True
+                alerted = alerted or topic == ALERTS
                 if live and value and value.get("source_system"):
                     committed = _seconds(value.get("source_committed_at"))
                     appended = msg.timestamp()[1] / 1000
@@ -145,8 +146,8 @@ class TopicReader:
                         metrics.COMMIT_TO_READ.labels(value["source_system"]).observe(
                             max(0.0, now - committed)
                         )
-            metrics.ALERTS_FIRING.set(sum(1 for alert in self.model.values[ALERTS].values()
-                                          if alert.get("status") == "firing"))  # fmt: skip
+            if alerted:  # counted again only when an alert changed, not per batch
+                metrics.ALERTS_FIRING.set(len(self.model.alerts()["alerts"]))
         for reason, count in self.dead_letters.items():
             metrics.DEAD_LETTERS.labels(reason).set(count)
         if changed:

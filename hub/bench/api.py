@@ -94,7 +94,7 @@ class StreamProbe(threading.Thread):
             return
         committed = value.get("source_committed_at")
         if committed:
-            at = datetime.fromisoformat(str(committed).replace("Z", "+00:00")).timestamp()
+            at = datetime.fromisoformat(str(committed)).timestamp()
             self.delays.append((now - at) * 1000)
 
 

@@ -69,7 +69,7 @@ def writeback_record(output: Output) -> tuple[bytes, bytes | None] | None:
     if not isinstance(output, Document):  # the availability stage makes documents only
         return None
     figure: dict[str, Any] = output.content
-    committed = datetime.fromisoformat(str(figure["source_committed_at"]).replace("Z", "+00:00"))
+    committed = datetime.fromisoformat(str(figure["source_committed_at"]))
     row = {
         "gtin": article,
         "group_name": scope.removeprefix("group:"),

@@ -26,7 +26,6 @@ from hub.connectors import (
     load_definitions,
     load_sinks,
     render_config,
-    render_sink_config,
 )
 from hub.errors import StackError
 from hub.settings import HubSettings
@@ -205,10 +204,9 @@ class Stack:
     def register_sink(self, client: ConnectClient, sink: SinkDefinition,
                       definitions: dict[str, ConnectorDefinition]) -> str:  # fmt: skip
         """A sink connector, validated by Connect, applied idempotently."""
-        from hub.connector_ops import endpoint_for, validate_config
+        from hub.connector_ops import sink_config, validate_config
 
-        endpoint = endpoint_for(self.settings, definitions[sink.system])
-        config = render_sink_config(sink, definitions, endpoint, registry())
+        config = sink_config(self.settings, sink, definitions)
         validate_config(client, sink.name, config)
         return client.apply(sink.name, config)
 
